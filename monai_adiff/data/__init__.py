@@ -1,0 +1,23 @@
+# SPDX-License-Identifier: Apache-2.0
+"""Data: datalists of BraTS-style folders, slice tables, patient splits, the 2D slice dataset and demo data."""
+
+from .datalist import (
+    BRATS_MODALITIES,
+    load_cases,
+    read_datalist,
+    scan_brats_folder,
+    split_cases,
+    validate_items,
+    with_image_key,
+    write_datalist,
+)
+from .dataset import SELECTIONS, BrainSliceDataset
+from .errors import InputError
+from .io import check_case, check_volume, ras_axial, read_volume
+from .slices import build_slice_table, case_slice_table, summarize_slice_table, table_to_csv
+
+__all__ = [
+    "BRATS_MODALITIES", "SELECTIONS", "BrainSliceDataset", "InputError", "build_slice_table", "case_slice_table",
+    "check_case", "check_volume", "load_cases", "ras_axial", "read_datalist", "read_volume", "scan_brats_folder",
+    "split_cases", "summarize_slice_table", "table_to_csv", "validate_items", "with_image_key", "write_datalist",
+]

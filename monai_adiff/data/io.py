@@ -1,0 +1,122 @@
+# SPDX-License-Identifier: Apache-2.0
+"""Reading and checking NIfTI volumes.
+
+MONAI's ``LoadImage`` reads a file but does not tell a user *which* of their files is broken and *why* (a corrupt
+gzip surfaces as a reader-selection error, NaN voxels pass silently). These helpers read with nibabel and turn every
+problem the pipeline cannot work with into an :class:`~monai_adiff.data.errors.InputError` that names the file.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+
+import nibabel as nib
+import numpy as np
+
+from monai_adiff.data.errors import InputError
+
+__all__ = ["read_volume", "check_volume", "check_case", "ras_axial", "volume_header"]
+
+
+def volume_header(path: str | os.PathLike) -> nib.Nifti1Image:
+    """Open a NIfTI file lazily (header only), with a clear error when it cannot be opened."""
+    path = os.fspath(path)
+    if not os.path.exists(path):
+        raise InputError(path, "file does not exist")
+    if os.path.isdir(path):
+        raise InputError(path, "is a folder, expected a NIfTI file")
+    try:
+        img = nib.load(path)
+    except Exception as e:  # nibabel raises many types for truncated or non-NIfTI files
+        raise InputError(path, f"cannot be read as NIfTI ({type(e).__name__}: {e})") from e
+    if not isinstance(img, (nib.Nifti1Image, nib.Nifti2Image)):
+        raise InputError(path, f"is a {type(img).__name__}, expected a NIfTI image")
+    return img
+
+
+def _squeeze_to_3d(shape: Sequence[int], path: str) -> tuple[int, ...]:
+    shape = tuple(int(s) for s in shape)
+    # a trailing singleton 4th dimension (X, Y, Z, 1) is a 3D volume written by some tools
+    while len(shape) > 3 and shape[-1] == 1:
+        shape = shape[:-1]
+    if len(shape) != 3:
+        raise InputError(path, f"expected a 3D volume, got a {len(shape)}D image of shape {shape}")
+    return shape
+
+
+def read_volume(
+    path: str | os.PathLike, *, require_foreground: bool = True, dtype: np.dtype | type = np.float32
+) -> tuple[np.ndarray, np.ndarray]:
+    """Read a 3D NIfTI volume and check it.
+
+    Args:
+        path: the NIfTI file.
+        require_foreground: raise when every voxel is zero (images; segmentations may be empty).
+        dtype: dtype of the returned array.
+
+    Returns:
+        ``(array, affine)`` with the array in the file's voxel order (not reoriented).
+
+    Raises:
+        InputError: unreadable or corrupt file, not 3D, non-finite voxels, or an empty foreground.
+    """
+    path = os.fspath(path)
+    img = volume_header(path)
+    shape = _squeeze_to_3d(img.shape, path)
+    try:
+        data = np.asarray(img.dataobj, dtype=dtype).reshape(shape)
+    except Exception as e:  # truncated gzip streams fail only when the data is read
+        raise InputError(path, f"voxel data cannot be read ({type(e).__name__}: {e})") from e
+    check_volume(data, path, require_foreground=require_foreground)
+    return data, np.asarray(img.affine, dtype=np.float64)
+
+
+def check_volume(data: np.ndarray, path: str | os.PathLike | None, *, require_foreground: bool = True) -> None:
+    """Raise :class:`InputError` for non-finite voxels or (optionally) an all-zero volume."""
+    bad = ~np.isfinite(data)
+    if bad.any():
+        raise InputError(path, f"contains {int(bad.sum())} non-finite voxels (NaN/Inf)")
+    if require_foreground and not np.any(data != 0):
+        raise InputError(path, "has an empty foreground (every voxel is 0)")
+
+
+def check_case(item: dict, image_keys: Sequence[str], label_key: str | None = "label") -> None:
+    """Check one datalist item without keeping its data: every image readable, 3D, finite, non-empty, and every
+    image and the label on the same voxel grid.
+
+    Raises:
+        InputError: naming the first offending file.
+    """
+    ref_shape, ref_path = None, None
+    for key in image_keys:
+        if key not in item or item[key] in (None, ""):
+            where = item.get("case_dir") or item.get("case") or "datalist item"
+            raise InputError(where, f"missing modality '{key}'")
+        paths = item[key] if isinstance(item[key], (list, tuple)) else [item[key]]
+        for p in paths:
+            data, _ = read_volume(p, require_foreground=True)
+            if ref_shape is None:
+                ref_shape, ref_path = data.shape, p
+            elif data.shape != ref_shape:
+                raise InputError(p, f"shape {data.shape} does not match {ref_path} of shape {ref_shape}")
+    if label_key and item.get(label_key):
+        seg, _ = read_volume(item[label_key], require_foreground=False)
+        if ref_shape is not None and seg.shape != ref_shape:
+            raise InputError(
+                item[label_key], f"label shape {seg.shape} does not match image shape {ref_shape} ({ref_path})"
+            )
+
+
+def ras_axial(data: np.ndarray, affine: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Reorient a 3D array to RAS so that axial slices run along the last axis (index 0 = inferior).
+
+    Returns:
+        ``(array, affine)`` of the reoriented volume (a view where possible).
+    """
+    ornt = nib.orientations.io_orientation(affine)
+    target = nib.orientations.axcodes2ornt(("R", "A", "S"))
+    transform = nib.orientations.ornt_transform(ornt, target)
+    out = nib.orientations.apply_orientation(data, transform)
+    new_affine = affine @ nib.orientations.inv_ornt_aff(transform, data.shape)
+    return out, new_affine

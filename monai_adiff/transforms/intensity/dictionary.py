@@ -1,0 +1,59 @@
+# SPDX-License-Identifier: Apache-2.0
+"""Dictionary versions of :mod:`monai_adiff.transforms.intensity.array`."""
+
+from __future__ import annotations
+
+from collections.abc import Hashable, Mapping
+
+import torch
+from monai.config import DtypeLike, KeysCollection, NdarrayOrTensor
+from monai.transforms import MapTransform
+
+from monai_adiff.transforms.intensity.array import ScaleByPercentile, ScaleToSymmetricRange
+
+__all__ = [
+    "ScaleByPercentiled", "ScaleByPercentileD", "ScaleByPercentileDict",
+    "ScaleToSymmetricRanged", "ScaleToSymmetricRangeD", "ScaleToSymmetricRangeDict",
+]
+
+
+class ScaleByPercentiled(MapTransform):
+    """Dictionary version of :class:`ScaleByPercentile`."""
+
+    backend = ScaleByPercentile.backend
+
+    def __init__(
+        self, keys: KeysCollection, percentile: float = 99.0, clip: bool = False, nonzero: bool = True,
+        channel_wise: bool = True, dtype: DtypeLike = torch.float32, allow_missing_keys: bool = False,
+    ) -> None:
+        super().__init__(keys, allow_missing_keys)
+        self.scaler = ScaleByPercentile(percentile, clip, nonzero, channel_wise, dtype)
+
+    def __call__(self, data: Mapping[Hashable, NdarrayOrTensor]) -> dict[Hashable, NdarrayOrTensor]:
+        d = dict(data)
+        for key in self.key_iterator(d):
+            d[key] = self.scaler(d[key])
+        return d
+
+
+class ScaleToSymmetricRanged(MapTransform):
+    """Dictionary version of :class:`ScaleToSymmetricRange`."""
+
+    backend = ScaleToSymmetricRange.backend
+
+    def __init__(
+        self, keys: KeysCollection, mode: str = "global", vmin: float | None = None, vmax: float | None = None,
+        slice_axis: int = -1, eps: float = 1e-5, allow_missing_keys: bool = False,
+    ) -> None:
+        super().__init__(keys, allow_missing_keys)
+        self.scaler = ScaleToSymmetricRange(mode, vmin, vmax, slice_axis, eps)
+
+    def __call__(self, data: Mapping[Hashable, NdarrayOrTensor]) -> dict[Hashable, NdarrayOrTensor]:
+        d = dict(data)
+        for key in self.key_iterator(d):
+            d[key] = self.scaler(d[key])
+        return d
+
+
+ScaleByPercentileD = ScaleByPercentileDict = ScaleByPercentiled
+ScaleToSymmetricRangeD = ScaleToSymmetricRangeDict = ScaleToSymmetricRanged

@@ -1,0 +1,85 @@
+# SPDX-License-Identifier: Apache-2.0
+"""The volume preprocessing chain shared by training datasets, bundle inference and the CLI.
+
+One definition, so a model is always scored on slices prepared exactly as it was trained on. Bundle configs call
+:func:`volume_preprocessing` (``"$monai_adiff.transforms.volume_preprocessing(...)"``) and wrap it in ``Compose``, so
+``Invertd`` can undo its spatial steps.
+"""
+
+from __future__ import annotations
+
+from monai.transforms import AsDiscreted, LoadImaged, MapTransform, Orientationd, Resized
+
+from monai_adiff.transforms.intensity.dictionary import ScaleByPercentiled, ScaleToSymmetricRanged
+from monai_adiff.transforms.slices.dictionary import BrainMaskd, BrainSliceSelectiond, SliceLabeld
+from monai_adiff.transforms.utility.dictionary import CheckImaged
+
+__all__ = ["volume_preprocessing", "RAS_LABELS"]
+
+# explicit axis labels: MONAI 1.6 warns when Orientation's default is left implicit
+RAS_LABELS = (("L", "R"), ("P", "A"), ("I", "S"))
+
+
+def volume_preprocessing(
+    image_key: str = "image",
+    label_key: str = "label",
+    brain_key: str = "brain",
+    spatial_size: int | None = 128,
+    percentile: float = 99.0,
+    clip: bool = True,
+    range_mode: str = "global",
+    min_brain_fraction: float = 0.1,
+    num_channels: int | None = None,
+    load: bool = True,
+) -> list[MapTransform]:
+    """Dictionary transforms from NIfTI paths to a model-ready RAS volume with per-slice bookkeeping.
+
+    Steps: load (modalities as channels) -> check (3D, channel count, finite, non-empty, label on the image grid) ->
+    binarise the label (whole tumour, ``label > 0``) -> reorient to RAS (axial slices on the last axis) -> per-slice
+    brain selection and image-level labels (at the native resolution, so small lesions count) -> divide by the
+    foreground percentile (clipped or not) -> in-plane resize to ``spatial_size`` -> brain mask -> map to [-1, 1]
+    (``range_mode`` "global": fixed [0, 1] -> [-1, 1] after clipping, else per-volume min-max; "slice": per-slice
+    min-max as AnoFPDM).
+
+    The output dict holds ``image`` (C, H, W, S) in [-1, 1], ``label`` (1, H, W, S) when given, ``brain``
+    (1, H, W, S) bool, ``brain_slices`` (S,) bool, ``brain_area`` (S,), ``slice_label``/``tumour_area`` (S,) when a
+    label is given.
+
+    Args:
+        image_key: key of the image path(s); a list of paths loads as channels.
+        label_key: key of the optional segmentation path.
+        brain_key: output key of the brain mask.
+        spatial_size: in-plane size (H = W) of the model; ``None`` keeps the native grid.
+        percentile: foreground percentile of the intensity scaling.
+        clip: clip at that percentile (then intensities lie in [0, 1]).
+        range_mode: ``"global"`` or ``"slice"``, see :class:`~monai_adiff.transforms.ScaleToSymmetricRange`.
+        min_brain_fraction: see :class:`~monai_adiff.transforms.BrainSliceSelection`.
+        num_channels: expected channel count (number of modalities) for the input check.
+        load: start with ``LoadImaged`` (False when the dict already holds images, e.g. MONAI Label tensors).
+    """
+    keys = [image_key, label_key]
+    xforms: list[MapTransform] = []
+    if load:
+        xforms.append(LoadImaged(keys=keys, ensure_channel_first=True, image_only=True, allow_missing_keys=True))
+    fixed = range_mode == "global" and clip
+    xforms += [
+        CheckImaged(keys=image_key, label_key=label_key, spatial_dims=3, num_channels=num_channels),
+        AsDiscreted(keys=label_key, threshold=0.5, allow_missing_keys=True),
+        Orientationd(keys=keys, axcodes="RAS", labels=RAS_LABELS, allow_missing_keys=True),
+        BrainSliceSelectiond(keys=image_key, min_fraction=min_brain_fraction),
+        SliceLabeld(keys=label_key, allow_missing_keys=True),
+        ScaleByPercentiled(keys=image_key, percentile=percentile, clip=clip),
+    ]
+    if spatial_size is not None:
+        size = (int(spatial_size), int(spatial_size), -1)
+        xforms += [
+            Resized(keys=image_key, spatial_size=size, mode="trilinear", anti_aliasing=True),
+            Resized(keys=label_key, spatial_size=size, mode="nearest", allow_missing_keys=True),
+        ]
+    xforms += [
+        BrainMaskd(keys=image_key, output_key=brain_key),
+        ScaleToSymmetricRanged(
+            keys=image_key, mode=range_mode, vmin=0.0 if fixed else None, vmax=1.0 if fixed else None
+        ),
+    ]
+    return xforms
