@@ -18,7 +18,7 @@ from torch.utils.data import Dataset
 from tqdm import tqdm
 
 from monai_adiff.data.datalist import with_image_key
-from monai_adiff.data.errors import InputError
+from monai_adiff.data.errors import InputError, find_input_error
 
 __all__ = ["BrainSliceDataset", "SELECTIONS"]
 
@@ -79,9 +79,12 @@ class BrainSliceDataset(Dataset):
         for item in tqdm(items, desc="preparing slices", disable=not progress, leave=False):
             try:
                 d = volume_transform(dict(item))
-            except InputError as e:
-                self.errors.append(e)
-                logger.error("skipping case %s: %s", item.get("case"), e)
+            except Exception as e:  # a bad case is skipped with its reason; anything else is a bug
+                err = find_input_error(e)
+                if err is None:
+                    raise
+                self.errors.append(err)
+                logger.error("skipping case %s: %s", item.get("case"), err)
                 continue
             keep, table = self._select(d, item)
             self.table += table

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import os
 
-__all__ = ["InputError"]
+__all__ = ["InputError", "find_input_error"]
 
 
 class InputError(ValueError):
@@ -22,3 +22,18 @@ class InputError(ValueError):
         self.path = None if path is None else os.fspath(path)
         self.problem = problem
         super().__init__(f"{self.path}: {problem}" if self.path is not None else problem)
+
+
+def find_input_error(exc: BaseException) -> InputError | None:
+    """The :class:`InputError` behind ``exc``, if any.
+
+    MONAI's ``Compose`` re-raises every transform error as ``RuntimeError("applying transform ...")`` chained to the
+    original one; this walks the ``__cause__``/``__context__`` chain to recover the message that names the file.
+    """
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        if isinstance(exc, InputError):
+            return exc
+        seen.add(id(exc))
+        exc = exc.__cause__ or exc.__context__
+    return None
