@@ -1,0 +1,50 @@
+# SPDX-License-Identifier: Apache-2.0
+"""Metrics of the evaluation protocol (design section 6): pixel overlap and ranking scores over brain pixels,
+the best-Dice oracle, PRO, the volume-by-volume :class:`AnomalyEvaluation` accumulator and JSON/CSV reports."""
+
+from __future__ import annotations
+
+from monai_adiff.metrics.evaluation import ORACLE_KEYS, RANKING_KEYS, SETUPS, AnomalyEvaluation
+from monai_adiff.metrics.functional import (
+    auroc,
+    average_precision,
+    best_dice_threshold,
+    binary_clf_curve,
+    confusion_counts,
+    dice_score,
+    iou_score,
+    per_slice_scores,
+    precision_score,
+    pro_score,
+    ranking_metrics,
+    recall_score,
+    scores_from_counts,
+)
+from monai_adiff.metrics.handler import AnomalyMetricsHandler
+from monai_adiff.metrics.report import TABLE_COLUMNS, flatten_results, format_table, to_jsonable, write_report
+
+__all__ = [
+    "AnomalyEvaluation",
+    "AnomalyMetricsHandler",
+    "SETUPS",
+    "RANKING_KEYS",
+    "ORACLE_KEYS",
+    "auroc",
+    "average_precision",
+    "best_dice_threshold",
+    "binary_clf_curve",
+    "confusion_counts",
+    "dice_score",
+    "iou_score",
+    "per_slice_scores",
+    "precision_score",
+    "pro_score",
+    "ranking_metrics",
+    "recall_score",
+    "scores_from_counts",
+    "write_report",
+    "format_table",
+    "flatten_results",
+    "to_jsonable",
+    "TABLE_COLUMNS",
+]
