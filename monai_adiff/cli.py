@@ -2,6 +2,8 @@
 """The ``monai-adiff`` command line.
 
 Sub-commands:
+    demo        the whole workflow on built-in synthetic data (train a tiny SSS model, infer, evaluate)
+    infer       score NIfTI volumes with a bundle and a checkpoint: anomaly-map and mask NIfTI files
     make-data   write a synthetic BraTS-style demo dataset
     datalist    scan a BraTS-style folder, write a datalist JSON with its slice table, print per-case counts
 """
@@ -85,11 +87,106 @@ def _cmd_datalist(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from monai_adiff.demo import run_demo
+
+    run_demo(args.out, cases=args.cases, seed=args.seed, epochs=args.epochs)
+    return 0
+
+
+def _parse_set(pairs: Sequence[str]) -> dict:
+    """``key=value`` overrides; values are parsed as JSON when they can be (numbers, lists, true/false)."""
+    import json
+
+    out = {}
+    for pair in pairs:
+        if "=" not in pair:
+            raise SystemExit(f"--set expects key=value, got {pair!r}")
+        key, value = pair.split("=", 1)
+        try:
+            out[key] = json.loads(value)
+        except json.JSONDecodeError:
+            out[key] = value
+    return out
+
+
+def _cmd_infer(args: argparse.Namespace) -> int:
+    import json
+
+    from monai_adiff.bundle import find_bundle, run_bundle
+    from monai_adiff.data import BRATS_MODALITIES, InputError, scan_brats_folder, validate_items, with_image_key
+
+    bundle = find_bundle(args.bundle)
+    overrides = {}
+    if args.args_file:
+        with open(args.args_file) as f:
+            overrides.update(json.load(f))
+    overrides.update(_parse_set(args.set or []))
+    if "modalities" not in overrides:
+        with open(bundle / "configs" / "inference.json") as f:
+            overrides["modalities"] = json.load(f).get("modalities", ["flair"])
+    modalities = overrides["modalities"]
+    out = os.path.abspath(args.out)
+    items = []
+    for vol in args.volumes:
+        if os.path.isdir(vol):  # a BraTS-style case folder, or a folder of case folders
+            found, errors = scan_brats_folder(os.path.dirname(os.path.abspath(vol)) if _is_case(vol) else vol,
+                                              [m for m in BRATS_MODALITIES if m in modalities], validate=False)
+            for e in errors:
+                print(f"skipped: {e}", file=sys.stderr)
+            if _is_case(vol):
+                found = [it for it in found if it["case"] == os.path.basename(os.path.abspath(vol))]
+            items += with_image_key(found, modalities)
+        else:
+            if len(modalities) != 1:
+                raise InputError(vol, f"this bundle needs {len(modalities)} modalities {modalities}: give case folders")
+            name = os.path.basename(vol)
+            for ext in (".nii.gz", ".nii"):
+                name = name[: -len(ext)] if name.endswith(ext) else name
+            items.append({"case": name, "image": os.path.abspath(vol)})
+        for it in items:
+            srcs = it["image"] if isinstance(it["image"], list) else [it["image"]]
+            if any(os.path.dirname(os.path.abspath(p)) == out for p in srcs):
+                raise InputError(out, "output folder is an input folder; choose another one")
+    items = validate_items(items, ["image"], label_key=None)  # bad volumes are listed and skipped
+    overrides.update({"data": items, "output_dir": out, "ckpt_path": os.path.abspath(args.checkpoint),
+                      "save_overlay": not args.no_overlay})
+    if not os.path.isfile(overrides["ckpt_path"]):
+        raise InputError(overrides["ckpt_path"], "checkpoint file does not exist")
+    run_bundle(bundle, "inference", overrides, logging_file=None if args.verbose else False)
+    for it in items:
+        for suffix in ("anomaly_map", "anomaly_mask"):
+            print(os.path.join(out, f"{it['case']}_{suffix}.nii.gz"))
+    return 0
+
+
+def _is_case(path: str) -> bool:
+    name = os.path.basename(os.path.abspath(path))
+    return any(f.startswith(name + "_") and f.endswith((".nii", ".nii.gz")) for f in os.listdir(path))
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``monai-adiff``."""
     parser = argparse.ArgumentParser(prog="monai-adiff", description=__doc__.split("\n\n")[0])
     parser.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
     sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("demo", help="train, infer and evaluate a tiny SSS model on synthetic data (CPU, minutes)")
+    p.add_argument("--out", default="monai-adiff-demo", help="output folder (default ./monai-adiff-demo)")
+    p.add_argument("--cases", type=int, default=6, help="phantom cases (2 held out; default 6)")
+    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p.add_argument("--epochs", type=int, default=40, help="training epochs (default 40)")
+    p.set_defaults(func=_cmd_demo)
+
+    p = sub.add_parser("infer", help="score NIfTI volumes with a bundle: <case>_anomaly_map/_anomaly_mask.nii.gz")
+    p.add_argument("bundle", help="bundle folder or name (sss, anoddpm)")
+    p.add_argument("volumes", nargs="+", help="NIfTI volumes (one modality) or BraTS-style case folders")
+    p.add_argument("--checkpoint", required=True, help="model.pt written by the bundle's training")
+    p.add_argument("--out", required=True, help="output folder (must not be an input folder)")
+    p.add_argument("--args-file", help="JSON of config overrides (e.g. the demo's inference_args.json)")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="config override, repeatable")
+    p.add_argument("--no-overlay", action="store_true", help="do not write PNG overlays")
+    p.set_defaults(func=_cmd_infer)
 
     p = sub.add_parser("make-data", help="write a synthetic BraTS-style demo dataset")
     p.add_argument("--out", required=True, help="output folder (BraTS layout: <case>/<case>_<modality>.nii.gz)")
@@ -120,10 +217,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return args.func(args)
     except Exception as e:  # a clean one-line error for known bad input, a traceback for bugs
-        from monai_adiff.data.errors import InputError
+        from monai_adiff.data.errors import InputError, find_input_error
 
-        if isinstance(e, InputError):
-            print(f"error: {e}", file=sys.stderr)
+        err = e if isinstance(e, InputError) else find_input_error(e)
+        if err is not None:
+            print(f"error: {err}", file=sys.stderr)
             return 1
         raise
 

@@ -190,10 +190,11 @@ def split_cases(
 
     n_test, n_val = count(test_fraction), count(val_fraction)
     n_val = min(n_val, max(0, n - n_test - 1))
+    by_case = lambda part: sorted(part, key=lambda it: str(it.get("case", "")))  # noqa: E731
     return {
-        "test": ordered[:n_test],
-        "validation": ordered[n_test : n_test + n_val],
-        "training": ordered[n_test + n_val :],
+        "test": by_case(ordered[:n_test]),
+        "validation": by_case(ordered[n_test : n_test + n_val]),
+        "training": by_case(ordered[n_test + n_val :]),
     }
 
 
@@ -250,7 +251,9 @@ def load_cases(
     """The cases a bundle works on, from a datalist JSON or by scanning a BraTS-style folder.
 
     With ``datalist``: its ``training``/``validation``/``test`` sections are used as they are (or only ``section``).
-    Otherwise ``dataset_dir`` is scanned and split by patient with the given fractions and seed.
+    Otherwise ``dataset_dir`` is scanned and split by patient with the given fractions and seed (the split depends
+    only on the case ids and the seed, so training, inference and evaluation configs agree on it). With
+    ``validate``, the files of the returned sections are read and checked; bad cases are logged and dropped.
 
     Returns:
         ``{"training": [...], "validation": [...], "test": [...]}`` (absent sections are empty lists).
@@ -267,8 +270,13 @@ def load_cases(
         if validate:
             out = {k: validate_items(v, modalities) if v else v for k, v in out.items()}
     elif dataset_dir:
-        items, _ = scan_brats_folder(dataset_dir, modalities, validate=validate)
+        # the split only needs the file names; reading every volume is left to the sections actually used
+        items, _ = scan_brats_folder(dataset_dir, modalities, validate=False)
         out = split_cases(items, val_fraction, test_fraction, seed)
+        if section:
+            out = {section: out[section]}
+        if validate:
+            out = {k: validate_items(v, modalities) if v else v for k, v in out.items()}
     else:
         raise ValueError("give dataset_dir (a BraTS-style folder) or datalist (a JSON file)")
     for name in ("training", "validation", "test"):

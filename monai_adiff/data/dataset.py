@@ -42,7 +42,7 @@ class BrainSliceDataset(Dataset):
         transform: per-slice transform applied on every access (augmentation), gets and returns the slice dict.
         image_key, label_key, brain_key: keys of the volume chain's output.
         cache_dtype: dtype of the cached images (``"float16"`` halves the memory of large sets).
-        progress: show a progress bar while preparing the volumes.
+        progress: show a progress bar while preparing the volumes (``None``: only on a terminal).
 
     Each item is a dict: ``image`` (C, H, W) float32, ``brain`` (1, H, W) float32 0/1, ``label`` (1, H, W) float32
     0/1 (zeros when the case has no segmentation), ``slice_label`` (int64 scalar), ``case`` (str), ``slice`` (int,
@@ -61,7 +61,7 @@ class BrainSliceDataset(Dataset):
         label_key: str = "label",
         brain_key: str = "brain",
         cache_dtype: str | torch.dtype = "float32",
-        progress: bool = True,
+        progress: bool | None = None,
     ) -> None:
         if selection not in SELECTIONS:
             raise ValueError(f"selection must be one of {SELECTIONS}, got {selection!r}")
@@ -76,7 +76,7 @@ class BrainSliceDataset(Dataset):
         images, labels, brains, slice_labels, cases, indices = [], [], [], [], [], []
         self.errors: list[InputError] = []
         self.table: list[dict] = []  # every slice of every prepared case, selected or not
-        for item in tqdm(items, desc="preparing slices", disable=not progress, leave=False):
+        for item in tqdm(items, desc="preparing slices", disable=None if progress is None else not progress, leave=False):
             try:
                 d = volume_transform(dict(item))
             except Exception as e:  # a bad case is skipped with its reason; anything else is a bug

@@ -1,0 +1,126 @@
+# SPDX-License-Identifier: Apache-2.0
+"""DDPM maths that MONAI's schedulers do not expose per sample.
+
+``DDPMScheduler.step`` takes one scalar timestep for the whole batch and always draws *Gaussian* noise from its own
+generator; AnoDDPM's reverse process needs fresh *simplex* noise at every step (and DTU-Net Tsimplex), and AnoFPDM
+and single-step sampling need the one-step x0 prediction on its own. These functions reuse the scheduler's tensors
+(``betas``, ``alphas``, ``alphas_cumprod``) so a bundle's schedule is defined once, in its ``DDPMScheduler``; the
+forward process q(x_t | x0) is the scheduler's own ``add_noise`` (which accepts any noise).
+"""
+
+from __future__ import annotations
+
+import weakref
+
+import torch
+from monai.networks.schedulers import Scheduler
+
+__all__ = ["schedule_tables", "extract", "predict_x0", "predict_eps", "posterior_mean", "ddpm_reverse_step"]
+
+
+_TABLES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def schedule_tables(scheduler: Scheduler, device: torch.device | str | None = None) -> dict[str, torch.Tensor]:
+    """float64 ``betas``, ``alphas``, ``abar`` and ``abar_prev`` of a scheduler on ``device``, cached.
+
+    MONAI keeps the schedule in float32, whose cumulative product loses ~5e-4 relative precision in ``1 - abar`` near
+    t = 1; the step coefficients are computed from float64 tables instead (then cast to the data's dtype). The cache
+    keeps one copy per device so sampling loops never copy the schedule between host and device.
+    """
+    device = torch.device(device) if device is not None else scheduler.betas.device
+    per_sched = _TABLES.get(scheduler)
+    if per_sched is None or per_sched["_src"] is not scheduler.betas:
+        betas = scheduler.betas.detach().double().cpu()
+        alphas = 1.0 - betas
+        abar = torch.cumprod(alphas, 0)
+        base = {"betas": betas, "alphas": alphas, "abar": abar, "abar_prev": torch.cat([abar.new_ones(1), abar[:-1]])}
+        per_sched = {"_src": scheduler.betas, "cpu": base}
+        _TABLES[scheduler] = per_sched
+    key = str(device)
+    if key not in per_sched:
+        per_sched[key] = {k: v.to(device) for k, v in per_sched["cpu"].items()}
+    return per_sched[key]
+
+
+def extract(values: torch.Tensor, t: torch.Tensor | int, like: torch.Tensor) -> torch.Tensor:
+    """``values[t]`` shaped to broadcast against ``like`` (B, C, *spatial), on its device and in its dtype."""
+    t = torch.as_tensor(t, dtype=torch.long, device=values.device)
+    out = values[t].to(device=like.device, dtype=like.dtype if like.is_floating_point() else None)
+    if out.ndim == 0:
+        out = out.expand(like.shape[0])
+    return out.reshape(-1, *([1] * (like.ndim - 1)))
+
+
+def predict_x0(
+    scheduler: Scheduler, x_t: torch.Tensor, eps: torch.Tensor, t: torch.Tensor | int,
+    clip: tuple[float, float] | None = None,
+) -> torch.Tensor:
+    """One-step estimate of the clean image: ``x0 = (x_t - sqrt(1 - abar_t) eps) / sqrt(abar_t)``.
+
+    This is single-step sampling's whole reconstruction (Damudi & Kini 2024, Algorithm 1) and AnoFPDM's per-step
+    prediction; ``clip`` clamps the result (AnoDDPM clamps to [-1, 1]).
+    """
+    tab = schedule_tables(scheduler, x_t.device)
+    x0 = (x_t - extract((1.0 - tab["abar"]).sqrt(), t, x_t) * eps) / extract(tab["abar"].sqrt(), t, x_t)
+    return x0 if clip is None else x0.clamp(*clip)
+
+
+def predict_eps(scheduler: Scheduler, x_t: torch.Tensor, x0: torch.Tensor, t: torch.Tensor | int) -> torch.Tensor:
+    """The noise implied by ``x_t`` and a clean estimate ``x0`` (inverse of :func:`predict_x0`)."""
+    tab = schedule_tables(scheduler, x_t.device)
+    return (x_t - extract(tab["abar"].sqrt(), t, x_t) * x0) / extract((1.0 - tab["abar"]).sqrt(), t, x_t)
+
+
+def posterior_mean(scheduler: Scheduler, x0: torch.Tensor, x_t: torch.Tensor, t: torch.Tensor | int) -> torch.Tensor:
+    """Mean of q(x_{t-1} | x_t, x0) (Ho et al. 2020, eq. 7)."""
+    tab = schedule_tables(scheduler, x_t.device)
+    denom = 1.0 - tab["abar"]
+    coef_x0 = extract(tab["abar_prev"].sqrt() * tab["betas"] / denom, t, x_t)
+    coef_xt = extract(tab["alphas"].sqrt() * (1.0 - tab["abar_prev"]) / denom, t, x_t)
+    return coef_x0 * x0 + coef_xt * x_t
+
+
+def ddpm_reverse_step(
+    scheduler: Scheduler,
+    x_t: torch.Tensor,
+    eps: torch.Tensor,
+    t: torch.Tensor | int,
+    noise: torch.Tensor | None,
+    variance: str = "fixed_large",
+    clip: tuple[float, float] | None = (-1.0, 1.0),
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """One ancestral DDPM step ``x_t -> x_{t-1}`` with caller-supplied noise.
+
+    ``x_{t-1} = mu(x0_hat, x_t) + sigma_t * noise`` where ``x0_hat`` is the (clipped) one-step prediction, ``mu`` the
+    posterior mean and ``sigma_t^2`` is ``beta_t`` (``"fixed_large"``, AnoDDPM) or the posterior variance
+    ``beta_t (1 - abar_{t-1}) / (1 - abar_t)`` (``"fixed_small"``). No noise is added where ``t == 0``.
+
+    Args:
+        scheduler: a MONAI scheduler holding the schedule.
+        x_t: current sample (B, C, *spatial).
+        eps: the network's noise prediction at (x_t, t).
+        t: timestep(s), scalar or (B,).
+        noise: the noise to inject (simplex, Tsimplex or Gaussian), shaped like ``x_t``; ``None`` for none.
+        variance: ``"fixed_large"`` or ``"fixed_small"``.
+        clip: clamp range of the x0 prediction, or ``None``.
+
+    Returns:
+        ``(x_prev, x0_hat)``.
+    """
+    if variance not in ("fixed_large", "fixed_small"):
+        raise ValueError(f"variance must be 'fixed_large' or 'fixed_small', got {variance!r}")
+    x0 = predict_x0(scheduler, x_t, eps, t, clip)
+    mean = posterior_mean(scheduler, x0, x_t, t)
+    if noise is None:
+        return mean, x0
+    tab = schedule_tables(scheduler, x_t.device)
+    if variance == "fixed_large":
+        var = tab["betas"]
+    else:
+        var = tab["betas"] * (1.0 - tab["abar_prev"]) / (1.0 - tab["abar"])
+    sigma = extract(var.sqrt(), t, x_t)
+    t = torch.as_tensor(t, dtype=torch.long).to(x_t.device)
+    t_b = t.expand(x_t.shape[0]) if t.ndim == 0 else t
+    mask = (t_b > 0).to(x_t.dtype).reshape(-1, *([1] * (x_t.ndim - 1)))
+    return mean + mask * sigma * noise, x0

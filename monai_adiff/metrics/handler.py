@@ -1,0 +1,144 @@
+# SPDX-License-Identifier: Apache-2.0
+"""An Ignite handler that evaluates anomaly outputs volume by volume and writes the report.
+
+MONAI's metric handlers reduce one tensor metric per iteration; the protocol here needs brain masks, slice setups,
+several methods side by side (the method and the FLAIR-intensity baseline on the same volumes) and a JSON/CSV report,
+so the handler feeds :class:`~monai_adiff.metrics.AnomalyEvaluation` and writes through
+:func:`~monai_adiff.metrics.write_report`.
+"""
+
+from __future__ import annotations
+
+import logging
+import platform
+import time
+from collections.abc import Callable, Mapping, Sequence
+
+import torch
+from ignite.engine import Engine, Events
+
+from monai_adiff.metrics.evaluation import SETUPS, AnomalyEvaluation
+from monai_adiff.metrics.report import format_table, write_report
+
+__all__ = ["AnomalyMetricsHandler"]
+
+logger = logging.getLogger(__name__)
+
+
+def _slices_first(x: torch.Tensor) -> torch.Tensor:
+    """(C, H, W, S) -> (S, H, W) of channel 0; (C, H, W) -> (1, H, W)."""
+    x = torch.as_tensor(x).as_subclass(torch.Tensor).detach().cpu()
+    x = x[0]
+    return x.permute(2, 0, 1) if x.ndim == 3 else x[None]
+
+
+class AnomalyMetricsHandler:
+    """Collect every evaluated volume and write ``<name>.json``/``.csv`` when the evaluator completes.
+
+    Args:
+        output_dir: where the report goes.
+        method: name of the evaluated method in the report (e.g. ``"sss"``).
+        map_key, mask_key, score_key, label_pred_key: keys of the method's map (channel 0), mask, per-slice scores
+            and per-slice predicted labels in the post-processed output (missing keys are skipped).
+        baselines: extra maps computed from the preprocessed image, ``{name: inferer}``: each is called as
+            ``inferer(image[None], None)`` (e.g. ``IntensityInferer(channel=0)`` for the FLAIR baseline).
+        image_key, label_key, brain_key, case_key: keys of the data dict.
+        setups: setups to report.
+        name: report file stem.
+        print_table: print the table when done.
+    """
+
+    def __init__(
+        self,
+        output_dir: str,
+        method: str = "method",
+        map_key: str = "pred",
+        mask_key: str | None = "pred_mask",
+        score_key: str | None = "pred_score",
+        label_pred_key: str | None = "pred_label",
+        baselines: Mapping[str, Callable] | None = None,
+        image_key: str = "image",
+        label_key: str = "label",
+        brain_key: str = "brain",
+        case_key: str = "case",
+        setups: Sequence[str] = SETUPS,
+        name: str = "metrics",
+        print_table: bool = True,
+    ) -> None:
+        self.output_dir = output_dir
+        self.method = method
+        self.map_key, self.mask_key, self.score_key, self.label_pred_key = map_key, mask_key, score_key, label_pred_key
+        self.baselines = dict(baselines or {})
+        self.image_key, self.label_key, self.brain_key, self.case_key = image_key, label_key, brain_key, case_key
+        self.setups = tuple(setups)
+        self.name = name
+        self.print_table = print_table
+        self.results: dict | None = None
+        self.paths: dict | None = None
+        self._reset()
+
+    def _reset(self) -> None:
+        self.evaluations = {n: AnomalyEvaluation(self.setups) for n in (self.method, *self.baselines)}
+        self.seconds: list[float] = []
+        self.slices: list[int] = []
+        self._t0 = 0.0
+
+    def attach(self, engine: Engine) -> None:
+        engine.add_event_handler(Events.STARTED, lambda e: self._reset())
+        engine.add_event_handler(Events.ITERATION_STARTED, self._started)
+        engine.add_event_handler(Events.ITERATION_COMPLETED, self._iteration)
+        engine.add_event_handler(Events.COMPLETED, self._completed)
+
+    def _started(self, engine: Engine) -> None:
+        self._t0 = time.perf_counter()
+
+    def _items(self, engine: Engine) -> list[dict]:
+        batch, output = engine.state.batch, engine.state.output
+        if isinstance(output, dict):  # not decollated: one item per batch element
+            raise ValueError("AnomalyMetricsHandler needs a decollating evaluator (decollate=True, the default)")
+        batch = batch if isinstance(batch, list) else [{}] * len(output)
+        return [{**b, **o} for b, o in zip(batch, output)]
+
+    def _iteration(self, engine: Engine) -> None:
+        self.seconds.append(time.perf_counter() - self._t0)
+        for i, d in enumerate(self._items(engine)):
+            case = d.get(self.case_key) or f"case_{engine.state.iteration:04d}_{i}"
+            if self.label_key not in d:
+                raise KeyError(f"case {case}: no '{self.label_key}' to evaluate against")
+            target = _slices_first(d[self.label_key]) > 0
+            brain = _slices_first(d[self.brain_key]) > 0
+            self.slices.append(int(brain.flatten(1).any(1).sum()))
+
+            def opt(key, per_slice=False):
+                if not key or key not in d or d[key] is None:
+                    return None
+                v = torch.as_tensor(d[key]).as_subclass(torch.Tensor).detach().cpu()
+                return v.flatten() if per_slice else _slices_first(v)
+
+            self.evaluations[self.method].add_volume(
+                case, opt(self.map_key), opt(self.mask_key), target, brain,
+                slice_scores=opt(self.score_key, True), slice_labels_pred=opt(self.label_pred_key, True),
+            )
+            image = torch.as_tensor(d[self.image_key]).as_subclass(torch.Tensor)
+            for name, inferer in self.baselines.items():
+                amap = inferer(image[None], None)[0]
+                self.evaluations[name].add_volume(case, _slices_first(amap), None, target, brain)
+
+    def _completed(self, engine: Engine) -> None:
+        results = {n: ev.compute() for n, ev in self.evaluations.items()}
+        n = len(self.seconds)
+        results[self.method]["timing"] = {
+            "seconds_per_volume": sum(self.seconds) / n if n else None,
+            "seconds_per_brain_slice": sum(self.seconds) / max(1, sum(self.slices)) if n else None,
+            "volumes": n,
+            "device": torch.cuda.get_device_name() if torch.cuda.is_available() else platform.processor() or "cpu",
+            "note": "wall time per evaluator iteration: preprocessing excluded, inference and post-processing included",
+        }
+        self.results = results
+        self.paths = write_report(results, self.output_dir, self.name)
+        engine.state.anomaly_results = results
+        table = format_table(results, setups=self.setups)
+        if self.print_table:
+            print(table)
+            print(f"report: {self.paths['json']}")
+        logger.info("anomaly metrics written to %s", self.paths)

@@ -1,0 +1,173 @@
+# SPDX-License-Identifier: Apache-2.0
+"""The contract every bundle passes: metadata, the config keys MONAI tools and MONAI Label read, then train one tiny
+epoch, resume, infer NIfTI volumes and evaluate, on synthetic NIfTI through the ``monai.bundle`` API.
+
+A new bundle joins by being listed in ``monai_adiff.bundle.BUNDLES``.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pytest
+import torch
+from monai.bundle import ConfigWorkflow
+
+from monai_adiff.bundle import BUNDLES, bundle_config_files, cpu_overrides, find_bundle, run_bundle
+from monai_adiff.data import scan_brats_folder, write_datalist
+from monai_adiff.data.synthetic import make_demo_dataset
+
+SIZE = 32
+# tiny network and short schedules so a whole train/infer/evaluate cycle takes seconds on 2 CPU cores
+TINY = {
+    **cpu_overrides(spatial_size=SIZE, channels=(16, 32, 32)),
+    "batch_size": 8,
+    "num_workers": 0,
+    "ema_warmup_iters": 10,
+    "noise_level": 8,  # AnoDDPM's lambda, shortened for the test
+}
+
+
+def _semver(v: str) -> bool:
+    return re.fullmatch(r"\d+\.\d+\.\d+([a-z0-9.+-]*)?", v) is not None
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory) -> dict:
+    """Three phantom cases (one healthy, two with lesions) plus one test volume stored with permuted axes."""
+    root = tmp_path_factory.mktemp("phantoms")
+    make_demo_dataset(root / "data", cases=3, seed=3, shape=(40, 36, 20), lesion_fraction=0.67)
+    items, errors = scan_brats_folder(root / "data")
+    assert not errors
+    healthy = [it for it in items if not np.asarray(nib.load(it["label"]).dataobj).any()]
+    lesion = [it for it in items if it not in healthy]
+    # an odd-orientation copy of a lesion case: axes stored (z, x, y), so axial slices are not the last file axis
+    odd_dir = root / "odd" / "Odd_000"
+    odd_dir.mkdir(parents=True)
+    odd = {"case": "Odd_000"}
+    for key in ("flair", "t1", "t1ce", "t2", "label"):
+        img = nib.load(lesion[-1][key])
+        data = np.asarray(img.dataobj).transpose(2, 0, 1)
+        perm = np.eye(4)[[2, 0, 1, 3]].T  # voxel (k, i, j) -> old voxel (i, j, k)
+        affine = img.affine @ perm
+        name = "seg" if key == "label" else key
+        path = odd_dir / f"Odd_000_{name}.nii.gz"
+        nib.save(nib.Nifti1Image(data, affine), str(path))
+        odd[key] = str(path)
+    datalist = write_datalist(
+        root / "datalist.json",
+        {"training": healthy + lesion[:1], "validation": lesion[:1], "test": [lesion[-1], odd]},
+    )
+    return {"root": root, "datalist": datalist, "test": [lesion[-1], odd]}
+
+
+@pytest.fixture(scope="module")
+def trained(dataset, tmp_path_factory) -> dict:
+    """Each bundle trained for one epoch (then resumed for a second), keyed by bundle name."""
+    out = {}
+    for name in BUNDLES:
+        work = tmp_path_factory.mktemp(f"{name}_work")
+        common = {**TINY, "datalist": dataset["datalist"], "ckpt_dir": str(work / "models"),
+                  "output_dir": str(work / "eval")}
+        run_bundle(name, "training", {**common, "max_epochs": 1, "val_interval": 1}, logging_file=False)
+        first = sorted(p.name for p in (work / "models").iterdir())
+        run_bundle(name, "training", {**common, "max_epochs": 2, "val_interval": 1}, logging_file=False)
+        out[name] = {"work": work, "common": common, "first": first}
+    return out
+
+
+@pytest.mark.parametrize("name", BUNDLES)
+def test_bundle_files_and_metadata(name):
+    bundle = find_bundle(name)
+    for f in ("LICENSE", "docs/README.md", "configs/metadata.json", "configs/train.json", "configs/inference.json",
+              "configs/evaluate.json", "configs/multi_gpu_train.json", "configs/logging.conf"):
+        assert (bundle / f).is_file(), f"{name}: missing {f}"
+    meta = json.loads((bundle / "configs" / "metadata.json").read_text())
+    for key in ("schema", "version", "changelog", "monai_version", "pytorch_version", "numpy_version",
+                "required_packages_version", "task", "description", "authors", "copyright", "network_data_format"):
+        assert key in meta, f"{name}: metadata lacks {key}"
+    assert _semver(meta["version"]) and meta["version"] in meta["changelog"]
+    import monai
+
+    assert meta["monai_version"] == monai.__version__.split("+")[0]
+    assert meta["pytorch_version"] == torch.__version__.split("+")[0]
+    assert _semver(meta["numpy_version"])
+    for pkg in ("monai_adiff", "einops", "nibabel"):
+        assert _semver(meta["required_packages_version"][pkg]), pkg
+    fmt = meta["network_data_format"]
+    image = fmt["inputs"]["image"]
+    assert image["num_channels"] >= 1 and len(image["spatial_shape"]) == 2 and image["value_range"] == [-1, 1]
+    assert fmt["outputs"]["pred"]["channel_def"] == {"0": "background", "1": "anomaly"}
+    # JSON style of the model zoo: 4-space indent
+    for f in (bundle / "configs").glob("*.json"):
+        text = f.read_text()
+        assert json.dumps(json.loads(text), indent=4) == text.rstrip("\n"), f"{f} is not 4-space indented JSON"
+
+
+@pytest.mark.parametrize("name", BUNDLES)
+@pytest.mark.parametrize("workflow,kind", [("training", "train"), ("inference", "infer")])
+def test_bundle_properties(name, workflow, kind):
+    """The keys MONAI's TrainProperties/InferProperties require, and those MONAI Label reads."""
+    bundle = find_bundle(name)
+    wf = ConfigWorkflow(config_file=bundle_config_files(name, workflow),
+                        meta_file=str(bundle / "configs" / "metadata.json"), logging_file=False, workflow_type=kind)
+    assert wf.check_properties() == []
+    keys = ("network_def", "network", "run", "training", "train#dataset#data", "validate#evaluator", "val_interval") \
+        if kind == "train" else ("network_def", "preprocessing", "postprocessing", "inferer", "output_dir", "inference")
+    for key in keys:
+        assert key in wf.parser, f"{name}/{workflow}: missing {key}"
+
+
+@pytest.mark.parametrize("name", BUNDLES)
+def test_train_writes_resumable_checkpoints(name, trained):
+    work = trained[name]["work"]
+    assert "model.pt" in trained[name]["first"] and "checkpoint_epoch=1.pt" in trained[name]["first"]
+    ckpts = sorted(p.name for p in (work / "models").iterdir())
+    assert "checkpoint_epoch=2.pt" in ckpts and "checkpoint_epoch=1.pt" not in ckpts  # resumed, n_saved=1
+    state = torch.load(work / "models" / "checkpoint_epoch=2.pt", weights_only=True)
+    assert state["trainer"]["epoch"] == 2 and {"model", "ema", "optimizer"} <= set(state)
+    model = torch.load(work / "models" / "model.pt", weights_only=True)
+    assert set(model) == {"model"}
+
+
+@pytest.mark.parametrize("name", BUNDLES)
+def test_infer_writes_nifti_in_input_space(name, trained, dataset, tmp_path):
+    common = trained[name]["common"]
+    out = tmp_path / "pred"
+    run_bundle(name, "inference", {**common, "output_dir": str(out),
+                                   "ckpt_path": str(trained[name]["work"] / "models" / "model.pt")},
+               logging_file=False)
+    for item in dataset["test"]:
+        ref = nib.load(item["flair"])
+        for suffix, dtype in (("anomaly_map", np.float32), ("anomaly_mask", np.uint8)):
+            img = nib.load(out / f"{item['case']}_{suffix}.nii.gz")
+            assert img.shape == ref.shape, (suffix, img.shape, ref.shape)
+            np.testing.assert_allclose(img.affine, ref.affine, atol=1e-5)
+            data = np.asarray(img.dataobj)
+            assert data.dtype == dtype and np.isfinite(data).all()
+            if suffix == "anomaly_mask":
+                assert set(np.unique(data)) <= {0, 1}
+        assert (out / f"{item['case']}_overlay.png").is_file()
+    # outputs leave the inputs alone and no temporary files behind
+    assert not list(out.glob(".*"))
+
+
+@pytest.mark.parametrize("name", BUNDLES)
+def test_evaluate_writes_mixed_and_unhealthy(name, trained, tmp_path, capsys):
+    common = trained[name]["common"]
+    run_bundle(name, "evaluate", {**common, "output_dir": str(tmp_path),
+                                  "ckpt_path": str(trained[name]["work"] / "models" / "model.pt")},
+               logging_file=False)
+    report = json.loads((tmp_path / "metrics.json").read_text())
+    assert set(report) == {name, "flair_baseline"}
+    for setup in ("mixed", "unhealthy"):
+        assert report[name][setup]["n_slices"] > 0
+        assert report[name][setup]["auroc"] is not None
+        assert report["flair_baseline"][setup]["auprc"] is not None
+    assert report[name]["volume"]["n_volumes"] == 2
+    assert (tmp_path / "metrics.csv").is_file()
+    assert "flair_baseline" in capsys.readouterr().out
