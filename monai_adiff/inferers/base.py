@@ -2,9 +2,9 @@
 """The inferer contract every method follows.
 
 An anomaly inferer is a ``monai.inferers.Inferer``: ``inferer(inputs, network)`` returns a tensor shaped like the input
-image, channel 0 the anomaly map (>= 0, zero outside the brain), further channels method-specific and documented by
-each method. That one return type serves both callers: ``SupervisedEvaluator`` (which stores it as ``pred`` and runs
-post-processing transforms on it) and MONAI Label (which expects an image-shaped tensor). Python users who want the
+image, channel 0 the anomaly map (>= 0), further channels method-specific and documented by each method; every
+channel is zero outside the brain. That one return type serves both callers: ``SupervisedEvaluator`` (which stores it
+as ``pred`` and runs post-processing transforms on it) and MONAI Label (which expects an image-shaped tensor). Python users who want the
 structured result call :meth:`AnomalyInferer.predict`, which returns an :class:`AnomalyOutput`.
 
 2D methods score 3D volumes slice-wise: the axial slices of a (B, C, H, W, S) volume are gathered into batches of
@@ -143,7 +143,7 @@ class AnomalyInferer(Inferer):
             chunks = tqdm(chunks, desc=type(self).__name__, leave=False)
         for idx in chunks:
             out[idx] = self.score_slices(slices[idx], network, generator).float()
-        out[:, :1] *= brain  # the map is zero outside the brain
+        out *= brain  # every output channel is zero outside the brain
         if volume:
             out = out.reshape(b, s, self.out_channels, h, w).permute(0, 2, 3, 4, 1)
         if isinstance(inputs, MetaTensor):

@@ -43,6 +43,8 @@ class AnomalyMetricsHandler:
         baselines: extra maps computed from the preprocessed image, ``{name: inferer}``: each is called as
             ``inferer(image[None], None)`` (e.g. ``IntensityInferer(channel=0)`` for the FLAIR baseline).
         image_key, label_key, brain_key, case_key: keys of the data dict.
+        brain_slices_key: per-slice brain-slice flags (from ``BrainSliceSelectiond``); when present, only those
+            slices are evaluated (the "mixed" setup is all brain slices by the same rule as training).
         setups: setups to report.
         name: report file stem.
         print_table: print the table when done.
@@ -61,6 +63,7 @@ class AnomalyMetricsHandler:
         label_key: str = "label",
         brain_key: str = "brain",
         case_key: str = "case",
+        brain_slices_key: str = "brain_slices",
         setups: Sequence[str] = SETUPS,
         name: str = "metrics",
         print_table: bool = True,
@@ -70,6 +73,7 @@ class AnomalyMetricsHandler:
         self.map_key, self.mask_key, self.score_key, self.label_pred_key = map_key, mask_key, score_key, label_pred_key
         self.baselines = dict(baselines or {})
         self.image_key, self.label_key, self.brain_key, self.case_key = image_key, label_key, brain_key, case_key
+        self.brain_slices_key = brain_slices_key
         self.setups = tuple(setups)
         self.name = name
         self.print_table = print_table
@@ -107,6 +111,9 @@ class AnomalyMetricsHandler:
                 raise KeyError(f"case {case}: no '{self.label_key}' to evaluate against")
             target = _slices_first(d[self.label_key]) > 0
             brain = _slices_first(d[self.brain_key]) > 0
+            if self.brain_slices_key in d:  # evaluate the brain slices the method trains on (slice selection rule)
+                keep = torch.as_tensor(d[self.brain_slices_key]).as_subclass(torch.Tensor).bool().cpu().flatten()
+                brain = brain & keep[:, None, None]
             self.slices.append(int(brain.flatten(1).any(1).sum()))
 
             def opt(key, per_slice=False):
