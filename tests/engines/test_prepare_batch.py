@@ -64,8 +64,9 @@ class TestNoiseDiffusionPrepareBatch(unittest.TestCase):
         self.assertIs(t_used, kwargs["timesteps"])  # the very timesteps returned to the inferer
         self.assertEqual(kw["device"], torch.device("cpu"))
         self.assertEqual((kw["octaves"], kw["persistence"], kw["frequency"]), (4, persistence, 32.0))
-        expected = fn((3, 2, 32, 32), kwargs["timesteps"], seeds=seeds, octaves=4, persistence=persistence,
-                      frequency=32.0)
+        expected = fn(
+            (3, 2, 32, 32), kwargs["timesteps"], seeds=seeds, octaves=4, persistence=persistence, frequency=32.0
+        )
         torch.testing.assert_close(kwargs["noise"], expected, rtol=0, atol=0)
 
     def test_samples_get_different_noise(self):
@@ -96,15 +97,25 @@ class TestNoiseDiffusionPrepareBatch(unittest.TestCase):
     def test_trains_with_monai_engine(self):
         torch.manual_seed(0)
         net = DiffusionModelUNet(
-            spatial_dims=2, in_channels=1, out_channels=1, channels=(8, 8), attention_levels=(False, False),
-            num_res_blocks=1, norm_num_groups=8,
+            spatial_dims=2,
+            in_channels=1,
+            out_channels=1,
+            channels=(8, 8),
+            attention_levels=(False, False),
+            num_res_blocks=1,
+            norm_num_groups=8,
         )
         scheduler = DDPMScheduler(num_train_timesteps=1000)
         loader = [_batch(n=2, size=16) for _ in range(2)]
         trainer = SupervisedTrainer(
-            device=torch.device("cpu"), max_epochs=1, train_data_loader=loader, network=net,
-            optimizer=torch.optim.Adam(net.parameters(), 1e-4), loss_function=torch.nn.MSELoss(),
-            inferer=DiffusionInferer(scheduler), prepare_batch=NoiseDiffusionPrepareBatch(1000, noise_type="simplex"),
+            device=torch.device("cpu"),
+            max_epochs=1,
+            train_data_loader=loader,
+            network=net,
+            optimizer=torch.optim.Adam(net.parameters(), 1e-4),
+            loss_function=torch.nn.MSELoss(),
+            inferer=DiffusionInferer(scheduler),
+            prepare_batch=NoiseDiffusionPrepareBatch(1000, noise_type="simplex"),
         )
         trainer.run()
         self.assertTrue(torch.isfinite(torch.as_tensor(trainer.state.output[0]["loss"])))

@@ -29,8 +29,10 @@ def _timestep_range(timesteps: int | Sequence[int]) -> tuple[int, int]:
     """``t`` -> ``(t, t + 1)``; ``(low, high)`` -> itself (high exclusive)."""
     if isinstance(timesteps, (int, np.integer)) and not isinstance(timesteps, bool):
         return int(timesteps), int(timesteps) + 1
-    if isinstance(timesteps, Sequence) and len(timesteps) == 2 and all(
-        isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in timesteps
+    if (
+        isinstance(timesteps, Sequence)
+        and len(timesteps) == 2
+        and all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in timesteps)
     ):
         low, high = int(timesteps[0]), int(timesteps[1])
         if low < high:
@@ -102,6 +104,8 @@ class RandSimplexNoise(Randomizable, Transform):
             gen = torch.Generator(device=device).manual_seed(self.seed)
             noise = make_noise("gaussian", shape, generator=gen, device=device)
         else:
-            noise = make_noise(self.noise_type, shape, self.timestep, seeds=[self.seed], device=device, **self.noise_kwargs)
+            noise = make_noise(
+                self.noise_type, shape, self.timestep, seeds=[self.seed], device=device, **self.noise_kwargs
+            )
         out, *_ = convert_to_dst_type(noise[0], img, dtype=self.dtype)
         return out

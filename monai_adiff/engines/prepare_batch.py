@@ -1,0 +1,91 @@
+# SPDX-License-Identifier: Apache-2.0
+"""A ``DiffusionPrepareBatch`` that trains diffusion models on simplex, Tsimplex or Gaussian noise.
+
+MONAI's :class:`monai.engines.DiffusionPrepareBatch` draws the noise (``get_noise(images)``, Gaussian) *before* the
+timesteps, so noise that depends on the timestep cannot be expressed by overriding ``get_noise`` alone. AnoDDPM
+(simplex) and DTU-Net (Tsimplex) use the sample's own timestep as a noise coordinate, so here ``__call__`` draws the
+timesteps first and passes them to ``get_noise``. The return contract is MONAI's:
+``(images, target, (), {"noise", "timesteps"[, "condition"]})``, with the noise as target.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import torch
+from monai.engines import DiffusionPrepareBatch, default_prepare_batch
+
+from monai_adiff.noise import NOISE_TYPES, make_noise
+
+__all__ = ["NoiseDiffusionPrepareBatch"]
+
+_DEFAULT_PERSISTENCE = {"simplex": 0.8, "tsimplex": 0.9}
+
+
+class NoiseDiffusionPrepareBatch(DiffusionPrepareBatch):
+    """Prepare-batch for ``SupervisedTrainer`` + ``DiffusionInferer`` with the noise of AnoDDPM, DTU-Net or DDPM.
+
+    Each sample gets its own timestep (uniform in ``[0, num_train_timesteps)``) and its own noise field for that
+    timestep, made on the images' device (simplex seeds come from the device's global generator, so
+    ``monai.utils.set_determinism`` makes runs reproducible).
+
+    Args:
+        num_train_timesteps: number of diffusion steps of the scheduler.
+        condition_name: key of a conditioning tensor in the batch, passed on as ``"condition"``.
+        noise_type: ``"simplex"`` (AnoDDPM), ``"tsimplex"`` (DTU-Net) or ``"gaussian"`` (DDPM).
+        octaves: simplex octaves (papers: 6).
+        persistence: amplitude ratio between octaves; ``None`` takes the noise type's paper value (simplex 0.8,
+            Tsimplex 0.9).
+        frequency: wavelength of the first octave in pixels (papers: 64).
+    """
+
+    def __init__(
+        self,
+        num_train_timesteps: int,
+        condition_name: str | None = None,
+        noise_type: str = "simplex",
+        octaves: int = 6,
+        persistence: float | None = None,
+        frequency: float = 64.0,
+    ) -> None:
+        super().__init__(num_train_timesteps, condition_name)
+        kind = str(noise_type).lower()
+        if kind not in NOISE_TYPES:
+            raise ValueError(f"noise_type must be one of {NOISE_TYPES}, got {noise_type!r}")
+        if int(num_train_timesteps) < 1:
+            raise ValueError(f"num_train_timesteps must be positive, got {num_train_timesteps}")
+        self.noise_type = kind
+        self.noise_kwargs: dict[str, Any] = {}
+        if kind != "gaussian":
+            if persistence is None:
+                persistence = _DEFAULT_PERSISTENCE[kind]
+            self.noise_kwargs = {"octaves": octaves, "persistence": persistence, "frequency": frequency}
+
+    def get_noise(self, images: torch.Tensor, timesteps: torch.Tensor | None = None) -> torch.Tensor:
+        """Noise shaped like ``images`` on their device; the simplex types need the batch's ``timesteps``."""
+        if self.noise_type == "gaussian":
+            return torch.randn_like(images)
+        if timesteps is None:
+            raise ValueError(f"{self.noise_type} noise depends on the timesteps: call get_noise(images, timesteps)")
+        dtype = images.dtype if images.is_floating_point() else torch.float32
+        return make_noise(
+            self.noise_type, images.shape, timesteps, device=images.device, dtype=dtype, **self.noise_kwargs
+        )
+
+    def __call__(
+        self,
+        batchdata: dict[str, torch.Tensor],
+        device: str | torch.device | None = None,
+        non_blocking: bool = False,
+        **kwargs: Any,
+    ) -> tuple[torch.Tensor, torch.Tensor, tuple, dict]:
+        images, _ = default_prepare_batch(batchdata, device, non_blocking, **kwargs)
+        # timesteps first: the simplex noises are functions of each sample's timestep
+        timesteps = self.get_timesteps(images).to(device, non_blocking=non_blocking, **kwargs)
+        noise = self.get_noise(images, timesteps).to(device, non_blocking=non_blocking, **kwargs)
+        target = self.get_target(images, noise, timesteps).to(device, non_blocking=non_blocking, **kwargs)
+        infer_kwargs = {"noise": noise, "timesteps": timesteps}
+        if self.condition_name is not None and isinstance(batchdata, Mapping):
+            infer_kwargs["condition"] = batchdata[self.condition_name].to(device, non_blocking=non_blocking, **kwargs)
+        return images, target, (), infer_kwargs
