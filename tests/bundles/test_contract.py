@@ -138,8 +138,10 @@ def test_train_writes_resumable_checkpoints(name, trained):
     state = torch.load(latest, weights_only=True)  # the second run resumed from epoch 1 and stopped after epoch 2
     trainer = state["trainer"]  # Ignite's state: iteration counts every epoch, the resumed one included
     assert trainer["iteration"] == 2 * trainer["epoch_length"] and {"model", "ema", "optimizer"} <= set(state)
+    # model.pt holds the EMA weights as a bare state dict (what MONAI's CheckpointLoader and MONAI Label load)
     model = torch.load(work / "models" / "model.pt", weights_only=True)
-    assert set(model) == {"model"}
+    assert set(model) == set(state["ema"]) and "conv_in.conv.weight" in model
+    assert not torch.equal(model["conv_in.conv.weight"], state["model"]["conv_in.conv.weight"])  # EMA != online
 
 
 @pytest.mark.parametrize("name", BUNDLES)
@@ -179,3 +181,24 @@ def test_evaluate_writes_mixed_and_unhealthy(name, trained, tmp_path, capsys):
     assert report[name]["volume"]["n_volumes"] == 2
     assert (tmp_path / "metrics.csv").is_file()
     assert "flair_baseline" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("name", BUNDLES)
+def test_multi_gpu_config_under_torchrun(name, dataset, tmp_path):
+    """multi_gpu_train.json through torchrun with 2 CPU processes (gloo): DDP, distributed samplers, rank-0 handlers."""
+    import os
+    import subprocess
+    import sys
+
+    bundle = find_bundle(name)
+    args = {**TINY, "datalist": dataset["datalist"], "ckpt_dir": str(tmp_path / "m"), "output_dir": str(tmp_path / "e"),
+            "max_epochs": 1, "val_interval": 1, "bundle_root": str(bundle), "batch_size": 4}
+    (tmp_path / "args.json").write_text(json.dumps(args))
+    files = bundle_config_files(name, "multi_gpu_training")
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nnodes=1", "--nproc_per_node=2",
+           "-m", "monai.bundle", "run", "training", "--config_file", str(files), "--meta_file",
+           str(bundle / "configs" / "metadata.json"), "--logging_file", "False", "--args_file", str(tmp_path / "args.json")]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=240, env=env)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert (tmp_path / "m" / "model.pt").is_file() and (tmp_path / "m" / "checkpoint_epoch=1.pt").is_file()
