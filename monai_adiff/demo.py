@@ -23,7 +23,7 @@ __all__ = ["run_demo", "DEMO_NETWORK"]
 
 #: the demo's network and schedule: small enough for 2 CPU cores, the paper's SSS in every other respect
 DEMO_NETWORK = {
-    **cpu_overrides(spatial_size=64, channels=(32, 64, 64)),
+    **cpu_overrides(spatial_size=48, channels=(16, 32, 64)),
     "modalities": ["flair"],
 }
 
@@ -53,7 +53,7 @@ def run_demo(out: str | os.PathLike, cases: int = 6, seed: int = 0, epochs: int 
         "max_epochs": epochs,
         "batch_size": 32,
         "num_workers": 0,
-        "learning_rate": 2e-4,
+        "learning_rate": 1e-3,
         "ema_momentum": 0.02,
         "ema_momentum_warmup": 0.5,
         "ema_warmup_iters": 50,

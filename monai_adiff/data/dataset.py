@@ -103,8 +103,14 @@ class BrainSliceDataset(Dataset):
             idx = torch.nonzero(keep).flatten()
             indices.append(idx)
             cases += [str(item.get("case", ""))] * len(idx)
-        if not images:
+        if not images and items:
             raise InputError(None, f"no '{selection}' slice found in {len(items)} case(s) ({len(self.errors)} bad)")
+        if not images:  # no cases at all (e.g. an empty validation split): an empty dataset, not an error
+            self.images = torch.zeros(0, 1, 1, 1, dtype=dtype)
+            self.brains = self.labels = torch.zeros(0, 1, 1, 1, dtype=torch.bool)
+            self.slice_labels = self.slice_indices = torch.zeros(0, dtype=torch.long)
+            self.cases = []
+            return
         self.images = torch.cat(images)
         self.brains = torch.cat(brains)
         self.labels = torch.cat(labels)

@@ -125,3 +125,8 @@ def test_chain_output_matches_table(tiny_dataset):
     assert d["slice_label"].tolist() == [r["label"] for r in rows]
     assert d["brain_slices"].tolist() == [r["brain"] for r in rows]
     assert d["image"].shape == (1, 16, 16, 16) and d["brain"].dtype == torch.bool
+
+
+def test_dataset_empty_data_is_empty(tmp_path):
+    ds = _dataset([], "healthy")
+    assert len(ds) == 0 and ds.table == []

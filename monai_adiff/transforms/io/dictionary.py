@@ -91,6 +91,7 @@ class SaveOverlayd(MapTransform):
         output_dir: output folder.
         image_key, mask_key, label_key, score_key: keys of the image (channel 0 shown), predicted mask, ground truth
             and per-slice scores; missing ones are skipped.
+        brain_slices_key: per-slice brain flags; when present, only brain slices are candidates.
         num_slices: how many slices to show.
     """
 
@@ -103,6 +104,7 @@ class SaveOverlayd(MapTransform):
         label_key: str = "label",
         score_key: str = "pred_score",
         case_key: str = "case",
+        brain_slices_key: str = "brain_slices",
         num_slices: int = 3,
         allow_missing_keys: bool = False,
     ) -> None:
@@ -110,6 +112,7 @@ class SaveOverlayd(MapTransform):
         self.output_dir = output_dir
         self.image_key, self.mask_key, self.label_key, self.score_key = image_key, mask_key, label_key, score_key
         self.case_key = case_key
+        self.brain_slices_key = brain_slices_key
         self.num_slices = num_slices
 
     @staticmethod
@@ -124,13 +127,18 @@ class SaveOverlayd(MapTransform):
             if amap.ndim != 3:  # 2D predictions: nothing to choose slices from
                 continue
             mask, label = self._np(d.get(self.mask_key)), self._np(d.get(self.label_key))
+            scores = self._np(d.get(self.score_key))
+            if scores is None:
+                scores = amap.reshape(-1, amap.shape[-1]).max(0)
+            if self.brain_slices_key in d:  # show brain slices only, not the tips of the volume
+                scores = scores * self._np(d[self.brain_slices_key])
             save_overlay_png(
                 os.path.join(self.output_dir, f"{name}_overlay.png"),
                 self._np(d[self.image_key])[0],
                 amap,
                 None if mask is None else mask[0],
                 None if label is None else label[0],
-                self._np(d.get(self.score_key)),
+                scores,
                 self.num_slices,
                 title=name,
             )
