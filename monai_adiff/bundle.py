@@ -16,7 +16,7 @@ from typing import Any
 __all__ = ["BUNDLES", "find_bundle", "bundle_config_files", "run_bundle", "cpu_overrides"]
 
 #: the bundles this repository ships, by name
-BUNDLES = ("anoddpm", "sss")
+BUNDLES = ("anoddpm", "sss", "anofpdm")
 
 # which config files make up each workflow (later files override earlier ones)
 _WORKFLOWS = {
@@ -24,6 +24,7 @@ _WORKFLOWS = {
     "run": ("train.json",),
     "inference": ("inference.json",),
     "evaluate": ("inference.json", "evaluate.json"),
+    "calibrate": ("inference.json", "calibrate.json"),
     "multi_gpu_training": ("train.json", "multi_gpu_train.json"),
 }
 

@@ -66,6 +66,12 @@ def _cmd_datalist(args: argparse.Namespace) -> int:
     if args.summary:
         print(_format_summary(summary))
     if args.out:
+        if args.image_labels_only:  # weak supervision: per-slice labels instead of the segmentation
+            labels: dict[str, list[int]] = {}
+            for r in rows:
+                labels.setdefault(r["case"], []).append(int(r["label"] or 0))
+            items = [{**{k: v for k, v in it.items() if k != "label"}, "slice_labels": labels[it["case"]]}
+                     for it in items]
         sections = split_cases(items, args.val_fraction, args.test_fraction, args.seed)
         path = write_datalist(
             args.out,
@@ -206,6 +212,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--val-fraction", type=float, default=0.0, help="patients in the validation section")
     p.add_argument("--test-fraction", type=float, default=0.0, help="patients in the test section")
     p.add_argument("--seed", type=int, default=0, help="seed of the patient split")
+    p.add_argument("--image-labels-only", action="store_true",
+                   help="write per-slice image-level labels (slice_labels) instead of segmentation paths")
     p.set_defaults(func=_cmd_datalist)
     return parser
 

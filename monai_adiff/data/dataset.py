@@ -41,6 +41,8 @@ class BrainSliceDataset(Dataset):
         modalities: when given, ``image`` is made from these per-modality keys of each item (in order).
         transform: per-slice transform applied on every access (augmentation), gets and returns the slice dict.
         image_key, label_key, brain_key: keys of the volume chain's output.
+        slice_labels_key: datalist key of per-slice image-level labels (RAS axial order), used when a case has no
+            segmentation (weak supervision and AnoFPDM's label-free calibration need only these).
         cache_dtype: dtype of the cached images (``"float16"`` halves the memory of large sets).
         progress: show a progress bar while preparing the volumes (``None``: only on a terminal).
 
@@ -60,6 +62,7 @@ class BrainSliceDataset(Dataset):
         image_key: str = "image",
         label_key: str = "label",
         brain_key: str = "brain",
+        slice_labels_key: str = "slice_labels",
         cache_dtype: str | torch.dtype = "float32",
         progress: bool | None = None,
     ) -> None:
@@ -68,6 +71,7 @@ class BrainSliceDataset(Dataset):
         self.selection = selection
         self.transform = transform
         self.image_key, self.label_key, self.brain_key = image_key, label_key, brain_key
+        self.slice_labels_key = slice_labels_key
         if not callable(volume_transform):
             volume_transform = Compose(list(volume_transform))
         items = with_image_key(data, modalities, image_key) if modalities else list(data)
@@ -123,7 +127,16 @@ class BrainSliceDataset(Dataset):
             raise KeyError("the volume transform must add 'brain_slices' (BrainSliceSelectiond)")
         brain = torch.as_tensor(d["brain_slices"]).bool()
         has_label = "slice_label" in d
-        label = torch.as_tensor(d["slice_label"]).long() if has_label else torch.zeros_like(brain, dtype=torch.long)
+        if has_label:
+            label = torch.as_tensor(d["slice_label"]).long()
+        elif item.get(self.slice_labels_key) is not None:  # image-level labels only, no segmentation
+            label = torch.as_tensor(item[self.slice_labels_key]).long().flatten()
+            if label.shape != brain.shape:
+                raise InputError(item.get("case"), f"'{self.slice_labels_key}' has {label.numel()} entries for "
+                                 f"{brain.numel()} axial slices")
+            d["slice_label"], has_label = label, True
+        else:
+            label = torch.zeros_like(brain, dtype=torch.long)
         keep = {
             "healthy": brain & (label == 0),
             "unhealthy": brain & (label == 1),

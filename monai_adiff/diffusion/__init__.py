@@ -1,6 +1,6 @@
 # SPDX-License-Identifier: Apache-2.0
 """Diffusion maths MONAI's schedulers lack (per-sample timesteps, caller-supplied noise, one-step predictions)."""
 
-from .ddpm import ddpm_reverse_step, extract, posterior_mean, predict_eps, predict_x0
+from .ddpm import ddim_invert_step, ddpm_reverse_step, extract, posterior_mean, predict_eps, predict_x0
 
-__all__ = ["ddpm_reverse_step", "extract", "posterior_mean", "predict_eps", "predict_x0"]
+__all__ = ["ddim_invert_step", "ddpm_reverse_step", "extract", "posterior_mean", "predict_eps", "predict_x0"]

@@ -15,7 +15,7 @@ import weakref
 import torch
 from monai.networks.schedulers import Scheduler
 
-__all__ = ["schedule_tables", "extract", "predict_x0", "predict_eps", "posterior_mean", "ddpm_reverse_step"]
+__all__ = ["schedule_tables", "extract", "ddim_invert_step", "predict_x0", "predict_eps", "posterior_mean", "ddpm_reverse_step"]
 
 
 _TABLES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
@@ -124,3 +124,24 @@ def ddpm_reverse_step(
     t_b = t.expand(x_t.shape[0]) if t.ndim == 0 else t
     mask = (t_b > 0).to(x_t.dtype).reshape(-1, *([1] * (x_t.ndim - 1)))
     return mean + mask * sigma * noise, x0
+
+
+def ddim_invert_step(
+    scheduler: Scheduler,
+    x_t: torch.Tensor,
+    eps: torch.Tensor,
+    t: torch.Tensor | int,
+    t_next: torch.Tensor | int,
+    clip: tuple[float, float] | None = (-1.0, 1.0),
+) -> torch.Tensor:
+    """Deterministic DDIM encoding ``x_t -> x_{t_next}`` (t_next > t; eta = 0; AnoFPDM eq. 4).
+
+    ``x_{t_next} = sqrt(abar_{t_next}) x0 + sqrt(1 - abar_{t_next}) eps_hat`` with ``x0`` the (clipped) one-step
+    prediction at t and ``eps_hat = (x_t - sqrt(abar_t) x0) / sqrt(1 - abar_t)`` the noise it implies. MONAI's
+    ``DDIMScheduler.reversed_step`` needs a ``DDIMScheduler`` and its ``set_timesteps`` grid; this works on any
+    scheduler's training schedule with any (strided) pair of steps.
+    """
+    x0 = predict_x0(scheduler, x_t, eps, t, clip)
+    eps_hat = predict_eps(scheduler, x_t, x0, t) if clip is not None else eps
+    tab = schedule_tables(scheduler, x_t.device)
+    return extract(tab["abar"].sqrt(), t_next, x_t) * x0 + extract((1.0 - tab["abar"]).sqrt(), t_next, x_t) * eps_hat

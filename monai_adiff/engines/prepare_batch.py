@@ -18,7 +18,7 @@ from monai.engines import DiffusionPrepareBatch, default_prepare_batch
 
 from monai_adiff.noise import NOISE_TYPES, make_noise
 
-__all__ = ["NoiseDiffusionPrepareBatch"]
+__all__ = ["NoiseDiffusionPrepareBatch", "ClassDropoutPrepareBatch"]
 
 _DEFAULT_PERSISTENCE = {"simplex": 0.8, "tsimplex": 0.9}
 
@@ -89,3 +89,51 @@ class NoiseDiffusionPrepareBatch(DiffusionPrepareBatch):
         if self.condition_name is not None and isinstance(batchdata, Mapping):
             infer_kwargs["condition"] = batchdata[self.condition_name].to(device, non_blocking=non_blocking, **kwargs)
         return images, target, (), infer_kwargs
+
+
+class ClassDropoutPrepareBatch(NoiseDiffusionPrepareBatch):
+    """Prepare-batch for classifier-free guidance training (Ho & Salimans 2021): each sample's class label is
+    replaced by the null class with probability ``drop_prob``, so one network learns both the conditional and the
+    unconditional noise predictor (AnoFPDM: labels 0 healthy, 1 unhealthy, 2 null; dropout 0.1).
+
+    The (possibly dropped) labels are passed on as ``"condition"``; pair with
+    :class:`~monai_adiff.inferers.ConditionalDiffusionInferer`, which hands them to the network as ``class_labels``
+    (MONAI's ``DiffusionInferer`` only knows cross-attention/concat conditioning).
+
+    Args:
+        num_train_timesteps: number of diffusion steps of the scheduler.
+        label_key: key of the per-sample integer class label in the batch (``slice_label`` of the slice dataset).
+        null_label: index of the null class (``num_class_embeds - 1``).
+        drop_prob: probability of replacing a label by the null class.
+        noise_type, octaves, persistence, frequency: as :class:`NoiseDiffusionPrepareBatch` (AnoFPDM: Gaussian).
+    """
+
+    def __init__(
+        self,
+        num_train_timesteps: int,
+        label_key: str = "slice_label",
+        null_label: int = 2,
+        drop_prob: float = 0.1,
+        noise_type: str = "gaussian",
+        octaves: int = 6,
+        persistence: float | None = None,
+        frequency: float = 64.0,
+    ) -> None:
+        super().__init__(num_train_timesteps, label_key, noise_type, octaves, persistence, frequency)
+        if not 0.0 <= drop_prob <= 1.0:
+            raise ValueError(f"drop_prob must be in [0, 1], got {drop_prob}")
+        self.null_label = int(null_label)
+        self.drop_prob = float(drop_prob)
+
+    def __call__(
+        self,
+        batchdata: dict[str, torch.Tensor],
+        device: str | torch.device | None = None,
+        non_blocking: bool = False,
+        **kwargs: Any,
+    ) -> tuple[torch.Tensor, torch.Tensor, tuple, dict]:
+        images, target, args, infer_kwargs = super().__call__(batchdata, device, non_blocking, **kwargs)
+        labels = torch.as_tensor(infer_kwargs["condition"]).long().reshape(-1)
+        drop = torch.rand(labels.shape, device=labels.device) < self.drop_prob
+        infer_kwargs["condition"] = torch.where(drop, torch.full_like(labels, self.null_label), labels)
+        return images, target, args, infer_kwargs

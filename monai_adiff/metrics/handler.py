@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import platform
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 import torch
 from ignite.engine import Engine, Events
@@ -40,9 +40,10 @@ class AnomalyMetricsHandler:
         method: name of the evaluated method in the report (e.g. ``"sss"``).
         map_key, mask_key, score_key, label_pred_key: keys of the method's map (channel 0), mask, per-slice scores
             and per-slice predicted labels in the post-processed output (missing keys are skipped).
-        baselines: extra maps computed from the preprocessed image, ``{name: inferer}``: each is called as
-            ``inferer(image[None], None)`` (e.g. ``IntensityInferer(channel=0)`` for the FLAIR baseline).
-        image_key, label_key, brain_key, case_key: keys of the data dict.
+        baselines: reference maps evaluated beside the method on the same volumes, ``{name: data key}``; channel 0 of
+            the key is the map (e.g. ``{"flair_baseline": "flair_intensity"}`` with
+            ``volume_preprocessing(baseline_key="flair_intensity")``: the FLAIR-intensity baseline).
+        label_key, brain_key, case_key: keys of the data dict.
         brain_slices_key: per-slice brain-slice flags (from ``BrainSliceSelectiond``); when present, only those
             slices are evaluated (the "mixed" setup is all brain slices by the same rule as training).
         setups: setups to report.
@@ -58,8 +59,7 @@ class AnomalyMetricsHandler:
         mask_key: str | None = "pred_mask",
         score_key: str | None = "pred_score",
         label_pred_key: str | None = "pred_label",
-        baselines: Mapping[str, Callable] | None = None,
-        image_key: str = "image",
+        baselines: Mapping[str, str] | None = None,
         label_key: str = "label",
         brain_key: str = "brain",
         case_key: str = "case",
@@ -72,7 +72,7 @@ class AnomalyMetricsHandler:
         self.method = method
         self.map_key, self.mask_key, self.score_key, self.label_pred_key = map_key, mask_key, score_key, label_pred_key
         self.baselines = dict(baselines or {})
-        self.image_key, self.label_key, self.brain_key, self.case_key = image_key, label_key, brain_key, case_key
+        self.label_key, self.brain_key, self.case_key = label_key, brain_key, case_key
         self.brain_slices_key = brain_slices_key
         self.setups = tuple(setups)
         self.name = name
@@ -126,10 +126,12 @@ class AnomalyMetricsHandler:
                 case, opt(self.map_key), opt(self.mask_key), target, brain,
                 slice_scores=opt(self.score_key, True), slice_labels_pred=opt(self.label_pred_key, True),
             )
-            image = torch.as_tensor(d[self.image_key]).as_subclass(torch.Tensor)
-            for name, inferer in self.baselines.items():
-                amap = inferer(image[None], None)[0]
-                self.evaluations[name].add_volume(case, _slices_first(amap), None, target, brain)
+            for name, key in self.baselines.items():
+                if key not in d:
+                    raise KeyError(f"case {case}: baseline '{name}' needs '{key}' in the data (baseline_key of the "
+                                   "volume preprocessing)")
+                amap = _slices_first(d[key]) * brain  # the baseline, like every map, counts inside the brain
+                self.evaluations[name].add_volume(case, amap, None, target, brain)
 
     def _completed(self, engine: Engine) -> None:
         results = {n: ev.compute() for n, ev in self.evaluations.items()}

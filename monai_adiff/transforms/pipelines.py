@@ -8,7 +8,7 @@ One definition, so a model is always scored on slices prepared exactly as it was
 
 from __future__ import annotations
 
-from monai.transforms import AsDiscreted, LoadImaged, MapTransform, Orientationd, Resized
+from monai.transforms import AsDiscreted, CopyItemsd, LoadImaged, MapTransform, Orientationd, Resized
 
 from monai_adiff.transforms.intensity.dictionary import ScaleByPercentiled, ScaleToSymmetricRanged
 from monai_adiff.transforms.slices.dictionary import BrainMaskd, BrainSliceSelectiond, SliceLabeld
@@ -31,6 +31,7 @@ def volume_preprocessing(
     min_brain_fraction: float = 0.1,
     num_channels: int | None = None,
     load: bool = True,
+    baseline_key: str | None = None,
 ) -> list[MapTransform]:
     """Dictionary transforms from NIfTI paths to a model-ready RAS volume with per-slice bookkeeping.
 
@@ -56,6 +57,9 @@ def volume_preprocessing(
         min_brain_fraction: see :class:`~monai_adiff.transforms.BrainSliceSelection`.
         num_channels: expected channel count (number of modalities) for the input check.
         load: start with ``LoadImaged`` (False when the dict already holds images, e.g. MONAI Label tensors).
+        baseline_key: also write the intensity baseline of the evaluation protocol under this key: every channel
+            divided by its 99th foreground percentile *with* clipping, in [0, 1], resized like the image, whatever
+            the method's own scaling (so every bundle is compared with the same FLAIR-intensity baseline).
     """
     keys = [image_key, label_key]
     xforms: list[MapTransform] = []
@@ -68,12 +72,18 @@ def volume_preprocessing(
         Orientationd(keys=keys, axcodes="RAS", labels=RAS_LABELS, allow_missing_keys=True),
         BrainSliceSelectiond(keys=image_key, min_fraction=min_brain_fraction),
         SliceLabeld(keys=label_key, allow_missing_keys=True),
-        ScaleByPercentiled(keys=image_key, percentile=percentile, clip=clip),
     ]
+    if baseline_key:
+        xforms += [
+            CopyItemsd(keys=image_key, times=1, names=baseline_key),
+            ScaleByPercentiled(keys=baseline_key, percentile=99.0, clip=True),
+        ]
+    xforms.append(ScaleByPercentiled(keys=image_key, percentile=percentile, clip=clip))
     if spatial_size is not None:
         size = (int(spatial_size), int(spatial_size), -1)
         xforms += [
-            Resized(keys=image_key, spatial_size=size, mode="trilinear", anti_aliasing=True),
+            Resized(keys=[image_key, *([baseline_key] if baseline_key else [])], spatial_size=size, mode="trilinear",
+                    anti_aliasing=True),
             Resized(keys=label_key, spatial_size=size, mode="nearest", allow_missing_keys=True),
         ]
     xforms += [

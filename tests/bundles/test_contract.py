@@ -18,7 +18,7 @@ import torch
 from monai.bundle import ConfigWorkflow
 
 from monai_adiff.bundle import BUNDLES, bundle_config_files, cpu_overrides, find_bundle, run_bundle
-from monai_adiff.data import scan_brats_folder, write_datalist
+from monai_adiff.data import case_slice_table, scan_brats_folder, write_datalist
 from monai_adiff.engines import latest_checkpoint
 from monai_adiff.data.synthetic import make_demo_dataset
 
@@ -30,6 +30,7 @@ TINY = {
     "num_workers": 0,
     "ema_warmup_iters": 10,
     "noise_level": 8,  # AnoDDPM's lambda, shortened for the test
+    "num_steps": 6,  # AnoFPDM's forward sweep, shortened for the test
 }
 
 
@@ -59,11 +60,14 @@ def dataset(tmp_path_factory) -> dict:
         path = odd_dir / f"Odd_000_{name}.nii.gz"
         nib.save(nib.Nifti1Image(data, affine), str(path))
         odd[key] = str(path)
-    datalist = write_datalist(
-        root / "datalist.json",
-        {"training": healthy + lesion[:1], "validation": lesion[:1], "test": [lesion[-1], odd]},
-    )
-    return {"root": root, "datalist": datalist, "test": [lesion[-1], odd]}
+    sections = {"training": healthy + lesion[:1], "validation": healthy + lesion[:1], "test": [lesion[-1], odd]}
+    datalist = write_datalist(root / "datalist.json", sections)
+    # the same cases with image-level labels only (no segmentation): what weakly supervised calibration gets
+    weak = {k: [{**{m: v for m, v in it.items() if m != "label"},
+                 "slice_labels": [r["label"] for r in case_slice_table(it, ["flair"])]} for it in items_]
+            for k, items_ in sections.items()}
+    weak_datalist = write_datalist(root / "weak_datalist.json", weak)
+    return {"root": root, "datalist": datalist, "weak_datalist": weak_datalist, "test": [lesion[-1], odd]}
 
 
 @pytest.fixture(scope="module")
@@ -73,10 +77,14 @@ def trained(dataset, tmp_path_factory) -> dict:
     for name in BUNDLES:
         work = tmp_path_factory.mktemp(f"{name}_work")
         common = {**TINY, "datalist": dataset["datalist"], "ckpt_dir": str(work / "models"),
-                  "output_dir": str(work / "eval")}
+                  "output_dir": str(work / "eval"), "calibration_file": str(work / "models" / "calibration.json")}
         run_bundle(name, "training", {**common, "max_epochs": 1, "val_interval": 1}, logging_file=False)
         first = sorted(p.name for p in (work / "models").iterdir())
         run_bundle(name, "training", {**common, "max_epochs": 2, "val_interval": 1}, logging_file=False)
+        if (find_bundle(name) / "configs" / "calibrate.json").is_file():
+            # label-free calibration on a datalist without any segmentation
+            run_bundle(name, "calibrate", {**common, "datalist": dataset["weak_datalist"],
+                                           "ckpt_path": str(work / "models" / "model.pt")}, logging_file=False)
         out[name] = {"work": work, "common": common, "first": first}
     return out
 
@@ -202,3 +210,13 @@ def test_multi_gpu_config_under_torchrun(name, dataset, tmp_path):
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=240, env=env)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert (tmp_path / "m" / "model.pt").is_file() and (tmp_path / "m" / "checkpoint_epoch=1.pt").is_file()
+
+
+@pytest.mark.parametrize("name", [b for b in BUNDLES if (find_bundle(b) / "configs" / "calibrate.json").is_file()])
+def test_calibration_without_pixel_labels(name, trained, dataset):
+    weak = json.loads(Path(dataset["weak_datalist"]).read_text())
+    assert all("label" not in it and "slice_labels" in it for sec in weak.values() if isinstance(sec, list)
+               for it in sec)
+    cal = json.loads((trained[name]["work"] / "models" / "calibration.json").read_text())
+    assert {"guidance", "cos_threshold", "m_max", "grid"} <= set(cal)
+    assert cal["guidance"] in [g["guidance"] for g in cal["grid"]] and cal["n_unhealthy"] > 0

@@ -11,7 +11,6 @@ from monai.networks.schedulers import DDPMScheduler
 
 from monai_adiff.inferers import (
     AnomalyOutput,
-    IntensityInferer,
     IterativeReconstructionInferer,
     SingleStepInferer,
 )
@@ -128,12 +127,6 @@ def test_anoddpm_matches_reference_loop(sched):
     ref = ((x.double() - xt) ** 2) * (x > -1 + 1e-3)
     torch.testing.assert_close(out.double(), ref, atol=1e-4, rtol=1e-3)
     assert [int(c[1][0]) for c in net.calls] == [3, 2, 1, 0]
-
-
-def test_intensity_baseline():
-    x = _slices(n=2)
-    out = IntensityInferer(channel=0)(x, None)
-    torch.testing.assert_close(out, ((x + 1) / 2) * (x > -1 + 1e-3))
 
 
 def test_predict_packages_output(sched):

@@ -1,0 +1,163 @@
+# SPDX-License-Identifier: Apache-2.0
+"""Label-free calibration of AnoFPDM (Che et al. 2025, sections 4.2-4.3): only image-level (slice) labels.
+
+On validation slices, one forward sweep per batch measures, for every candidate guidance strength w at once, the
+cosine similarity of the guided and unguided error curves and the peak divergence ``M_te``. For each w the cosine
+threshold with the best healthy/unhealthy accuracy is found; the chosen w is the largest one within 99 % of the best
+accuracy (BraTS: w = 2), and ``M_max`` is the largest ``M_te`` at that w. No pixel label is read.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from monai_adiff.inferers.fpdm import FPDMInferer
+from monai_adiff.utils import atomic_write_text
+
+__all__ = ["best_accuracy_threshold", "select_guidance", "calibrate_fpdm", "load_network_weights"]
+
+logger = logging.getLogger(__name__)
+
+
+def best_accuracy_threshold(scores: torch.Tensor, labels: torch.Tensor) -> tuple[float, float]:
+    """The threshold ``thr`` maximising the accuracy of "unhealthy iff score <= thr" (score: cosine similarity).
+
+    Exact: every cut between consecutive distinct scores (and below/above all of them) is tried; the threshold is
+    the midpoint of the best cut; ties go to the lowest cut.
+
+    Args:
+        scores: (N,) cosine similarities.
+        labels: (N,) 1 unhealthy, 0 healthy.
+
+    Returns:
+        ``(threshold, accuracy)``.
+    """
+    s = torch.as_tensor(scores, dtype=torch.float64).flatten()
+    y = torch.as_tensor(labels).flatten().long()
+    if s.numel() == 0 or s.numel() != y.numel():
+        raise ValueError(f"need as many labels as scores (> 0), got {s.numel()} and {y.numel()}")
+    order = torch.argsort(s)
+    s, y = s[order], y[order]
+    n_healthy = int((y == 0).sum())
+    # predicting unhealthy for the first k sorted scores: correct = unhealthy among them + healthy after them
+    unh_cum = torch.cat([torch.zeros(1, dtype=torch.long), torch.cumsum(y == 1, 0)])
+    hea_cum = torch.cat([torch.zeros(1, dtype=torch.long), torch.cumsum(y == 0, 0)])
+    correct = unh_cum + (n_healthy - hea_cum)  # (N + 1,) for k = 0..N
+    # a cut is only possible between distinct scores
+    valid = torch.ones_like(correct, dtype=torch.bool)
+    valid[1:-1] = s[1:] > s[:-1]
+    correct = torch.where(valid, correct, torch.full_like(correct, -1))
+    k = int(torch.argmax(correct))
+    if k == 0:
+        thr = float(s[0]) - 1e-6
+    elif k == len(s):
+        thr = float(s[-1])
+    else:
+        thr = float((s[k - 1] + s[k]) / 2)
+    return thr, float(correct[k]) / len(s)
+
+
+def select_guidance(accuracies: dict[float, float], tolerance: float = 0.99) -> float:
+    """The largest guidance strength whose accuracy is within ``tolerance`` of the best one (paper: 99 %)."""
+    if not accuracies:
+        raise ValueError("no guidance strength to choose from")
+    best = max(accuracies.values())
+    return max(w for w, acc in accuracies.items() if acc >= tolerance * best)
+
+
+def load_network_weights(network: torch.nn.Module, path: str, key: str = "model") -> torch.nn.Module:
+    """Load ``path`` (a bare state dict or ``{key: state_dict, ...}``) into ``network`` with ``weights_only=True``."""
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    if isinstance(state, dict) and key in state and isinstance(state[key], dict):
+        state = state[key]
+    network.load_state_dict(state)
+    return network
+
+
+@torch.no_grad()
+def calibrate_fpdm(
+    network: torch.nn.Module,
+    inferer: FPDMInferer,
+    dataset: Dataset,
+    output_file: str,
+    guidance_grid: Sequence[float] = (0.5, 1.0, 1.5, 2.0, 3.0, 5.0),
+    tolerance: float = 0.99,
+    checkpoint: str | None = None,
+    batch_size: int | None = None,
+    device: str | torch.device | None = None,
+    label_key: str = "slice_label",
+) -> dict[str, Any]:
+    """Choose AnoFPDM's guidance strength, cosine threshold and ``M_max`` on validation slices; write them as JSON.
+
+    Args:
+        network: the class-conditional noise predictor.
+        inferer: the :class:`FPDMInferer` whose step grid, mode, channels and early stop will be used at inference
+            (the cosine threshold depends on them).
+        dataset: validation slices with image-level labels (e.g. ``BrainSliceDataset(selection="brain")``; labels
+            from segmentations or from a datalist's ``slice_labels``). Both classes must be present.
+        output_file: the calibration JSON to write (atomically).
+        guidance_grid: candidate w.
+        tolerance: keep the largest w with accuracy >= tolerance * best accuracy.
+        checkpoint: weights to load first (``models/model.pt``); None uses the network as it is.
+        batch_size: slices per sweep (default: the inferer's ``slice_batch_size``).
+        device: where to run (default: the network's device).
+        label_key: key of the slice label in the dataset items.
+
+    Returns:
+        the calibration dict (also written to ``output_file``).
+    """
+    if checkpoint:
+        load_network_weights(network, checkpoint)
+    device = torch.device(device) if device is not None else next(network.parameters()).device
+    network = network.to(device).eval()
+    grid = sorted(float(w) for w in guidance_grid)
+    loader = DataLoader(dataset, batch_size=batch_size or inferer.slice_batch_size, shuffle=False, num_workers=0)
+    generator = inferer._generator()
+    cos, m_end, labels = [], [], []
+    t0 = time.perf_counter()
+    for batch in loader:
+        res = inferer.sweep(batch["image"].to(device), network, generator, guidance=grid, keep_map=False)
+        cos.append(res.cosine().cpu())
+        m_end.append(res.m_end.cpu())
+        labels.append(torch.as_tensor(batch[label_key]).long().flatten())
+    cos_all, m_all, y = torch.cat(cos, dim=1), torch.cat(m_end, dim=1), torch.cat(labels)
+    if len(torch.unique(y)) < 2:
+        raise ValueError(f"calibration needs healthy and unhealthy validation slices; labels present: {y.unique().tolist()}")
+    per_w = []
+    for j, w in enumerate(grid):
+        thr, acc = best_accuracy_threshold(cos_all[j], y)
+        per_w.append({"guidance": w, "cos_threshold": thr, "accuracy": acc, "m_max": float(m_all[j].max())})
+    w_star = select_guidance({r["guidance"]: r["accuracy"] for r in per_w}, tolerance)
+    chosen = next(r for r in per_w if r["guidance"] == w_star)
+    result = {
+        "guidance": w_star,
+        "cos_threshold": chosen["cos_threshold"],
+        "m_max": chosen["m_max"],
+        "accuracy": chosen["accuracy"],
+        "tolerance": tolerance,
+        "grid": per_w,
+        "n_slices": int(y.numel()),
+        "n_unhealthy": int((y == 1).sum()),
+        "sweep": {
+            "timesteps": [inferer.timesteps[0], inferer.timesteps[-1], len(inferer.timesteps)],
+            "mode": inferer.mode,
+            "unguided": inferer.unguided,
+            "channels": inferer.channels,
+            "patience": inferer.patience,
+        },
+        "seconds": round(time.perf_counter() - t0, 2),
+        "note": "label-free: only image-level (slice) labels were used",
+    }
+    atomic_write_text(output_file, json.dumps(result, indent=4))
+    logger.info("AnoFPDM calibration: w=%s, cos_threshold=%.6f, M_max=%.6g, accuracy=%.3f -> %s",
+                w_star, result["cos_threshold"], result["m_max"], result["accuracy"], output_file)
+    print(f"calibration: guidance {w_star}, cos threshold {result['cos_threshold']:.6f}, M_max {result['m_max']:.6g}, "
+          f"accuracy {result['accuracy']:.3f} on {result['n_slices']} slices -> {output_file}")
+    return result

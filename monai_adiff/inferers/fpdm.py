@@ -1,0 +1,333 @@
+# SPDX-License-Identifier: Apache-2.0
+"""AnoFPDM: anomaly detection with the *forward* process of a classifier-free-guidance diffusion model (Che et al.,
+WACV-W 2025). No reconstruction: at every step t of the forward process the noised slice x_t gets two one-step
+predictions of the clean slice, healthy-guided (HGP, eq. 7) and unguided (UGP, eq. 10); their divergence M_t (eq. 12)
+peaks at the noise scale t_e (eq. 21) where the anomaly signal is strongest; the squared errors of the HGPs
+aggregated up to t_e give the anomaly map H (eq. 20), thresholded at a per-slice quantile (Algorithm 1); the cosine
+similarity of the guided and unguided error curves (eq. 18) classifies the slice as healthy (empty mask) or not.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import torch
+from monai.networks.schedulers import Scheduler
+
+from monai_adiff.diffusion import ddim_invert_step, predict_x0
+from monai_adiff.inferers.base import AnomalyInferer
+from monai_adiff.transforms.postprocessing.array import fpdm_quantile, median_filter_mirror
+
+__all__ = [
+    "FPDMInferer", "FPDMSweep", "fpdm_sweep", "fpdm_step_grid", "cosine_similarity", "rowwise_quantile", "FPDM_CHANNELS",
+]
+
+logger = logging.getLogger(__name__)
+
+#: output channels of :class:`FPDMInferer` (per-slice values are broadcast over the slice)
+FPDM_CHANNELS = {"map": 0, "mask": 1, "t_e": 2, "m_te": 3, "label": 4, "score": 5}
+
+
+def fpdm_step_grid(num_steps: int = 600, stride: int = 1, start: int = 0) -> list[int]:
+    """The forward-process timesteps visited: ``start, start + stride, ...`` below ``start + num_steps``.
+
+    The public code visits every step t = 0..599; a stride trades resolution of ``t_e`` for speed.
+    """
+    if num_steps < 1 or stride < 1 or start < 0:
+        raise ValueError(f"need num_steps >= 1, stride >= 1, start >= 0; got {num_steps}, {stride}, {start}")
+    return list(range(start, start + num_steps, stride))
+
+
+def rowwise_quantile(x: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
+    """``q[i]``-quantile of row ``i`` of ``x`` (N, P), linear interpolation (numpy's default); one sort, no size cap."""
+    v = x.float().sort(dim=1).values
+    pos = q.to(v.device).float().clamp(0, 1) * (v.shape[1] - 1)
+    lo = pos.floor().long()
+    hi = (lo + 1).clamp_max(v.shape[1] - 1)
+    frac = pos - lo.float()
+    v_lo = v.gather(1, lo[:, None])[:, 0]
+    return v_lo + (v.gather(1, hi[:, None])[:, 0] - v_lo) * frac
+
+
+def cosine_similarity(a: torch.Tensor, b: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+    """Row-wise cosine similarity of (N, T) curves (eq. 18), over the steps where ``mask`` is true."""
+    if mask is not None:
+        a, b = a * mask, b * mask
+    num = (a * b).sum(-1)
+    den = a.norm(dim=-1) * b.norm(dim=-1)
+    return torch.where(den > 0, num / den.clamp_min(1e-30), torch.ones_like(num))
+
+
+@dataclass
+class FPDMSweep:
+    """What one forward sweep measured, per guidance strength ``w`` (first axis) and slice.
+
+    Attributes:
+        timesteps: (T,) the visited timesteps.
+        guidance: (G,) the guidance strengths.
+        mse_guided: (G, N, T) ``MSE^h_t``: mean over scoring channels and pixels of ``(x0_h - x0)^2``.
+        mse_unguided: (N, T) ``MSE^0_t`` of the unguided predictions (independent of w).
+        divergence: (G, N, T) ``M_t``: mean of ``(x0_h - x0_u)^2`` (eq. 12).
+        visited: (N, T) bool, the steps each slice was swept (all, unless it stopped early).
+        t_end: (G, N) index into ``timesteps`` of ``argmax_t M_t`` (eq. 21).
+        m_end: (G, N) ``M_{t_e}``.
+        amap: (N, H, W) the aggregated map ``H`` (eq. 20, scoring channels averaged) for ``guidance[0]``, or None.
+    """
+
+    timesteps: torch.Tensor
+    guidance: torch.Tensor
+    mse_guided: torch.Tensor
+    mse_unguided: torch.Tensor
+    divergence: torch.Tensor
+    visited: torch.Tensor
+    t_end: torch.Tensor
+    m_end: torch.Tensor
+    amap: torch.Tensor | None
+
+    def cosine(self) -> torch.Tensor:
+        """(G, N) cosine similarity of the guided and unguided error curves over the visited steps (eq. 18)."""
+        return torch.stack([cosine_similarity(g, self.mse_unguided, self.visited) for g in self.mse_guided])
+
+
+def fpdm_sweep(
+    network: Callable[..., torch.Tensor],
+    scheduler: Scheduler,
+    x0: torch.Tensor,
+    timesteps: Sequence[int],
+    guidance: float | Sequence[float] = 2.0,
+    mode: str = "ddim",
+    unguided: str = "null",
+    channels: Sequence[int] | None = None,
+    healthy_label: int = 0,
+    null_label: int = 2,
+    clip: tuple[float, float] | None = (-1.0, 1.0),
+    keep_map: bool = True,
+    patience: int | None = None,
+    generator: torch.Generator | None = None,
+    network_call: Callable[..., torch.Tensor] | None = None,
+) -> FPDMSweep:
+    """Run AnoFPDM's forward process over ``timesteps`` for a batch of slices.
+
+    One network call per step, on the doubled batch ``[x_t with the healthy label, x_t with the null label]``, gives
+    both noise predictions; every guidance strength in ``guidance`` reuses them (the trajectory does not depend on
+    w: DDPM encodes with fresh noise, DDIM inverts with the null label), so calibrating a grid of w costs one sweep.
+
+    Args:
+        network: class-conditional noise predictor ``network(x, timesteps=..., class_labels=...)``.
+        scheduler: the training scheduler (``alphas_cumprod``).
+        x0: clean slices (N, C, H, W) in [-1, 1].
+        timesteps: increasing forward-process steps (see :func:`fpdm_step_grid`).
+        guidance: w, or several (the map is kept for the first).
+        mode: ``"ddim"``: x_{t_0} by eq. 2 then deterministic DDIM inversion (eq. 4) with the null label (the paper's
+            best setting); ``"ddpm"``: every x_t drawn afresh from q(x_t | x_0) (eq. 2).
+        unguided: ``"null"``: the UGP uses the null label (the paper, eq. 10); ``"healthy"``: the healthy label at
+            w = 0 (the public code's variant).
+        channels: the scoring channels (AnoFPDM: FLAIR and T2, i.e. 0 and 3 of FLAIR, T1, T1ce, T2); all if None.
+        healthy_label, null_label: class indices.
+        clip: clamp range of the x0 predictions (the code clips); None for none.
+        keep_map: aggregate the map ``H`` for ``guidance[0]`` (not needed for calibration).
+        patience: stop a slice this many steps after its divergence peak (early stop); None sweeps every step.
+        generator: CPU generator for the encoding noise (x_{t_0} in DDIM mode, every step in DDPM mode).
+        network_call: how to call the network (e.g. an inferer's autocast wrapper); default ``network(...)``.
+
+    Returns:
+        an :class:`FPDMSweep`.
+    """
+    if mode not in ("ddim", "ddpm"):
+        raise ValueError(f"mode must be 'ddim' or 'ddpm', got {mode!r}")
+    if unguided not in ("null", "healthy"):
+        raise ValueError(f"unguided must be 'null' or 'healthy', got {unguided!r}")
+    steps = [int(t) for t in timesteps]
+    if not steps or any(b <= a for a, b in zip(steps, steps[1:])):
+        raise ValueError(f"timesteps must be increasing and non-empty, got {steps[:5]}...")
+    call = network_call or (lambda x, **kw: network(x, **kw))
+    ws = torch.as_tensor([guidance] if isinstance(guidance, (int, float)) else list(guidance), dtype=torch.float32)
+    n, device = x0.shape[0], x0.device
+    ch = list(range(x0.shape[1])) if channels is None else [int(c) for c in channels]
+    n_steps, n_w = len(steps), len(ws)
+
+    mse_g = x0.new_zeros((n_w, n, n_steps), dtype=torch.float32)
+    mse_u = x0.new_zeros((n, n_steps), dtype=torch.float32)
+    div = x0.new_zeros((n_w, n, n_steps), dtype=torch.float32)
+    visited = torch.zeros((n, n_steps), dtype=torch.bool, device=device)
+    best = torch.full((n_w, n), -1.0, device=device)
+    t_end = torch.zeros((n_w, n), dtype=torch.long, device=device)
+    since = torch.zeros(n, dtype=torch.long, device=device)  # steps since the (first w's) peak
+    running = x0.new_zeros((n, *x0.shape[2:]), dtype=torch.float32) if keep_map else None
+    amap = torch.zeros_like(running) if keep_map else None
+    count = torch.ones(n, device=device)
+
+    # the encoding noise is drawn on the data's device, from a device generator seeded by the CPU one
+    dev_gen = None
+    if generator is not None:
+        dev_gen = torch.Generator(device=device).manual_seed(int(torch.randint(2**62, (1,), generator=generator)))
+
+    def noise(shape):
+        return torch.randn(shape, generator=dev_gen, device=device, dtype=x0.dtype)
+
+    active = torch.arange(n, device=device)
+    x_t = None
+    for k, t in enumerate(steps):
+        xa = x0[active]
+        if mode == "ddpm" or k == 0:
+            tt = torch.full((len(active),), t, device=device, dtype=torch.long)
+            x_t = scheduler.add_noise(xa, noise(xa.shape), tt)
+        m = len(active)
+        tt2 = torch.full((2 * m,), t, device=device, dtype=torch.long)
+        labels = torch.cat([torch.full((m,), healthy_label), torch.full((m,), null_label)]).to(device)
+        eps = call(torch.cat([x_t, x_t]), timesteps=tt2, class_labels=labels).float()
+        eps_h, eps_n = eps[:m], eps[m:]
+        x0_n = predict_x0(scheduler, x_t, eps_n, t, clip)
+        x0_u = x0_n if unguided == "null" else predict_x0(scheduler, x_t, eps_h, t, clip)
+        mse_u[active, k] = ((x0_u - xa)[:, ch] ** 2).mean(dim=(1, 2, 3))
+        visited[active, k] = True
+        for j, w in enumerate(ws.tolist()):
+            x0_h = predict_x0(scheduler, x_t, (1 + w) * eps_h - w * eps_n, t, clip)
+            sam = ((x0_h - xa)[:, ch] ** 2).mean(dim=1)  # S_t (eq. 19), scoring channels averaged
+            mse_g[j, active, k] = sam.flatten(1).mean(1)
+            m_t = ((x0_h - x0_u)[:, ch] ** 2).mean(dim=(1, 2, 3))
+            div[j, active, k] = m_t
+            improved = m_t > best[j, active]
+            best[j, active] = torch.where(improved, m_t, best[j, active])
+            t_end[j, active] = torch.where(improved, torch.full_like(t_end[j, active], k), t_end[j, active])
+            if j == 0:
+                since[active] = torch.where(improved, torch.zeros_like(since[active]), since[active] + 1)
+                if keep_map:
+                    running[active] += sam
+                    sel = active[improved]
+                    amap[sel] = running[sel]  # the running sum at the new peak: H * (steps aggregated)
+                    count[sel] = float(k + 1)
+        if mode == "ddim" and k + 1 < n_steps:
+            x_t = ddim_invert_step(scheduler, x_t, eps_n, t, steps[k + 1], clip)
+        if patience is not None:
+            keep = since[active] < patience
+            if not bool(keep.all()):  # drop slices that are past their peak (one small host sync per step)
+                active = active[keep]
+                x_t = x_t[keep]
+            if len(active) == 0:
+                break
+    if keep_map:
+        amap = amap / count.reshape(-1, 1, 1)  # eq. 20: mean of S_t for t <= t_e
+    return FPDMSweep(
+        timesteps=torch.as_tensor(steps),
+        guidance=ws,
+        mse_guided=mse_g,
+        mse_unguided=mse_u,
+        divergence=div,
+        visited=visited,
+        t_end=t_end,
+        m_end=best.clamp_min(0),
+        amap=amap,
+    )
+
+
+class FPDMInferer(AnomalyInferer):
+    """AnoFPDM inference: forward sweep, dynamic noise scale and threshold, healthy/unhealthy decision.
+
+    Output channels (:data:`FPDM_CHANNELS`): 0 the anomaly map ``H`` (median-filtered), 1 the mask (``H >= Q*``,
+    Algorithm 1, empty for slices classified healthy), and per-slice values broadcast over the slice: 2 ``t_e``
+    (timestep), 3 ``M_te``, 4 the predicted label (1 = unhealthy), 5 the anomaly score ``1 - cos`` (eq. 18).
+
+    The guidance strength, cosine threshold and ``M_max`` come from label-free calibration
+    (:func:`~monai_adiff.engines.calibrate_fpdm`, ``run calibrate``): pass ``calibration_file`` to read them, or give
+    them directly.
+
+    Args:
+        scheduler: the training scheduler.
+        num_steps, stride, start: the step grid (:func:`fpdm_step_grid`; code: 600 steps, stride 1).
+        guidance: w (BraTS: 2).
+        cos_threshold: slices with ``cos <= cos_threshold`` are unhealthy.
+        m_max: the largest validation ``M_te`` (Algorithm 1's scale).
+        calibration_file: JSON written by calibration; its ``guidance``, ``cos_threshold`` and ``m_max`` override
+            the arguments when the file exists.
+        quantile_range: Algorithm 1's (a, b).
+        mode, unguided, channels, healthy_label, null_label, clip: see :func:`fpdm_sweep`.
+        median_kernel: median filter of the map before thresholding (5 x 5, mirror padding); None to skip.
+        patience: early stop (see :func:`fpdm_sweep`); None sweeps every step.
+        slice_batch_size, autocast_dtype, brain_tol, seed, progress: see :class:`AnomalyInferer`.
+    """
+
+    out_channels = len(FPDM_CHANNELS)
+
+    def __init__(
+        self,
+        scheduler: Scheduler,
+        num_steps: int = 600,
+        stride: int = 1,
+        start: int = 0,
+        guidance: float = 2.0,
+        cos_threshold: float = 0.995,
+        m_max: float = 0.05,
+        calibration_file: str | None = None,
+        quantile_range: Sequence[float] = (0.90, 0.98),
+        mode: str = "ddim",
+        unguided: str = "null",
+        channels: Sequence[int] | None = (0, 3),
+        healthy_label: int = 0,
+        null_label: int = 2,
+        clip: Sequence[float] | None = (-1.0, 1.0),
+        median_kernel: int | None = 5,
+        patience: int | None = None,
+        slice_batch_size: int = 64,
+        autocast_dtype: str | None = None,
+        brain_tol: float = 1e-3,
+        seed: int | None = 0,
+        progress: bool = False,
+    ) -> None:
+        super().__init__(slice_batch_size, autocast_dtype, brain_tol, seed, progress)
+        self.scheduler = scheduler
+        self.timesteps = fpdm_step_grid(num_steps, stride, start)
+        if self.timesteps[-1] >= scheduler.num_train_timesteps:
+            raise ValueError(f"the step grid reaches {self.timesteps[-1]} >= T = {scheduler.num_train_timesteps}")
+        self.guidance, self.cos_threshold, self.m_max = float(guidance), float(cos_threshold), float(m_max)
+        if calibration_file and os.path.isfile(calibration_file):
+            self.load_calibration(calibration_file)
+        elif calibration_file:
+            logger.warning("calibration file %s not found: using guidance=%s, cos_threshold=%s, m_max=%s",
+                           calibration_file, self.guidance, self.cos_threshold, self.m_max)
+        self.quantile_range = (float(quantile_range[0]), float(quantile_range[1]))
+        self.mode, self.unguided = mode, unguided
+        self.channels = None if channels is None else [int(c) for c in channels]
+        self.healthy_label, self.null_label = int(healthy_label), int(null_label)
+        self.clip = None if clip is None else (float(clip[0]), float(clip[1]))
+        self.median_kernel = median_kernel
+        self.patience = patience
+
+    def load_calibration(self, path: str) -> None:
+        """Read ``guidance``, ``cos_threshold`` and ``m_max`` from a calibration JSON."""
+        with open(path) as f:
+            cal = json.load(f)
+        self.guidance = float(cal["guidance"])
+        self.cos_threshold = float(cal["cos_threshold"])
+        self.m_max = float(cal["m_max"])
+
+    def sweep(self, x: torch.Tensor, network: Callable[..., torch.Tensor], generator: torch.Generator | None,
+              guidance: float | Sequence[float] | None = None, keep_map: bool = True) -> FPDMSweep:
+        """The forward sweep of slices ``x`` (N, C, H, W) with this inferer's settings."""
+        return fpdm_sweep(
+            network, self.scheduler, x, self.timesteps, self.guidance if guidance is None else guidance,
+            self.mode, self.unguided, self.channels, self.healthy_label, self.null_label, self.clip, keep_map,
+            self.patience, generator, network_call=lambda xx, **kw: self.network_call(network, xx, **kw),
+        )
+
+    def score_slices(
+        self, x: torch.Tensor, network: Callable[..., torch.Tensor], generator: torch.Generator | None
+    ) -> torch.Tensor:
+        res = self.sweep(x, network, generator)
+        amap = res.amap  # (N, H, W)
+        cos = res.cosine()[0]
+        unhealthy = cos <= self.cos_threshold
+        # Algorithm 1 on the aggregated map, then the mask from the median-filtered map (as the public code)
+        q = torch.tensor([fpdm_quantile(m, self.m_max, *self.quantile_range) for m in res.m_end[0].tolist()])
+        thr = rowwise_quantile(amap.flatten(1), q)
+        if self.median_kernel:
+            amap = median_filter_mirror(amap, self.median_kernel)
+        mask = (amap >= thr.reshape(-1, 1, 1)) & unhealthy.reshape(-1, 1, 1)
+        t_e = res.timesteps.to(x.device)[res.t_end[0]].float()
+        planes = [t_e, res.m_end[0], unhealthy.float(), 1.0 - cos]
+        out = [amap, mask.float()] + [v.reshape(-1, 1, 1).expand_as(amap) for v in planes]
+        return torch.stack(out, dim=1)
