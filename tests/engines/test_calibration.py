@@ -1,0 +1,100 @@
+# SPDX-License-Identifier: Apache-2.0
+"""Label-free calibration: threshold search against brute force, the guidance rule, and an end-to-end run."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from monai.networks.schedulers import DDPMScheduler
+
+from monai_adiff.engines import best_accuracy_threshold, calibrate_fpdm, load_network_weights, select_guidance
+from monai_adiff.inferers import FPDMInferer
+
+
+def _brute(scores, labels):
+    best = -1.0
+    for thr in sorted(set(scores.tolist())) + [min(scores.tolist()) - 1]:
+        acc = float(np.mean((scores <= thr) == (labels == 1)))
+        best = max(best, acc)
+    return best
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_best_threshold_against_brute_force(seed):
+    rng = np.random.default_rng(seed)
+    n = 40
+    labels = rng.integers(0, 2, n)
+    scores = np.round(rng.normal(1.0 - 0.05 * labels, 0.03), 3)  # ties on purpose
+    thr, acc = best_accuracy_threshold(torch.as_tensor(scores), torch.as_tensor(labels))
+    assert acc == pytest.approx(_brute(scores, labels))
+    assert float(np.mean((scores <= thr) == (labels == 1))) == pytest.approx(acc)
+
+
+def test_best_threshold_by_hand():
+    # unhealthy slices have the lower cosine: a perfect cut between 0.96 and 0.99
+    thr, acc = best_accuracy_threshold(torch.tensor([0.90, 0.95, 0.96, 0.99, 0.995]), torch.tensor([1, 1, 1, 0, 0]))
+    assert acc == 1.0 and thr == pytest.approx(0.975)
+    thr, acc = best_accuracy_threshold(torch.tensor([0.9, 0.9]), torch.tensor([0, 0]))
+    assert acc == 1.0 and thr < 0.9  # all healthy: predict none unhealthy
+    with pytest.raises(ValueError):
+        best_accuracy_threshold(torch.tensor([]), torch.tensor([]))
+
+
+def test_select_guidance_largest_within_tolerance():
+    accs = {0.5: 0.80, 1.0: 0.90, 2.0: 0.895, 3.0: 0.88, 5.0: 0.70}
+    assert select_guidance(accs) == 2.0  # 0.895 >= 0.99 * 0.90, 0.88 is not
+    assert select_guidance(accs, tolerance=0.97) == 3.0
+    assert select_guidance({1.0: 0.5}) == 1.0
+    with pytest.raises(ValueError):
+        select_guidance({})
+
+
+class Net(torch.nn.Module):
+    """Healthy-label predictions react to bright pixels, the null label does not: unhealthy slices diverge."""
+
+    def __init__(self):
+        super().__init__()
+        self.scale = torch.nn.Parameter(torch.tensor(0.5))
+
+    def forward(self, x, timesteps, class_labels):
+        healthy = (class_labels == 0).to(x.dtype).reshape(-1, 1, 1, 1)
+        return 0.1 * x + healthy * self.scale * (x > 0.5).to(x.dtype)
+
+
+def test_calibrate_end_to_end(tmp_path):
+    g = torch.Generator().manual_seed(0)
+    items = []
+    for i in range(12):
+        img = torch.rand(2, 12, 12, generator=g) * 0.8 - 0.8
+        label = i % 2
+        if label:
+            img[:, 3:7, 3:7] = 0.9  # a bright "lesion"
+        items.append({"image": img, "slice_label": torch.tensor(label)})
+    net = Net()
+    ckpt = tmp_path / "model.pt"
+    torch.save({"model": {"scale": torch.tensor(0.7)}}, ckpt)
+    inferer = FPDMInferer(DDPMScheduler(1000), num_steps=60, stride=10, channels=(0, 1), slice_batch_size=5)
+    out = tmp_path / "cal" / "calibration.json"
+    result = calibrate_fpdm(net, inferer, items, str(out), guidance_grid=(0.5, 2.0, 8.0), checkpoint=str(ckpt))
+    assert float(net.scale.detach()) == pytest.approx(0.7)  # weights loaded, weights_only
+    saved = json.loads(out.read_text())
+    assert saved == json.loads(json.dumps(result))
+    assert [r["guidance"] for r in saved["grid"]] == [0.5, 2.0, 8.0]
+    assert saved["n_slices"] == 12 and saved["n_unhealthy"] == 6
+    assert saved["accuracy"] == 1.0  # the lesion slices diverge, the others do not
+    assert saved["guidance"] == 8.0  # every w separates perfectly: the largest one
+    chosen = next(r for r in saved["grid"] if r["guidance"] == 8.0)
+    assert saved["m_max"] == chosen["m_max"] > 0
+    # a single-class validation set cannot calibrate a classifier
+    with pytest.raises(ValueError, match="healthy and unhealthy"):
+        calibrate_fpdm(net, inferer, [dict(it, slice_label=torch.tensor(0)) for it in items], str(out))
+
+
+def test_load_network_weights_bare_state_dict(tmp_path):
+    net = Net()
+    torch.save({"scale": torch.tensor(2.0)}, tmp_path / "w.pt")
+    load_network_weights(net, str(tmp_path / "w.pt"))
+    assert float(net.scale.detach()) == 2.0

@@ -1,0 +1,215 @@
+# SPDX-License-Identifier: Apache-2.0
+"""AnoFPDM against its equations (7, 10, 12, 18-21), eq. 4 (DDIM encoding) and Algorithm 1, with a stub noise
+predictor whose output is known in closed form: eps(x_t, t, y) = c_y * x_t."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from monai.networks.schedulers import DDPMScheduler
+from parameterized import parameterized
+
+from monai_adiff.inferers import FPDM_CHANNELS, FPDMInferer, cosine_similarity, fpdm_step_grid, fpdm_sweep
+from monai_adiff.transforms import fpdm_quantile, median_filter_mirror
+
+T = 1000
+ABAR = np.cumprod(1 - np.linspace(1e-4, 0.02, T))
+C = {0: 0.3, 1: -0.1, 2: 0.1}  # c_y per class label: healthy, unhealthy, null
+
+
+@pytest.fixture(scope="module")
+def sched():
+    return DDPMScheduler(num_train_timesteps=T, schedule="linear_beta", beta_start=1e-4, beta_end=0.02)
+
+
+class Stub(torch.nn.Module):
+    """eps(x_t, t, y) = c_y * x_t, with a bump on an 'anomaly' patch for the healthy label so M_t has a shape."""
+
+    def __init__(self, bump: float = 0.0):
+        super().__init__()
+        self.bump = bump
+        self.calls = []
+
+    def forward(self, x, timesteps, class_labels):
+        self.calls.append((x.clone(), timesteps.clone(), class_labels.clone()))
+        c = torch.tensor([C[int(y)] for y in class_labels], dtype=x.dtype).reshape(-1, 1, 1, 1)
+        out = c * x
+        if self.bump:
+            # healthy-guided prediction pulls a patch: a step-dependent push that peaks mid-grid
+            w = torch.exp(-((timesteps.double() - 40.0) / 15.0) ** 2).to(x.dtype).reshape(-1, 1, 1, 1)
+            out = out + self.bump * w * (class_labels == 0).to(x.dtype).reshape(-1, 1, 1, 1) * (x > 0.3)
+        return out
+
+
+def _x(n=3, c=2, size=8, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return torch.rand(n, c, size, size, generator=g, dtype=torch.float64) * 1.6 - 0.8
+
+
+@parameterized.expand(
+    [
+        (0.5, 1.0, 0.90, 0.98, 0.94),  # the issue's example: index 50 of reverse(linspace(0.90, 0.98, 101))
+        (0.0, 1.0, 0.90, 0.98, 0.98),
+        (1.0, 1.0, 0.90, 0.98, 0.90),
+        (3.0, 1.0, 0.90, 0.98, 0.90),  # clamped
+        (-1.0, 1.0, 0.90, 0.98, 0.98),
+        (0.123, 1.0, 0.90, 0.98, 0.98 - 0.0008 * 12),  # round(0.123, 2) * 100 = 12
+        (0.0456, 0.1, 0.90, 0.98, 0.98 - 0.0008 * 46),  # ratio 0.456 -> 46
+        (0.25, 1.0, 0.80, 1.00, 0.95),
+    ]
+)
+def test_algorithm_1(m_te, m_max, a, b, expected):
+    assert fpdm_quantile(m_te, m_max, a, b) == pytest.approx(expected, abs=1e-12)
+
+
+def test_algorithm_1_bad_args():
+    with pytest.raises(ValueError):
+        fpdm_quantile(0.1, 0.0)
+    with pytest.raises(ValueError):
+        fpdm_quantile(0.1, 1.0, a=0.99, b=0.9)
+
+
+def test_step_grid():
+    assert fpdm_step_grid(600)[:3] == [0, 1, 2] and len(fpdm_step_grid(600)) == 600
+    assert fpdm_step_grid(600, stride=5) == list(range(0, 600, 5))
+    with pytest.raises(ValueError):
+        fpdm_step_grid(0)
+
+
+def _reference(x0, xts, steps, w, ch, unguided="null"):
+    """Equations 7, 10, 12, 19, 20, 21 and 18 in float64 from the recorded x_t."""
+    x0 = x0.double().numpy()
+    mse_h, mse_u, div, sams = [], [], [], []
+    for xt, t in zip(xts, steps):
+        xt = xt.double().numpy()
+        a = ABAR[t]
+        eps_h, eps_n = C[0] * xt, C[2] * xt
+        x0_h = (xt - np.sqrt(1 - a) * ((1 + w) * eps_h - w * eps_n)) / np.sqrt(a)  # eq. 7
+        x0_n = (xt - np.sqrt(1 - a) * eps_n) / np.sqrt(a)  # eq. 10
+        x0_u = x0_n if unguided == "null" else (xt - np.sqrt(1 - a) * eps_h) / np.sqrt(a)
+        sam = ((x0_h - x0)[:, ch] ** 2).mean(1)  # eq. 19, scoring channels averaged
+        sams.append(sam)
+        mse_h.append(sam.reshape(len(x0), -1).mean(1))
+        mse_u.append(((x0_u - x0)[:, ch] ** 2).reshape(len(x0), -1).mean(1))
+        div.append(((x0_h - x0_u)[:, ch] ** 2).reshape(len(x0), -1).mean(1))  # eq. 12
+    mse_h, mse_u, div = np.stack(mse_h, 1), np.stack(mse_u, 1), np.stack(div, 1)
+    t_e = div.argmax(1)  # eq. 21
+    amap = np.stack([np.mean([sams[k][i] for k in range(t_e[i] + 1)], 0) for i in range(len(x0))])  # eq. 20
+    cos = (mse_h * mse_u).sum(1) / (np.linalg.norm(mse_h, axis=1) * np.linalg.norm(mse_u, axis=1))  # eq. 18
+    return mse_h, mse_u, div, t_e, amap, cos
+
+
+@pytest.mark.parametrize("unguided", ["null", "healthy"])
+def test_ddpm_sweep_matches_equations(sched, unguided):
+    x0 = _x().float()
+    net = Stub()
+    steps = [0, 50, 100, 300, 600]
+    res = fpdm_sweep(net, sched, x0, steps, guidance=2.0, mode="ddpm", unguided=unguided, channels=[1], clip=None,
+                     generator=torch.Generator().manual_seed(0))
+    # one network call per step on the doubled batch: healthy then null labels, the step's timestep
+    assert len(net.calls) == len(steps)
+    for (x, t, y), step in zip(net.calls, steps):
+        assert x.shape[0] == 6 and t.tolist() == [step] * 6 and y.tolist() == [0, 0, 0, 2, 2, 2]
+        assert torch.equal(x[:3], x[3:])
+    xts = [c[0][:3] for c in net.calls]
+    # DDPM encoding: each x_t is q(x_t | x_0) with fresh Gaussian noise (eq. 2)
+    implied = [(xt.double() - np.sqrt(ABAR[t]) * x0.double()) / np.sqrt(1 - ABAR[t]) for xt, t in zip(xts, steps)]
+    assert all(0.7 < float(e.std()) < 1.3 for e in implied[1:])
+    mse_h, mse_u, div, t_e, amap, cos = _reference(x0, xts, steps, 2.0, [1], unguided)
+    np.testing.assert_allclose(res.mse_guided[0].numpy(), mse_h, rtol=2e-4, atol=1e-7)
+    np.testing.assert_allclose(res.mse_unguided.numpy(), mse_u, rtol=2e-4, atol=1e-7)
+    np.testing.assert_allclose(res.divergence[0].numpy(), div, rtol=2e-4, atol=1e-8)
+    assert res.t_end[0].tolist() == t_e.tolist()
+    np.testing.assert_allclose(res.m_end[0].numpy(), div.max(1), rtol=2e-4)
+    np.testing.assert_allclose(res.amap.numpy(), amap, rtol=2e-4, atol=1e-7)
+    np.testing.assert_allclose(res.cosine()[0].numpy(), cos, rtol=1e-5)
+
+
+def test_ddim_sweep_follows_eq_4(sched):
+    x0 = _x().float()
+    net = Stub()
+    steps = [0, 10, 30, 60]
+    fpdm_sweep(net, sched, x0, steps, guidance=1.0, mode="ddim", clip=None, generator=torch.Generator().manual_seed(1))
+    xts = [c[0][:3].double() for c in net.calls]
+    for k in range(len(steps) - 1):
+        a, a_next = ABAR[steps[k]], ABAR[steps[k + 1]]
+        eps_n = C[2] * xts[k]  # the null-label prediction drives the inversion
+        x0_tilde = (xts[k] - np.sqrt(1 - a) * eps_n) / np.sqrt(a)
+        expected = np.sqrt(a_next) * x0_tilde + np.sqrt(1 - a_next) * (xts[k] - np.sqrt(a) * x0_tilde) / np.sqrt(1 - a)
+        torch.testing.assert_close(xts[k + 1], expected, rtol=1e-4, atol=1e-5)
+
+
+def test_ddim_clip_and_guidance_grid_reuses_one_sweep(sched):
+    x0 = _x().float()
+    def kw():  # the same encoding noise for both sweeps: x_{t_0} is drawn from q(x_t | x_0)
+        return dict(mode="ddim", channels=[0, 1], generator=torch.Generator().manual_seed(4))
+
+    both = fpdm_sweep(Stub(bump=0.5), sched, x0, list(range(0, 80, 4)), guidance=[1.0, 3.0], **kw())
+    one = fpdm_sweep(Stub(bump=0.5), sched, x0, list(range(0, 80, 4)), guidance=3.0, **kw())
+    torch.testing.assert_close(both.divergence[1], one.divergence[0])
+    torch.testing.assert_close(both.mse_guided[1], one.mse_guided[0])
+    assert torch.equal(both.t_end[1], one.t_end[0])
+    assert both.amap is not None and one.amap is not None
+
+
+def test_early_stop_keeps_the_swept_prefix(sched):
+    x0 = _x(n=4).float()
+    steps = list(range(0, 120, 4))
+    full = fpdm_sweep(Stub(bump=0.8), sched, x0, steps, guidance=2.0, mode="ddim",
+                      generator=torch.Generator().manual_seed(2))
+    early = fpdm_sweep(Stub(bump=0.8), sched, x0, steps, guidance=2.0, mode="ddim", patience=3,
+                       generator=torch.Generator().manual_seed(2))
+    assert not early.visited.all()
+    for i in range(4):
+        k = int(early.visited[i].sum())
+        assert early.visited[i, :k].all() and not early.visited[i, k:].any()
+        assert k == min(len(steps), int(early.t_end[0, i]) + 4)  # swept up to the peak + patience
+        torch.testing.assert_close(early.divergence[0, i, :k], full.divergence[0, i, :k])
+    assert torch.equal(early.t_end, full.t_end)  # the peak is found before stopping
+    torch.testing.assert_close(early.amap, full.amap)
+
+
+def test_cosine_similarity_masked():
+    a = torch.tensor([[1.0, 2.0, 100.0], [1.0, 0.0, 0.0]])
+    b = torch.tensor([[2.0, 4.0, -50.0], [0.0, 1.0, 0.0]])
+    m = torch.tensor([[True, True, False], [True, True, True]])
+    torch.testing.assert_close(cosine_similarity(a, b, m), torch.tensor([1.0, 0.0]))
+
+
+def test_inferer_mask_threshold_and_decision(sched):
+    x = _x(n=4, c=4, size=12).float()
+    x[3] = -1.0  # a non-brain slice
+    net = Stub(bump=0.6)
+    inf = FPDMInferer(sched, num_steps=100, stride=10, channels=(0, 3), m_max=0.05, cos_threshold=0.9999,
+                      median_kernel=5, seed=0)
+    out = inf(x, net)
+    assert out.shape == (4, len(FPDM_CHANNELS), 12, 12)
+    res = inf.sweep(x[:3], Stub(bump=0.6), inf._generator())
+    cos = res.cosine()[0]
+    amap = res.amap
+    q = torch.tensor([fpdm_quantile(float(m), 0.05) for m in res.m_end[0]])
+    thr = torch.stack([torch.quantile(amap[i].flatten(), q[i]) for i in range(3)])
+    filtered = median_filter_mirror(amap, 5)
+    mask = (filtered >= thr[:, None, None]) & (cos <= 0.9999)[:, None, None]
+    brain = (x[:3] > -1 + 1e-3).any(1)
+    torch.testing.assert_close(out[:3, FPDM_CHANNELS["map"]], filtered * brain)
+    torch.testing.assert_close(out[:3, FPDM_CHANNELS["mask"]], (mask & brain).float())
+    torch.testing.assert_close(out[:3, FPDM_CHANNELS["label"], 5, 5], (cos <= 0.9999).float())
+    torch.testing.assert_close(out[:3, FPDM_CHANNELS["score"], 5, 5], 1 - cos)
+    assert out[:3, FPDM_CHANNELS["t_e"], 5, 5].tolist() == [10.0 * k for k in res.t_end[0].tolist()]
+    assert float(out[3].abs().sum()) == 0.0  # no brain, nothing
+    # a slice classified healthy gets an empty mask whatever its map
+    strict = FPDMInferer(sched, num_steps=100, stride=10, channels=(0, 3), m_max=0.05, cos_threshold=-1.0, seed=0)
+    assert float(strict(x, Stub(bump=0.6))[:, FPDM_CHANNELS["mask"]].sum()) == 0.0
+
+
+def test_inferer_reads_calibration(sched, tmp_path):
+    p = tmp_path / "cal.json"
+    p.write_text('{"guidance": 3.5, "cos_threshold": 0.97, "m_max": 0.2}')
+    inf = FPDMInferer(sched, num_steps=10, calibration_file=str(p))
+    assert (inf.guidance, inf.cos_threshold, inf.m_max) == (3.5, 0.97, 0.2)
+    missing = FPDMInferer(sched, num_steps=10, guidance=2.0, calibration_file=str(tmp_path / "none.json"))
+    assert missing.guidance == 2.0
+    with pytest.raises(ValueError):
+        FPDMInferer(sched, num_steps=1001)
