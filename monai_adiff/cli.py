@@ -120,7 +120,14 @@ def _cmd_infer(args: argparse.Namespace) -> int:
     import json
 
     from monai_adiff.bundle import find_bundle, run_bundle
-    from monai_adiff.data import BRATS_MODALITIES, InputError, scan_brats_folder, validate_items, with_image_key
+    from monai_adiff.data import (
+        BRATS_MODALITIES,
+        InputError,
+        case_id_from_path,
+        scan_brats_folder,
+        validate_items,
+        with_image_key,
+    )
 
     bundle = find_bundle(args.bundle)
     overrides = {}
@@ -146,10 +153,7 @@ def _cmd_infer(args: argparse.Namespace) -> int:
         else:
             if len(modalities) != 1:
                 raise InputError(vol, f"this bundle needs {len(modalities)} modalities {modalities}: give case folders")
-            name = os.path.basename(vol)
-            for ext in (".nii.gz", ".nii"):
-                name = name[: -len(ext)] if name.endswith(ext) else name
-            items.append({"case": name, "image": os.path.abspath(vol)})
+            items.append({"case": case_id_from_path(vol), "image": os.path.abspath(vol)})
         for it in items:
             srcs = it["image"] if isinstance(it["image"], list) else [it["image"]]
             if any(os.path.dirname(os.path.abspath(p)) == out for p in srcs):

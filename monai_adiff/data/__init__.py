@@ -3,6 +3,7 @@
 
 from .datalist import (
     BRATS_MODALITIES,
+    case_id_from_path,
     load_cases,
     read_datalist,
     scan_brats_folder,
@@ -17,7 +18,7 @@ from .io import check_case, check_volume, ras_axial, read_volume
 from .slices import build_slice_table, case_slice_table, summarize_slice_table, table_to_csv
 
 __all__ = [
-    "BRATS_MODALITIES", "SELECTIONS", "BrainSliceDataset", "InputError", "build_slice_table", "case_slice_table", "find_input_error",
+    "BRATS_MODALITIES", "SELECTIONS", "case_id_from_path", "BrainSliceDataset", "InputError", "build_slice_table", "case_slice_table", "find_input_error",
     "check_case", "check_volume", "load_cases", "ras_axial", "read_datalist", "read_volume", "scan_brats_folder",
     "split_cases", "summarize_slice_table", "table_to_csv", "validate_items", "with_image_key", "write_datalist",
 ]

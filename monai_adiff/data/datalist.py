@@ -30,6 +30,7 @@ __all__ = [
     "validate_items",
     "with_image_key",
     "load_cases",
+    "case_id_from_path",
 ]
 
 logger = logging.getLogger(__name__)
@@ -122,20 +123,26 @@ def read_datalist(path: str | os.PathLike, section: str = "training", base_dir: 
     return items
 
 
+def case_id_from_path(path: str) -> str:
+    """The case id of a volume file: its name without extension and modality suffix (``Brats18_X_flair.nii.gz``
+    -> ``Brats18_X``)."""
+    name = os.path.basename(path)
+    for ext in _NIFTI_SUFFIXES:
+        if name.endswith(ext):
+            name = name[: -len(ext)]
+    for m in BRATS_MODALITIES:
+        if name.endswith("_" + m):
+            return name[: -len(m) - 1]
+    return name
+
+
 def _case_id(item: dict, index: int) -> str:
     for key in ("image", *BRATS_MODALITIES):
         v = item.get(key)
         if isinstance(v, (list, tuple)) and v:
             v = v[0]
         if isinstance(v, str):
-            name = os.path.basename(v)
-            for ext in _NIFTI_SUFFIXES:
-                if name.endswith(ext):
-                    name = name[: -len(ext)]
-            for m in BRATS_MODALITIES:  # Brats18_X_flair -> Brats18_X
-                if name.endswith("_" + m):
-                    name = name[: -len(m) - 1]
-            return name
+            return case_id_from_path(v)
     return f"case_{index:04d}"
 
 

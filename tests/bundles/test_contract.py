@@ -220,3 +220,27 @@ def test_calibration_without_pixel_labels(name, trained, dataset):
     cal = json.loads((trained[name]["work"] / "models" / "calibration.json").read_text())
     assert {"guidance", "cos_threshold", "m_max", "grid"} <= set(cal)
     assert cal["guidance"] in [g["guidance"] for g in cal["grid"]] and cal["n_unhealthy"] > 0
+
+
+def test_cli_infer_on_a_real_brats_volume(trained, tmp_path, capsys):
+    """`monai-adiff infer` with a tiny checkpoint on a real BraTS FLAIR volume (240 x 240 x 155, LPS)."""
+    from monai_adiff.cli import main
+    from tests.conftest import brats_dir
+
+    root = brats_dir()
+    if root is None:
+        pytest.skip("real BraTS data not present")
+    flair = sorted(root.glob("*/*_flair.nii.gz"))[0]
+    args = tmp_path / "args.json"
+    args.write_text(json.dumps({k: v for k, v in TINY.items() if k.startswith("network_def") or k == "spatial_size"}))
+    ckpt = trained["sss"]["work"] / "models" / "model.pt"
+    code = main(["infer", "sss", str(flair), "--checkpoint", str(ckpt), "--args-file", str(args), "--out",
+                 str(tmp_path / "out")])
+    assert code == 0
+    case = flair.name.replace("_flair.nii.gz", "")
+    ref = nib.load(str(flair))
+    for suffix in ("anomaly_map", "anomaly_mask"):
+        img = nib.load(tmp_path / "out" / f"{case}_{suffix}.nii.gz")
+        assert img.shape == ref.shape == (240, 240, 155)
+        np.testing.assert_allclose(img.affine, ref.affine)
+    assert f"{case}_anomaly_mask.nii.gz" in capsys.readouterr().out
