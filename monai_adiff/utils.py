@@ -35,7 +35,9 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> str:
     """Atomically write a text file (UTF-8)."""
 
     def _write(tmp: str) -> None:
-        with open(tmp, "w", encoding="utf-8") as f:
+        with open(tmp, "w", encoding="utf-8", newline="") as f:
             f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
 
     return atomic_write(path, _write)

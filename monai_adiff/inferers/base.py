@@ -21,6 +21,7 @@ import torch
 from monai.data import MetaTensor
 from monai.inferers import Inferer
 
+from monai_adiff.noise import make_noise
 from monai_adiff.transforms.postprocessing.array import AnomalyScore
 
 __all__ = ["AnomalyOutput", "AnomalyInferer", "brain_from_inputs"]
@@ -75,6 +76,9 @@ class AnomalyInferer(Inferer):
 
     #: number of output channels (channel 0 = anomaly map)
     out_channels: int = 1
+    #: noise of the methods that draw it (see :meth:`noise_like`)
+    noise_type: str = "gaussian"
+    noise_kwargs: dict = {}
 
     def __init__(
         self,
@@ -109,6 +113,13 @@ class AnomalyInferer(Inferer):
         if self.autocast_dtype and device.type == "cuda":
             return torch.autocast("cuda", dtype=getattr(torch, self.autocast_dtype))
         return torch.autocast(device.type, enabled=False)
+
+    def noise_like(self, x: torch.Tensor, t: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+        """Noise of ``self.noise_type`` (with ``self.noise_kwargs``) for slices ``x`` at timesteps ``t``, made on
+        ``x``'s device (the simplex seeds come from ``generator``)."""
+        return make_noise(self.noise_type, x.shape, t, generator=generator, device=x.device, **self.noise_kwargs).to(
+            x.dtype
+        )
 
     def network_call(self, network: Callable[..., torch.Tensor], x: torch.Tensor, *args, **kwargs) -> torch.Tensor:
         """Call the network (under autocast when asked) and return float32 output."""

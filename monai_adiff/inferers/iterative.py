@@ -10,7 +10,6 @@ from monai.networks.schedulers import Scheduler
 
 from monai_adiff.diffusion import ddpm_reverse_step
 from monai_adiff.inferers.base import AnomalyInferer
-from monai_adiff.noise import make_noise
 
 __all__ = ["IterativeReconstructionInferer"]
 
@@ -60,11 +59,6 @@ class IterativeReconstructionInferer(AnomalyInferer):
         self.variance = variance
         self.clip = None if clip is None else (float(clip[0]), float(clip[1]))
 
-    def _noise(self, x: torch.Tensor, t: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
-        return make_noise(self.noise_type, x.shape, t, generator=generator, device=x.device, **self.noise_kwargs).to(
-            x.dtype
-        )
-
     def reconstruct(
         self, x: torch.Tensor, network: Callable[..., torch.Tensor], generator: torch.Generator | None
     ) -> torch.Tensor:
@@ -72,7 +66,7 @@ class IterativeReconstructionInferer(AnomalyInferer):
         n = x.shape[0]
         t0 = self.noise_level - 1
         tt = torch.full((n,), t0, device=x.device, dtype=torch.long)
-        x_t = self.scheduler.add_noise(x, self._noise(x, tt, generator), tt)
+        x_t = self.scheduler.add_noise(x, self.noise_like(x, tt, generator), tt)
         steps = range(t0, -1, -1)
         if self.progress:
             from tqdm import tqdm
@@ -81,7 +75,7 @@ class IterativeReconstructionInferer(AnomalyInferer):
         for t in steps:
             tt = torch.full((n,), t, device=x.device, dtype=torch.long)
             eps = self.network_call(network, x_t, timesteps=tt)
-            noise = self._noise(x, tt, generator) if t > 0 else None
+            noise = self.noise_like(x, tt, generator) if t > 0 else None
             x_t, _ = ddpm_reverse_step(self.scheduler, x_t, eps, t, noise, self.variance, self.clip)
         return x_t
 

@@ -11,7 +11,6 @@ from monai.networks.schedulers import Scheduler
 
 from monai_adiff.diffusion import predict_x0
 from monai_adiff.inferers.base import AnomalyInferer
-from monai_adiff.noise import make_noise
 
 __all__ = ["SingleStepInferer"]
 
@@ -70,8 +69,7 @@ class SingleStepInferer(AnomalyInferer):
     ) -> torch.Tensor:
         """The single-step reconstruction ``x0_hat`` of slices ``x`` (N, C, H, W) from noise level ``t``."""
         tt = torch.full((x.shape[0],), t, device=x.device, dtype=torch.long)
-        noise = make_noise(self.noise_type, x.shape, tt, generator=generator, device=x.device, **self.noise_kwargs)
-        x_t = self.scheduler.add_noise(x, noise.to(x.dtype), tt)
+        x_t = self.scheduler.add_noise(x, self.noise_like(x, tt, generator), tt)
         eps = self.network_call(network, x_t, timesteps=tt)
         return predict_x0(self.scheduler, x_t, eps, tt, self.clip)
 

@@ -13,12 +13,13 @@ import io
 import json
 import math
 import os
-import tempfile
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
 import torch
+
+from monai_adiff.utils import atomic_write_text
 
 __all__ = ["write_report", "format_table", "to_jsonable", "flatten_results", "TABLE_COLUMNS"]
 
@@ -124,22 +125,6 @@ def _csv_value(v: Any) -> str:
     return str(v)
 
 
-def _atomic_write_text(path: str, text: str) -> None:
-    """Write ``text`` to a temporary file beside ``path`` and rename it over ``path``."""
-    folder = os.path.dirname(path) or "."
-    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=folder)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
-
-
 def write_report(results: Mapping, out_dir: str | os.PathLike, name: str = "metrics") -> dict[str, str]:
     """Write ``<name>.json`` and ``<name>.csv`` into ``out_dir``, each atomically.
 
@@ -170,8 +155,8 @@ def write_report(results: Mapping, out_dir: str | os.PathLike, name: str = "metr
         writer.writerow({**row, "value": _csv_value(row["value"])})
     os.makedirs(out_dir, exist_ok=True)
     paths = {"json": os.path.join(out_dir, f"{name}.json"), "csv": os.path.join(out_dir, f"{name}.csv")}
-    _atomic_write_text(paths["json"], json_text)
-    _atomic_write_text(paths["csv"], buf.getvalue())
+    atomic_write_text(paths["json"], json_text)
+    atomic_write_text(paths["csv"], buf.getvalue())
     return paths
 
 
