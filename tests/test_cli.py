@@ -52,3 +52,16 @@ def test_infer_rejects_bad_inputs(tmp_path, capsys):
     vol = save_nifti(good_dir / "vol.nii.gz", np.ones((8, 8, 4), np.float32))
     code = main(["infer", "sss", str(vol), "--checkpoint", str(ckpt), "--out", str(good_dir)])
     assert code == 1 and "output folder is an input folder" in capsys.readouterr().err
+
+
+def test_datalist_image_labels_only(tmp_path):
+    demo = tmp_path / "demo"
+    main(["make-data", "--out", str(demo), "--cases", "2", "--shape", "32", "32", "16"])
+    out = tmp_path / "weak.json"
+    assert main(["datalist", str(demo), "--out", str(out), "--image-labels-only"]) == 0
+    content = json.loads(out.read_text())
+    for item in content["training"]:
+        assert "label" not in item and len(item["slice_labels"]) == 16
+        rows = [r for r in content["slice_table"] if r["case"] == item["case"]]
+        assert item["slice_labels"] == [r["label"] for r in sorted(rows, key=lambda r: r["slice"])]
+    assert sum(sum(it["slice_labels"]) for it in content["training"]) > 0
