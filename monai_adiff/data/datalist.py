@@ -262,9 +262,18 @@ def load_cases(
     only on the case ids and the seed, so training, inference and evaluation configs agree on it). With
     ``validate``, the files of the returned sections are read and checked; bad cases are logged and dropped.
 
+    ``section="all"`` returns every case (all datalist sections, or the whole folder) as ``{"all": [...]}``.
+
     Returns:
         ``{"training": [...], "validation": [...], "test": [...]}`` (absent sections are empty lists).
     """
+    if section == "all":  # every case, no split (e.g. to infer a whole folder)
+        if datalist:
+            items = [it for name in ("training", "validation", "test")
+                     for it in load_cases(datalist=datalist, modalities=modalities, validate=False)[name]]
+        else:
+            items, _ = scan_brats_folder(dataset_dir, modalities, validate=False)
+        return {"all": validate_items(items, modalities) if validate else items}
     if datalist:
         out = {}
         for name in (section,) if section else ("training", "validation", "test"):

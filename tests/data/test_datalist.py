@@ -101,5 +101,8 @@ def test_load_cases_from_folder_and_datalist(tiny_dataset, tmp_path):
     listed = load_cases(datalist=p, modalities=["flair"])
     assert [c["case"] for c in listed["test"]] == [c["case"] for c in folder["test"]]
     assert listed["validation"] == []
+    every = load_cases(dataset_dir=str(tiny_dataset), section="all", modalities=["flair"])
+    assert [c["case"] for c in every["all"]] == ["Case_0", "Case_1", "Case_2"]
+    assert len(load_cases(datalist=p, section="all", modalities=["flair"])["all"]) == 3
     with pytest.raises(ValueError):
         load_cases()
