@@ -6,7 +6,10 @@ so the printed ratio is the speed-up of SSS over AnoDDPM measured in one run; sl
 network pass that SSS makes once per slice.
 
     python benchmarks/speed.py --device cuda --bf16 --compile          # the lent H100: paper-size UNet, 128 px
-    python benchmarks/speed.py --device cpu --network tiny --size 64   # a laptop CPU
+    python benchmarks/speed.py --device cpu --network cpu --slices 64  # a CPU: the network of configs/cpu_args.json
+
+``--checkpoint`` loads trained weights (a bundle ``model.pt``); timings do not depend on them, but the row is then
+literally "the same trained network".
 """
 
 from __future__ import annotations
@@ -18,7 +21,8 @@ import time
 import torch
 from monai.bundle import ConfigParser
 
-from monai_adiff.bundle import cpu_overrides, find_bundle
+from monai_adiff.bundle import find_bundle
+from monai_adiff.engines import load_network_weights
 from monai_adiff.inferers import IterativeReconstructionInferer, SingleStepInferer
 
 
@@ -41,9 +45,10 @@ def _time(fn, device: torch.device, repeats: int) -> float:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    p.add_argument("--network", choices=("paper", "tiny"), default="paper",
-                   help="the bundle's paper-size UNet or the CPU-sized one (cpu_overrides)")
-    p.add_argument("--size", type=int, default=128, help="slice size (default 128)")
+    p.add_argument("--network", choices=("paper", "cpu"), default="paper",
+                   help="the bundle's paper-size UNet or the CPU-sized one of configs/cpu_args.json")
+    p.add_argument("--checkpoint", help="trained weights to load (a bundle model.pt); optional")
+    p.add_argument("--size", type=int, help="slice size (default: the bundle's, 128; 64 for --network cpu)")
     p.add_argument("--slices", type=int, default=155, help="slices per volume (default 155, BraTS)")
     p.add_argument("--batch", type=int, default=155, help="slices per network call (default: the whole volume)")
     p.add_argument("--steps", type=int, default=250, help="AnoDDPM lambda (default 250)")
@@ -57,13 +62,21 @@ def main() -> None:
     args = p.parse_args()
 
     device = torch.device(args.device)
+    configs = find_bundle("sss") / "configs"
     parser = ConfigParser()
-    parser.read_config(str(find_bundle("sss") / "configs" / "inference.json"))
-    if args.network == "tiny":
-        for k, v in cpu_overrides(args.size).items():
-            parser[k] = v
+    parser.read_config(str(configs / "inference.json"))
+    if args.network == "cpu":
+        for k, v in ConfigParser.load_config_file(str(configs / "cpu_args.json")).items():
+            if k.startswith("network_def#") or k == "spatial_size":
+                parser[k] = v
+    if args.size is not None:
+        parser["spatial_size"] = args.size
+    args.size = int(parser["spatial_size"])
     parser["network_def#use_flash_attention"] = args.flash
-    network = parser.get_parsed_content("network_def").to(device).eval()
+    network = parser.get_parsed_content("network_def")
+    if args.checkpoint:
+        load_network_weights(network, args.checkpoint)
+    network = network.to(device).eval()
     scheduler = parser.get_parsed_content("scheduler").to(device)
     n_params = sum(q.numel() for q in network.parameters())
     if args.compile:
@@ -82,6 +95,7 @@ def main() -> None:
     res = {
         "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
         "network": args.network,
+        "checkpoint": args.checkpoint,
         "parameters_M": round(n_params / 1e6, 2),
         "size": args.size,
         "slices": args.slices,
