@@ -19,6 +19,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from monai_adiff.inferers.fpdm import FPDMInferer
+from monai_adiff.metrics.functional import auroc
 from monai_adiff.utils import atomic_write_text
 
 __all__ = ["best_accuracy_threshold", "select_guidance", "calibrate_fpdm", "load_network_weights"]
@@ -133,14 +134,28 @@ def calibrate_fpdm(
     per_w = []
     for j, w in enumerate(grid):
         thr, acc = best_accuracy_threshold(cos_all[j], y)
-        per_w.append({"guidance": w, "cos_threshold": thr, "accuracy": acc, "m_max": float(m_all[j].max())})
+        # the threshold-free separability of the slice score 1 - cos (image labels only): a diagnostic
+        per_w.append({"guidance": w, "cos_threshold": thr, "accuracy": acc, "m_max": float(m_all[j].max()),
+                      "auroc": auroc(1 - cos_all[j], y)})
     w_star = select_guidance({r["guidance"]: r["accuracy"] for r in per_w}, tolerance)
     chosen = next(r for r in per_w if r["guidance"] == w_star)
+    majority = max(float((y == 1).float().mean()), float((y == 0).float().mean()))
+    # the best-threshold search overfits: accuracy within two binomial standard errors of the majority rate is noise
+    margin = 2 * (majority * (1 - majority) / y.numel()) ** 0.5
+    if chosen["accuracy"] <= majority + margin:
+        logger.warning(
+            "AnoFPDM calibration: no cosine threshold separates healthy from unhealthy validation slices clearly better "
+            "than calling every slice %s (accuracy %.3f, image-level AUROC %.3f): the network's guided and unguided "
+            "predictions barely differ (under-trained, or the class conditioning was not learnt); masks will follow "
+            "that decision.", "unhealthy" if float((y == 1).float().mean()) >= 0.5 else "healthy",
+            chosen["accuracy"], chosen["auroc"])
     result = {
         "guidance": w_star,
         "cos_threshold": chosen["cos_threshold"],
         "m_max": chosen["m_max"],
         "accuracy": chosen["accuracy"],
+        "majority_accuracy": majority,
+        "auroc": chosen["auroc"],
         "tolerance": tolerance,
         "grid": per_w,
         "n_slices": int(y.numel()),

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import logging
 
 import numpy as np
 import pytest
@@ -64,7 +65,18 @@ class Net(torch.nn.Module):
         return 0.1 * x + healthy * self.scale * (x > 0.5).to(x.dtype)
 
 
-def test_calibrate_end_to_end(tmp_path):
+class NoCondNet(torch.nn.Module):
+    """Ignores the class label: guided and unguided predictions coincide for every slice."""
+
+    def __init__(self):
+        super().__init__()
+        self.w = torch.nn.Parameter(torch.tensor(0.1))
+
+    def forward(self, x, timesteps, class_labels):
+        return self.w * x
+
+
+def test_calibrate_end_to_end(tmp_path, caplog):
     g = torch.Generator().manual_seed(0)
     items = []
     for i in range(12):
@@ -85,9 +97,15 @@ def test_calibrate_end_to_end(tmp_path):
     assert [r["guidance"] for r in saved["grid"]] == [0.5, 2.0, 8.0]
     assert saved["n_slices"] == 12 and saved["n_unhealthy"] == 6
     assert saved["accuracy"] == 1.0  # the lesion slices diverge, the others do not
+    assert saved["majority_accuracy"] == 0.5 and saved["auroc"] == 1.0
     assert saved["guidance"] == 8.0  # every w separates perfectly: the largest one
     chosen = next(r for r in saved["grid"] if r["guidance"] == 8.0)
     assert saved["m_max"] == chosen["m_max"] > 0
+    # a network whose class conditioning does nothing cannot separate the classes: calibration says so
+    with caplog.at_level(logging.WARNING, logger="monai_adiff.engines.calibration"):
+        flat = calibrate_fpdm(NoCondNet(), inferer, items, str(tmp_path / "flat.json"), guidance_grid=(1.0,))
+    assert flat["majority_accuracy"] == 0.5 and flat["accuracy"] < 0.79  # 0.5 + 2 standard errors of 12 slices
+    assert "no cosine threshold separates" in caplog.text
     # a single-class validation set cannot calibrate a classifier
     with pytest.raises(ValueError, match="healthy and unhealthy"):
         calibrate_fpdm(net, inferer, [dict(it, slice_label=torch.tensor(0)) for it in items], str(out))
