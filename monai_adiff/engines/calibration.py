@@ -22,7 +22,7 @@ from monai_adiff.inferers.fpdm import FPDMInferer
 from monai_adiff.metrics.functional import auroc
 from monai_adiff.utils import atomic_write_text
 
-__all__ = ["best_accuracy_threshold", "select_guidance", "calibrate_fpdm", "load_network_weights"]
+__all__ = ["best_accuracy_threshold", "select_guidance", "calibrate_fpdm", "conditioning_gap", "load_network_weights"]
 
 logger = logging.getLogger(__name__)
 
@@ -82,6 +82,35 @@ def load_network_weights(network: torch.nn.Module, path: str, key: str = "model"
     return network
 
 
+def conditioning_gap(
+    network: torch.nn.Module, inferer: FPDMInferer, x: torch.Tensor, labels: torch.Tensor, generator: torch.Generator
+) -> dict[str, torch.Tensor]:
+    """Per-slice noise-prediction MSE with the true, the swapped and the null class label (same ``t``, same noise).
+
+    A network that learnt the class conditioning predicts the noise better with the slice's own label than with the
+    other one; if the three agree, guidance has nothing to amplify and AnoFPDM cannot work. Image labels only.
+
+    Args:
+        network: the class-conditional noise predictor.
+        inferer: gives the scheduler, the null label and the (autocast) network call.
+        x: clean slices (N, C, H, W).
+        labels: (N,) 0 healthy, 1 unhealthy.
+        generator: CPU generator for ``t`` and the noise.
+
+    Returns:
+        ``{"true", "swapped", "null"}``: (N,) MSEs.
+    """
+    t = torch.randint(0, inferer.scheduler.num_train_timesteps, (x.shape[0],), generator=generator).to(x.device)
+    noise = torch.randn(x.shape, generator=generator).to(x.device)
+    x_t = inferer.scheduler.add_noise(x, noise, t)
+    y = labels.to(x.device).long()
+    out = {}
+    for name, lab in (("true", y), ("swapped", 1 - y), ("null", torch.full_like(y, inferer.null_label))):
+        eps = inferer.network_call(network, x_t, timesteps=t, class_labels=lab)
+        out[name] = ((eps - noise) ** 2).flatten(1).mean(1).cpu()
+    return out
+
+
 @torch.no_grad()
 def calibrate_fpdm(
     network: torch.nn.Module,
@@ -121,14 +150,20 @@ def calibrate_fpdm(
     grid = sorted(float(w) for w in guidance_grid)
     loader = DataLoader(dataset, batch_size=batch_size or inferer.slice_batch_size, shuffle=False, num_workers=0)
     generator = inferer._generator()
-    cos, m_end, labels = [], [], []
+    gap_generator = torch.Generator().manual_seed(0)
+    cos, m_end, labels, gaps = [], [], [], []
     t0 = time.perf_counter()
     for batch in loader:
-        res = inferer.sweep(batch["image"].to(device), network, generator, guidance=grid, keep_map=False)
+        x = batch["image"].to(device)
+        res = inferer.sweep(x, network, generator, guidance=grid, keep_map=False)
         cos.append(res.cosine().cpu())
         m_end.append(res.m_end.cpu())
         labels.append(torch.as_tensor(batch[label_key]).long().flatten())
+        gaps.append(conditioning_gap(network, inferer, x, labels[-1], gap_generator))
     cos_all, m_all, y = torch.cat(cos, dim=1), torch.cat(m_end, dim=1), torch.cat(labels)
+    gap = {k: torch.cat([g[k] for g in gaps]) for k in ("true", "swapped", "null")}
+    conditioning = {f"noise_mse_{k}": float(v.mean()) for k, v in gap.items()}
+    conditioning["true_label_better_fraction"] = float((gap["swapped"] > gap["true"]).float().mean())
     if len(torch.unique(y)) < 2:
         raise ValueError(f"calibration needs healthy and unhealthy validation slices; labels present: {y.unique().tolist()}")
     per_w = []
@@ -145,10 +180,12 @@ def calibrate_fpdm(
     if chosen["accuracy"] <= majority + margin:
         logger.warning(
             "AnoFPDM calibration: no cosine threshold separates healthy from unhealthy validation slices clearly better "
-            "than calling every slice %s (accuracy %.3f, image-level AUROC %.3f): the network's guided and unguided "
-            "predictions barely differ (under-trained, or the class conditioning was not learnt); masks will follow "
-            "that decision.", "unhealthy" if float((y == 1).float().mean()) >= 0.5 else "healthy",
-            chosen["accuracy"], chosen["auroc"])
+            "than calling every slice %s (accuracy %.3f, image-level AUROC %.3f); noise MSE with the true / swapped "
+            "class label %.5f / %.5f (the true label is better on %.0f%% of slices): if these barely differ, the "
+            "network has not learnt its class conditioning (train longer); masks will follow that decision.",
+            "unhealthy" if float((y == 1).float().mean()) >= 0.5 else "healthy", chosen["accuracy"], chosen["auroc"],
+            conditioning["noise_mse_true"], conditioning["noise_mse_swapped"],
+            100 * conditioning["true_label_better_fraction"])
     result = {
         "guidance": w_star,
         "cos_threshold": chosen["cos_threshold"],
@@ -156,6 +193,7 @@ def calibrate_fpdm(
         "accuracy": chosen["accuracy"],
         "majority_accuracy": majority,
         "auroc": chosen["auroc"],
+        "conditioning": conditioning,
         "tolerance": tolerance,
         "grid": per_w,
         "n_slices": int(y.numel()),

@@ -98,6 +98,10 @@ def test_calibrate_end_to_end(tmp_path, caplog):
     assert saved["n_slices"] == 12 and saved["n_unhealthy"] == 6
     assert saved["accuracy"] == 1.0  # the lesion slices diverge, the others do not
     assert saved["majority_accuracy"] == 0.5 and saved["auroc"] == 1.0
+    # the label changes Net's prediction (the healthy label adds a term), so the MSEs differ
+    cond = saved["conditioning"]
+    assert set(cond) == {"noise_mse_true", "noise_mse_swapped", "noise_mse_null", "true_label_better_fraction"}
+    assert cond["noise_mse_true"] != cond["noise_mse_swapped"] and cond["noise_mse_swapped"] != cond["noise_mse_null"]
     assert saved["guidance"] == 8.0  # every w separates perfectly: the largest one
     chosen = next(r for r in saved["grid"] if r["guidance"] == 8.0)
     assert saved["m_max"] == chosen["m_max"] > 0
@@ -106,6 +110,10 @@ def test_calibrate_end_to_end(tmp_path, caplog):
         flat = calibrate_fpdm(NoCondNet(), inferer, items, str(tmp_path / "flat.json"), guidance_grid=(1.0,))
     assert flat["majority_accuracy"] == 0.5 and flat["accuracy"] < 0.79  # 0.5 + 2 standard errors of 12 slices
     assert "no cosine threshold separates" in caplog.text
+    # the label changes nothing: equal MSEs, the true label never better
+    c = flat["conditioning"]
+    assert c["noise_mse_true"] == c["noise_mse_swapped"] == c["noise_mse_null"]
+    assert c["true_label_better_fraction"] == 0.0
     # a single-class validation set cannot calibrate a classifier
     with pytest.raises(ValueError, match="healthy and unhealthy"):
         calibrate_fpdm(net, inferer, [dict(it, slice_label=torch.tensor(0)) for it in items], str(out))
