@@ -18,7 +18,7 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from monai_adiff.inferers.fpdm import FPDMInferer
+from monai_adiff.inferers.fpdm import FPDMInferer, device_generator
 from monai_adiff.metrics.functional import auroc
 from monai_adiff.utils import atomic_write_text
 
@@ -100,8 +100,9 @@ def conditioning_gap(
     Returns:
         ``{"true", "swapped", "null"}``: (N,) MSEs.
     """
-    t = torch.randint(0, inferer.scheduler.num_train_timesteps, (x.shape[0],), generator=generator).to(x.device)
-    noise = torch.randn(x.shape, generator=generator).to(x.device)
+    gen = device_generator(generator, x.device)  # drawn on the data's device: no host-to-device noise copy
+    t = torch.randint(0, inferer.scheduler.num_train_timesteps, (x.shape[0],), generator=gen, device=x.device)
+    noise = torch.randn(x.shape, generator=gen, device=x.device, dtype=x.dtype)
     x_t = inferer.scheduler.add_noise(x, noise, t)
     y = labels.to(x.device).long()
     out = {}

@@ -23,13 +23,21 @@ from monai_adiff.inferers.base import AnomalyInferer
 from monai_adiff.transforms.postprocessing.array import fpdm_quantile, median_filter_mirror
 
 __all__ = [
-    "FPDMInferer", "FPDMSweep", "fpdm_sweep", "fpdm_step_grid", "cosine_similarity", "rowwise_quantile", "FPDM_CHANNELS",
+    "FPDMInferer", "FPDMSweep", "fpdm_sweep", "fpdm_step_grid", "device_generator", "cosine_similarity", "rowwise_quantile", "FPDM_CHANNELS",
 ]
 
 logger = logging.getLogger(__name__)
 
 #: output channels of :class:`FPDMInferer` (per-slice values are broadcast over the slice)
 FPDM_CHANNELS = {"map": 0, "mask": 1, "t_e": 2, "m_te": 3, "label": 4, "score": 5}
+
+
+def device_generator(generator: torch.Generator | None, device: torch.device) -> torch.Generator | None:
+    """A generator on ``device`` seeded from the CPU ``generator`` (None stays None): random draws then happen on the
+    data's device, with no host-to-device copy of the noise, and stay reproducible from one CPU seed."""
+    if generator is None:
+        return None
+    return torch.Generator(device=device).manual_seed(int(torch.randint(2**62, (1,), generator=generator)))
 
 
 def fpdm_step_grid(num_steps: int = 600, stride: int = 1, start: int = 0) -> list[int]:
@@ -161,10 +169,7 @@ def fpdm_sweep(
     amap = torch.zeros_like(running) if keep_map else None
     count = torch.ones(n, device=device)
 
-    # the encoding noise is drawn on the data's device, from a device generator seeded by the CPU one
-    dev_gen = None
-    if generator is not None:
-        dev_gen = torch.Generator(device=device).manual_seed(int(torch.randint(2**62, (1,), generator=generator)))
+    dev_gen = device_generator(generator, device)
 
     def noise(shape):
         return torch.randn(shape, generator=dev_gen, device=device, dtype=x0.dtype)
