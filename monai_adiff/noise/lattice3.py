@@ -8,12 +8,15 @@ without per-point branches so it runs as a fixed sequence of tensor ops on any d
   the tetrahedron at (0,0,0), the octahedron, the tetrahedron at (1,1,1). The reference evaluates the region's
   4 or 6 cube corners plus two "extra" vertices chosen by a cascade of comparisons. Here all 8 cube corners are
   evaluated with a per-region mask, and the two extra vertices come from a 27-row table indexed by a case code
-  that reproduces the comparison cascade (including its tie-breaking) in closed form (:func:`_extra_vertex_code`).
+  that reproduces the comparison cascade (including its tie-breaking) in closed form (:func:`_extra_vertex_code`);
+  the fused (compiled) formulation gets the same code from the cascade's comparison bits and a 128-row table
+  (:func:`_extra_vertex_index`), which compiles to much cheaper vector code.
 * Cell indices, in-cell coordinates and every comparison of the cascade use float64 exactly as the reference
   does, so points that sit on region boundaries (common on pixel grids) choose the same vertices. The
   contributions themselves are float32 from small offsets, within ~1e-6 of the reference.
 * The permutation hash ``perm[(perm[(perm[X & 255] + Y) & 255] + Z) & 255]`` uses a per-seed 256x256 table of the
-  first two levels (:func:`gradient_tables3`) so one vertex costs two gathers plus three for its gradient.
+  first two levels (:func:`~monai_adiff.noise.tables.hash2_table`) so one vertex costs two gathers plus three for
+  its gradient (one, packed, in the fused formulation).
 
 The vertex contribution is ``max(0, 2 - |d|^2)^4 * <g, d>`` summed and divided by 103 (the reference's
 ``NORM_CONSTANT3``).
@@ -25,6 +28,9 @@ from functools import lru_cache
 from typing import NamedTuple
 
 import torch
+
+from monai_adiff.noise.tables import hash2_table
+from monai_adiff.noise.tables import take as _take
 
 __all__ = ["Tables3", "gradient_tables3", "opensimplex3"]
 
@@ -90,6 +96,36 @@ def _extra_vertex_table() -> tuple[list[list[int]], list[list[float]]]:
 _EXTRA_OFFSETS, _EXTRA_DISPLACEMENTS = _extra_vertex_table()
 
 
+def _code_of_index(index: int) -> int:
+    """Case code (0..26) for a region index of :func:`_extra_vertex_index`: the reference's cascade on its bits.
+
+    Index ``0..31``: tetrahedron (0,0,0), ``32..63``: tetrahedron (1,1,1), bits ``first | z_x << 1 | z_y << 2 |
+    y_z << 3 | close << 4`` (for (1,1,1) the comparisons reversed); ``64..127``: octahedron, bits ``a_far | b_far
+    << 1 | far3 << 2 | a_le_b << 3 | a_lt << 4 | b_lt << 5``. Bit patterns no point can produce map to some code
+    and are never looked up. The same cascade as :func:`_extra_vertex_code`, which the tests hold both to.
+    """
+    region = index >> 5
+    if region < 2:
+        first, z_x, z_y, y_z, close = ((index >> k) & 1 for k in range(5))
+        strong = 2 * z_x if first else 2 - y_z  # the stronger of the two closest corners
+        neither = 2 - z_y if first else 2 - 2 * z_x  # the axis of neither
+        if region == 0:
+            return strong if close else 3 + neither
+        return 6 + strong if close else 9 + neither
+    a_far, b_far, far3, a_le_b, a_lt, b_lt = ((index >> k) & 1 for k in range(6))
+    rep_a, rep_b = a_le_b and a_lt, b_lt and not a_le_b
+    a_far = far3 if rep_a else a_far
+    b_far = far3 if rep_b else b_far
+    a_ax, b_ax = (0 if rep_a else 2), (0 if rep_b else 1)
+    if a_far == b_far:
+        return 18 - 3 * a_far - a_ax - b_ax
+    far_ax = a_ax if a_far else b_ax
+    return 18 + 3 * far_ax + (a_ax + b_ax - far_ax)
+
+
+_INDEX_CODES = [_code_of_index(i) for i in range(128)]
+
+
 class Tables3(NamedTuple):
     """Per-seed lookup tables for :func:`opensimplex3` (flat, ``P`` seeds, on the device of the noise)."""
 
@@ -98,7 +134,8 @@ class Tables3(NamedTuple):
     grad: torch.Tensor  # float32 (3, P * 256): gradient for final hash h at p * 256 + h
     grad_packed: torch.Tensor  # int32 (P * 256,): the same gradient as (gx + 16) | (gy + 16) << 8 | (gz + 16) << 16
     extra: torch.Tensor  # float32 (12, 27): extra-vertex offsets (ext0 xyz, ext1 xyz) and displacements (same)
-    extra_packed: torch.Tensor  # int32 (2, 27): offsets as (ox + 2) | (oy + 2) << 4 | (oz + 2) << 8
+    # int32 (2, 128): offsets as (ox + 2) | (oy + 2) << 4 | (oz + 2) << 8, by region index (_extra_vertex_index)
+    extra_packed: torch.Tensor
 
 
 @lru_cache(maxsize=None)
@@ -106,7 +143,7 @@ def _constants(device: torch.device) -> tuple[torch.Tensor, torch.Tensor, torch.
     """Gradients and extra-vertex tables on ``device``, uploaded once per device."""
     offsets = torch.tensor(_EXTRA_OFFSETS, dtype=torch.int32)  # (27, 6)
     extra = torch.cat([offsets.float(), torch.tensor(_EXTRA_DISPLACEMENTS)], 1).t().contiguous()
-    packed = (offsets + 2).view(27, 2, 3)
+    packed = (offsets[_INDEX_CODES] + 2).view(128, 2, 3)
     extra_packed = (packed[..., 0] | (packed[..., 1] << 4) | (packed[..., 2] << 8)).t().contiguous()
     grads = torch.tensor(_GRADIENTS, dtype=torch.int32)
     return grads.to(device), extra.to(device), extra_packed.to(device)
@@ -114,20 +151,13 @@ def _constants(device: torch.device) -> tuple[torch.Tensor, torch.Tensor, torch.
 
 def gradient_tables3(perm: torch.Tensor) -> Tables3:
     """Build the lookup tables of :func:`opensimplex3` from permutations ``(P, 256)`` (on their device)."""
-    n_planes = perm.shape[0]
     device = perm.device
     grads, extra, extra_packed = _constants(device)
-    idx = (perm[:, :, None] + torch.arange(256, device=device)) & 255
-    hash2 = torch.gather(perm, 1, idx.reshape(n_planes, -1)).to(torch.uint8).reshape(-1)
+    hash2 = hash2_table(perm)
     grads = grads[perm.reshape(-1) % 24]  # (P * 256, 3): the reference's perm_grad_index3 / 3
     grad = grads.t().float().contiguous()
     grad_packed = (grads[:, 0] + 16) | ((grads[:, 1] + 16) << 8) | ((grads[:, 2] + 16) << 16)
     return Tables3(hash2, grad, grad_packed, extra, extra_packed)
-
-
-def _take(table: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
-    """``table[index]`` for a flat table via ``index_select`` (faster than advanced indexing on CPU)."""
-    return table.index_select(0, index.reshape(-1)).view(index.shape)
 
 
 def opensimplex3(
@@ -140,7 +170,8 @@ def opensimplex3(
         plane: int32 index of the seed of each point, broadcastable to the same shape.
         tables: from :func:`gradient_tables3`.
         fused: formulate for a fused (``torch.compile``) kernel: fewer gathers (packed tables decoded with
-            integer arithmetic, cheap when fused), at the cost of more separate ops in eager mode.
+            integer arithmetic) and comparisons combined as selects (:func:`_extra_vertex_index`), cheap when
+            fused, at the cost of more (and slower) separate ops in eager mode.
 
     Returns:
         float32 tensor of the broadcast shape; equals ``OpenSimplex(seed).noise3(x, y, z)`` within ~1e-6.
@@ -157,9 +188,14 @@ def opensimplex3(
     dx0, dy0, dz0 = sx.float() - shift, sy.float() - shift, sz.float() - shift
     xi, yi, zi = xsb.to(i32), ysb.to(i32), zsb.to(i32)
 
-    code = _extra_vertex_code(sx, sy, sz, in_sum)
-    t0 = (in_sum <= 1).float()
-    t1 = (in_sum >= 2).float()
+    in_t0, in_t1 = in_sum <= 1, in_sum >= 2
+    if fused:
+        code = _extra_vertex_index(sx, sy, sz, in_sum, in_t0, in_t1)
+        # selects, not casts: a vectorised compiled kernel turns a float64 mask into float32 cheaply this way
+        t0, t1 = torch.where(in_t0, 1.0, 0.0).float(), torch.where(in_t1, 1.0, 0.0).float()
+    else:
+        code = _extra_vertex_code(sx, sy, sz, in_sum)
+        t0, t1 = in_t0.float(), in_t1.float()
     # corners by |v|: tetrahedron 0 uses |v| <= 1, the octahedron |v| in {1, 2}, tetrahedron 1 |v| >= 2
     masks = (t0, 1 - t1, 1 - t0, t1)
 
@@ -260,3 +296,33 @@ def _extra_vertex_code(sx: torch.Tensor, sy: torch.Tensor, sz: torch.Tensor, in_
 
     t0, t1 = i(in_sum <= 1), i(in_sum >= 2)
     return code_o + t0 * (code_t0 - code_o) + t1 * (code_t1 - code_o)
+
+
+def _extra_vertex_index(
+    sx: torch.Tensor, sy: torch.Tensor, sz: torch.Tensor, in_sum: torch.Tensor, in_t0: torch.Tensor, in_t1: torch.Tensor
+) -> torch.Tensor:
+    """Region index 0..127 (:func:`_code_of_index`) of every point (int32): the fused kernels' form of
+    :func:`_extra_vertex_code`.
+
+    The reference's comparisons (same float64 operands and strictness) become bits, summed as float selects and
+    converted to an integer once; the cascade itself is a table lookup. In a vectorised Inductor CPU kernel each
+    bool-to-int32 conversion of a float64 comparison costs many instructions, and the closed form of
+    :func:`_extra_vertex_code` needs ~20 of them (this form made the 3D kernel ~25 % faster); in eager mode the
+    selects are slower, so the eager kernels keep the closed form.
+    """
+    where = torch.where
+
+    def bit(b: torch.Tensor, k: int) -> torch.Tensor:
+        return where(b, float(1 << k), 0.0)
+
+    median = torch.maximum(torch.minimum(sx, sy), torch.minimum(torch.maximum(sx, sy), sz))
+    # tetrahedra at (0,0,0) and (1,1,1): the same comparisons, mirrored
+    t0 = bit(sx >= sy, 0) + bit(sz > sx, 1) + bit(sz > sy, 2) + bit(sy > sz, 3) + bit((1 - in_sum) > median, 4)
+    t1 = bit(sx <= sy, 0) + bit(sz < sx, 1) + bit(sz < sy, 2) + bit(sy < sz, 3) + bit((3 - in_sum) < median, 4)
+    p1, p2, p3 = sx + sy, sx + sz, sy + sz
+    a_score, b_score, score = (p1 - 1).abs(), (p2 - 1).abs(), (p3 - 1).abs()
+    octahedron = (
+        bit(p1 > 1, 0) + bit(p2 > 1, 1) + bit(p3 > 1, 2) + bit(a_score <= b_score, 3)
+        + bit(a_score < score, 4) + bit(b_score < score, 5)
+    )  # fmt: skip
+    return where(in_t0, t0, where(in_t1, t1 + 32, octahedron + 64)).to(torch.int32)

@@ -23,6 +23,9 @@ from typing import NamedTuple
 
 import torch
 
+from monai_adiff.noise.tables import hash2_table
+from monai_adiff.noise.tables import take as _take
+
 __all__ = ["Tables4", "gradient_tables4", "opensimplex4"]
 
 _STRETCH = -0.138196601125011  # (1 / sqrt(4 + 1) - 1) / 4, the reference's rounded literal
@@ -198,17 +201,11 @@ def _constants(device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
 
 def gradient_tables4(perm: torch.Tensor) -> Tables4:
     """Build the lookup tables of :func:`opensimplex4` from permutations ``(P, 256)`` (on their device)."""
-    n_planes = perm.shape[0]
     device = perm.device
     grads, extra = _constants(device)
-    idx = (perm[:, :, None] + torch.arange(256, device=device)) & 255
-    hash2 = torch.gather(perm, 1, idx.reshape(n_planes, -1)).to(torch.uint8).reshape(-1)
+    hash2 = hash2_table(perm)
     grad = grads[perm.reshape(-1) >> 2].t().contiguous()  # index & 0xFC selects gradient index >> 2
     return Tables4(hash2, perm.reshape(-1).to(torch.int32), grad, extra)
-
-
-def _take(table: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
-    return table.index_select(0, index.reshape(-1)).view(index.shape)
 
 
 def opensimplex4(

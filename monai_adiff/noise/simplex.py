@@ -373,7 +373,9 @@ def _octave_sum(
     out = torch.empty((n_rows, width), dtype=torch.float32, device=device)
     chunk = _CPU_CHUNK if device.type == "cpu" else _DEVICE_CHUNK
     if _use_compiled:
-        chunk *= 4  # the fused kernel keeps no temporaries in memory
+        # the fused kernel keeps no temporaries in memory: only the flat inputs (~32 bytes/point), and fewer calls
+        # save the ~0.3 ms of Dynamo/guard overhead per call
+        chunk *= 16
     rows_per_chunk = max(1, chunk // width)
     kernel = opensimplex3 if kind == "noise3" else opensimplex4
     columns = torch.arange(width, dtype=torch.float64, device=device)

@@ -9,7 +9,13 @@ import numpy as np
 import torch
 from parameterized import parameterized
 
-from monai_adiff.noise.lattice3 import gradient_tables3, opensimplex3
+from monai_adiff.noise.lattice3 import (
+    _INDEX_CODES,
+    _extra_vertex_code,
+    _extra_vertex_index,
+    gradient_tables3,
+    opensimplex3,
+)
 from monai_adiff.noise.lattice4 import gradient_tables4, opensimplex4
 from monai_adiff.noise.tables import permutation_tables
 from tests.noise.oracle import opensimplex
@@ -52,6 +58,19 @@ class TestLattice(unittest.TestCase):
         gens = [opensimplex.OpenSimplex(s) for s in SEEDS]
         ref = np.array([gens[p].noise4(*pt) for p, pt in zip(planes, pts)])
         np.testing.assert_allclose(ours.numpy(), ref, atol=TOL, rtol=0)
+
+    def test_region_index_agrees_with_case_code(self):
+        # the fused kernels' bit index + table and the eager closed form are two forms of one cascade: equal codes,
+        # also on the ties a 1/12 grid of in-cell coordinates produces (every region and comparison tie)
+        rng = np.random.default_rng(5)
+        pts = np.concatenate([rng.integers(0, 12, (20000, 3)) / 12, rng.uniform(0, 1, (20000, 3))])
+        sx, sy, sz = (torch.from_numpy(pts[:, i].copy()) for i in range(3))
+        in_sum = sx + sy + sz
+        index = _extra_vertex_index(sx, sy, sz, in_sum, in_sum <= 1, in_sum >= 2)
+        codes = torch.tensor(_INDEX_CODES)[index.long()]
+        self.assertTrue(torch.equal(codes, _extra_vertex_code(sx, sy, sz, in_sum).long()))
+        self.assertGreaterEqual(int(index.min()), 0)
+        self.assertLess(int(index.max()), 128)
 
     def test_noise3_pixel_grid_worst_case(self):
         # t = 999 at the finest octave (f = 2): coordinates near 500, every grid point on a cell face or a tie
