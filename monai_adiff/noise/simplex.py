@@ -61,7 +61,7 @@ _MAX_PLANES = 1 << 15  # the kernels address tables with a 15-bit plane index
 
 _cache: OrderedDict[tuple, Any] = OrderedDict()
 _cache_lock = threading.Lock()
-_compiled: dict[str, Callable] = {}
+_compiled: dict[tuple[str, bool], Callable] = {}
 _use_compiled = os.environ.get("MONAI_ADIFF_NOISE_COMPILE", "0") == "1"
 # no fused multiply-add in Triton (the float64 cell logic must round like the reference; Inductor's C++ backend
 # already compiles with -ffp-contract=off); indices are in range by construction (masked to the table sizes)
@@ -328,11 +328,30 @@ def _octave_term4(acc, x, y, z, w, plane, tables, f, amp):
     return acc + amp * opensimplex4(x / f, y / f, z / f, w / f, plane, tables, True)
 
 
-def _compiled_term(kind: str) -> Callable:
+def _octave_term3_pow2(acc, x, y, z, plane, tables, inv_f, amp):
+    """:func:`_octave_term3` for a power-of-two ``f``: ``x * (1 / f)`` is then bit-identical to ``x / f`` and a
+    float64 multiply is several times cheaper than a division (~6 % of the fused 3D kernel)."""
+    return acc + amp * opensimplex3(x * inv_f, y * inv_f, z * inv_f, plane, tables, True)
+
+
+def _octave_term4_pow2(acc, x, y, z, w, plane, tables, inv_f, amp):
+    """The 4D counterpart of :func:`_octave_term3_pow2`."""
+    return acc + amp * opensimplex4(x * inv_f, y * inv_f, z * inv_f, w * inv_f, plane, tables, True)
+
+
+_TERMS = {
+    ("noise3", False): _octave_term3,
+    ("noise4", False): _octave_term4,
+    ("noise3", True): _octave_term3_pow2,
+    ("noise4", True): _octave_term4_pow2,
+}
+
+
+def _compiled_term(kind: tuple[str, bool]) -> Callable:
     fn = _compiled.get(kind)
     if fn is None:
         # flat 1-D inputs with dynamic sizes: one compilation per kernel serves every shape and batch size
-        body = _octave_term3 if kind == "noise3" else _octave_term4
+        body = _TERMS[kind]
         compiled = torch.compile(body, dynamic=True, options=_COMPILE_OPTIONS)
 
         def fn(*args, **kwargs):
@@ -344,7 +363,7 @@ def _compiled_term(kind: str) -> Callable:
     return fn
 
 
-def _run_compiled(kind: str, *args) -> torch.Tensor | None:
+def _run_compiled(kind: tuple[str, bool], *args) -> torch.Tensor | None:
     """The compiled kernel's result, or ``None`` (with a warning, compiled kernels switched off) if it fails."""
     global _use_compiled
     try:
@@ -395,9 +414,11 @@ def _octave_sum(
             acc = torch.zeros(flat[0].shape, dtype=torch.float32, device=device)
             f, amp = float(frequency), 1.0
             for _ in range(octaves):
-                f_t = torch.tensor(f, dtype=torch.float64)  # CPU scalars: passed to the kernel, not copied
+                pow2 = math.frexp(f)[0] == 0.5 and 2.0**-1000 < f < 2.0**1000  # 1 / f exact and finite
+                # CPU scalars: passed to the kernel, not copied
+                f_t = torch.tensor(1 / f if pow2 else f, dtype=torch.float64)
                 amp_t = torch.tensor(amp, dtype=torch.float32)
-                acc = _run_compiled(kind, acc, *flat, tables, f_t, amp_t)
+                acc = _run_compiled((kind, pow2), acc, *flat, tables, f_t, amp_t)
                 if acc is None:
                     break
                 f, amp = f / 2, amp * persistence

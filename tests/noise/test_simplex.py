@@ -239,10 +239,14 @@ class TestCompiled(unittest.TestCase):
             t = torch.tensor([999, 0])
             noise = simplex_noise((2, 1, 48, 40), t, seeds=[3, -8])
             tnoise = tsimplex_noise((2, 2, 32, 32), t, seeds=[3, -8])
+            # wavelengths that are not powers of two take the kernel that divides instead of multiplying by 1 / f
+            odd = simplex_noise((2, 1, 24, 24), t, seeds=[3, -8], octaves=2, frequency=3.0)
         finally:
             use_compiled_kernels(False)
         for b, seed in enumerate((3, -8)):
             np.testing.assert_allclose(noise[b, 0].numpy(), simplex_field(seed, 48, 40, float(t[b])), atol=TOL, rtol=0)
+            want = simplex_field(seed, 24, 24, float(t[b]), octaves=2, frequency=3.0)
+            np.testing.assert_allclose(odd[b, 0].numpy(), want, atol=TOL, rtol=0)
             np.testing.assert_allclose(
                 tnoise[b].numpy(), tsimplex_field(seed, 2, 32, 32, float(t[b])), atol=TOL, rtol=0
             )
