@@ -75,10 +75,10 @@ def use_compiled_kernels(enabled: bool = True) -> None:
     of writing each to memory: on a 2-core CPU it measured ~12x faster than the eager ops and 3.7-4.9x faster than
     ``opensimplex`` (``benchmarks/README.md``); on GPUs it replaces ~300 kernel launches per octave by one (not
     measured yet). The first call per kernel type compiles (3D ~30-40 s, 4D ~110 s on a small CPU; needs a C++
-    compiler, or Triton on GPUs; cached on disk by Inductor afterwards, ~7 s then). The same fields come out: Inductor's C++ backend does not contract floating-point
-    operations, and Triton's fused multiply-add is disabled, so the float64 cell logic rounds like the reference.
-    If compiling fails, a warning is issued and the eager kernels are used. Also set by the environment variable
-    ``MONAI_ADIFF_NOISE_COMPILE=1``.
+    compiler, or Triton on GPUs; cached on disk by Inductor afterwards, ~7 s then). The same fields come out:
+    Inductor's C++ backend does not contract floating-point operations, and Triton's fused multiply-add is disabled,
+    so the float64 cell logic rounds like the reference. If compiling fails, a warning is issued and the eager
+    kernels are used. Also set by the environment variable ``MONAI_ADIFF_NOISE_COMPILE=1``.
     """
     global _use_compiled
     _use_compiled = bool(enabled)
@@ -392,9 +392,9 @@ def _octave_sum(
     out = torch.empty((n_rows, width), dtype=torch.float32, device=device)
     chunk = _CPU_CHUNK if device.type == "cpu" else _DEVICE_CHUNK
     if _use_compiled:
-        # the fused kernel keeps no temporaries in memory: only the flat inputs (~32 bytes/point), and fewer calls
-        # save the ~0.3 ms of Dynamo/guard overhead per call
-        chunk *= 16
+        # the fused kernel keeps no temporaries in memory, only the flat inputs (~32 bytes/point): on CPU fewer,
+        # larger calls save Dynamo's ~0.3 ms per call (32 MB of inputs); on devices 256 MB of inputs is plenty
+        chunk *= 16 if device.type == "cpu" else 4
     rows_per_chunk = max(1, chunk // width)
     kernel = opensimplex3 if kind == "noise3" else opensimplex4
     columns = torch.arange(width, dtype=torch.float64, device=device)
