@@ -56,7 +56,7 @@ class _Row:
 
 
 def _time_interleaved(rows: list[_Row], repeats: int) -> dict[str, float]:
-    """Median wall time of every row after one warm-up call each, the rows' repeats interleaved (round robin) so
+    """Time every row ``repeats`` times (into ``row.times``) after one warm-up call each, interleaved round robin so
     that load changes on a shared machine hit every row alike; returns the warm-up times (compilation)."""
     warmup = {f"{r.method} {r.device.type}": r.run() for r in rows}
     for _ in range(repeats):
