@@ -24,8 +24,12 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--data", default="../shared/data/brats18-dev", help="BraTS-style folder")
     p.add_argument("--size", type=int, default=128, help="in-plane size (default 128)")
-    p.add_argument("--test-fraction", type=float, default=0.0,
-                   help="evaluate only the test split of the bundles' patient split (0: all cases)")
+    p.add_argument(
+        "--test-fraction",
+        type=float,
+        default=0.0,
+        help="evaluate only the test split of the bundles' patient split (0: all cases)",
+    )
     p.add_argument("--seed", type=int, default=0, help="split seed (the bundles' split_seed)")
     p.add_argument("--val-fraction", type=float, default=0.1, help="the bundles' val_fraction (for the split)")
     args = p.parse_args()
@@ -42,13 +46,14 @@ def main() -> None:
         brain = d["brain"][0].permute(2, 0, 1) & d["brain_slices"][:, None, None]  # brain slices, as the bundles
         ev.add_volume(item["case"], amap.permute(2, 0, 1), None, d["label"][0].permute(2, 0, 1) > 0, brain)
     res = ev.compute()
-    print(f"{len(items)} cases from {args.data} at {args.size} px, "
-          f"{time.perf_counter() - t0:.1f} s")
+    print(f"{len(items)} cases from {args.data} at {args.size} px, " f"{time.perf_counter() - t0:.1f} s")
     print(format_table({"flair_baseline": res}))
     for setup in ("mixed", "unhealthy"):
         r = res[setup]
-        print(f"{setup}: AUPRC {r['auprc']:.3f}  AUROC {r['auroc']:.3f}  best pooled Dice {r['best_dice']:.3f} "
-              f"at {r['best_threshold']:.3f}  ({r['n_slices']} slices)")
+        print(
+            f"{setup}: AUPRC {r['auprc']:.3f}  AUROC {r['auroc']:.3f}  best pooled Dice {r['best_dice']:.3f} "
+            f"at {r['best_threshold']:.3f}  ({r['n_slices']} slices)"
+        )
 
 
 if __name__ == "__main__":

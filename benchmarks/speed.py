@@ -45,8 +45,12 @@ def _time(fn, device: torch.device, repeats: int) -> float:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    p.add_argument("--network", choices=("paper", "cpu"), default="paper",
-                   help="the bundle's paper-size UNet or the CPU-sized one of configs/cpu_args.json")
+    p.add_argument(
+        "--network",
+        choices=("paper", "cpu"),
+        default="paper",
+        help="the bundle's paper-size UNet or the CPU-sized one of configs/cpu_args.json",
+    )
     p.add_argument("--checkpoint", help="trained weights to load (a bundle model.pt); optional")
     p.add_argument("--size", type=int, help="slice size (default: the bundle's, 128; 64 for --network cpu)")
     p.add_argument("--slices", type=int, default=155, help="slices per volume (default 155, BraTS)")
@@ -112,8 +116,8 @@ def main() -> None:
         "anoddpm_slices_per_s": round(args.slices / t_ano, 3),
     }
     print(f"{'':24}{'s/volume':>12}{'slices/s':>12}")
-    print(f"{'SSS (1 pass, t=%d)' % args.sss_t:24}{t_sss:>12.3f}{args.slices / t_sss:>12.1f}")
-    print(f"{'AnoDDPM (%d steps)' % args.steps:24}{t_ano:>12.2f}{args.slices / t_ano:>12.3f}")
+    print(f"{f'SSS (1 pass, t={args.sss_t})':24}{t_sss:>12.3f}{args.slices / t_sss:>12.1f}")
+    print(f"{f'AnoDDPM ({args.steps} steps)':24}{t_ano:>12.2f}{args.slices / t_ano:>12.3f}")
     print(f"speed-up SSS / AnoDDPM: {t_ano / t_sss:.1f}x   ({json.dumps({k: res[k] for k in list(res)[:9]})})")
     if args.json:
         with open(args.json, "w") as f:

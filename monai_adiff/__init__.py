@@ -13,7 +13,17 @@ import importlib
 __version__ = "0.1.0"
 
 _SUBMODULES = (
-    "bundle", "cli", "data", "demo", "diffusion", "engines", "inferers", "metrics", "networks", "noise", "transforms",
+    "bundle",
+    "cli",
+    "data",
+    "demo",
+    "diffusion",
+    "engines",
+    "inferers",
+    "metrics",
+    "networks",
+    "noise",
+    "transforms",
     "utils",
 )
 

@@ -102,8 +102,6 @@ def run_bundle(
     return wf
 
 
-
-
 def cpu_overrides(spatial_size: int = 64, channels: Sequence[int] = (32, 64, 64)) -> dict[str, Any]:
     """Config overrides that shrink a bundle's paper-size UNet to a network that trains on a laptop CPU.
 

@@ -44,7 +44,13 @@ def _format_summary(summary: dict[str, dict]) -> str:
 
 
 def _cmd_datalist(args: argparse.Namespace) -> int:
-    from monai_adiff.data import build_slice_table, scan_brats_folder, split_cases, summarize_slice_table, write_datalist
+    from monai_adiff.data import (
+        build_slice_table,
+        scan_brats_folder,
+        split_cases,
+        summarize_slice_table,
+        write_datalist,
+    )
     from monai_adiff.data.slices import table_to_csv
     from monai_adiff.utils import atomic_write_text
 
@@ -70,8 +76,9 @@ def _cmd_datalist(args: argparse.Namespace) -> int:
             labels: dict[str, list[int]] = {}
             for r in rows:
                 labels.setdefault(r["case"], []).append(int(r["label"] or 0))
-            items = [{**{k: v for k, v in it.items() if k != "label"}, "slice_labels": labels[it["case"]]}
-                     for it in items]
+            items = [
+                {**{k: v for k, v in it.items() if k != "label"}, "slice_labels": labels[it["case"]]} for it in items
+            ]
         sections = split_cases(items, args.val_fraction, args.test_fraction, args.seed)
         path = write_datalist(
             args.out,
@@ -88,8 +95,10 @@ def _cmd_datalist(args: argparse.Namespace) -> int:
         csv_path = os.path.splitext(path)[0] + "_slices.csv"
         atomic_write_text(csv_path, table_to_csv(rows))
         n = {k: len(v) for k, v in sections.items()}
-        print(f"wrote {path} ({n['training']} training, {n['validation']} validation, {n['test']} test cases; "
-              f"{len(errors)} skipped) and {csv_path}")
+        print(
+            f"wrote {path} ({n['training']} training, {n['validation']} validation, {n['test']} test cases; "
+            f"{len(errors)} skipped) and {csv_path}"
+        )
     return 0
 
 
@@ -143,8 +152,11 @@ def _cmd_infer(args: argparse.Namespace) -> int:
     items = []
     for vol in args.volumes:
         if os.path.isdir(vol):  # a BraTS-style case folder, or a folder of case folders
-            found, errors = scan_brats_folder(os.path.dirname(os.path.abspath(vol)) if _is_case(vol) else vol,
-                                              [m for m in BRATS_MODALITIES if m in modalities], validate=False)
+            found, errors = scan_brats_folder(
+                os.path.dirname(os.path.abspath(vol)) if _is_case(vol) else vol,
+                [m for m in BRATS_MODALITIES if m in modalities],
+                validate=False,
+            )
             for e in errors:
                 print(f"skipped: {e}", file=sys.stderr)
             if _is_case(vol):
@@ -159,8 +171,14 @@ def _cmd_infer(args: argparse.Namespace) -> int:
             if any(os.path.dirname(os.path.abspath(p)) == out for p in srcs):
                 raise InputError(out, "output folder is an input folder; choose another one")
     items = validate_items(items, ["image"], label_key=None)  # bad volumes are listed and skipped
-    overrides.update({"data": items, "output_dir": out, "ckpt_path": os.path.abspath(args.checkpoint),
-                      "save_overlay": not args.no_overlay})
+    overrides.update(
+        {
+            "data": items,
+            "output_dir": out,
+            "ckpt_path": os.path.abspath(args.checkpoint),
+            "save_overlay": not args.no_overlay,
+        }
+    )
     if not os.path.isfile(overrides["ckpt_path"]):
         raise InputError(overrides["ckpt_path"], "checkpoint file does not exist")
     run_bundle(bundle, "inference", overrides, logging_file=None if args.verbose else False)
@@ -211,13 +229,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="datalist JSON to write (a <name>_slices.csv is written beside it)")
     p.add_argument("--summary", action="store_true", help="print per-case slice counts")
     p.add_argument("--modalities", nargs="+", default=["flair", "t1", "t1ce", "t2"], help="modalities to require")
-    p.add_argument("--min-brain-fraction", type=float, default=0.1,
-                   help="a brain slice has more than this fraction of the largest slice's brain area (default 0.1)")
+    p.add_argument(
+        "--min-brain-fraction",
+        type=float,
+        default=0.1,
+        help="a brain slice has more than this fraction of the largest slice's brain area (default 0.1)",
+    )
     p.add_argument("--val-fraction", type=float, default=0.0, help="patients in the validation section")
     p.add_argument("--test-fraction", type=float, default=0.0, help="patients in the test section")
     p.add_argument("--seed", type=int, default=0, help="seed of the patient split")
-    p.add_argument("--image-labels-only", action="store_true",
-                   help="write per-slice image-level labels (slice_labels) instead of segmentation paths")
+    p.add_argument(
+        "--image-labels-only",
+        action="store_true",
+        help="write per-slice image-level labels (slice_labels) instead of segmentation paths",
+    )
     p.set_defaults(func=_cmd_datalist)
     return parser
 

@@ -62,8 +62,15 @@ def make_case_arrays(shape=(24, 24, 16), lesion: bool = True, seed: int = 0) -> 
     return out
 
 
-def write_case(root: Path, case: str, shape=(24, 24, 16), lesion: bool = True, seed: int = 0,
-               affine: np.ndarray = LPS_AFFINE, skip: tuple[str, ...] = ()) -> dict:
+def write_case(
+    root: Path,
+    case: str,
+    shape=(24, 24, 16),
+    lesion: bool = True,
+    seed: int = 0,
+    affine: np.ndarray = LPS_AFFINE,
+    skip: tuple[str, ...] = (),
+) -> dict:
     arrays = make_case_arrays(shape, lesion, seed)
     item = {"case": case}
     for key, arr in arrays.items():

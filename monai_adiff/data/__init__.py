@@ -18,7 +18,25 @@ from .io import check_case, check_volume, ras_axial, read_volume
 from .slices import build_slice_table, case_slice_table, summarize_slice_table, table_to_csv
 
 __all__ = [
-    "BRATS_MODALITIES", "SELECTIONS", "case_id_from_path", "BrainSliceDataset", "InputError", "build_slice_table", "case_slice_table", "find_input_error",
-    "check_case", "check_volume", "load_cases", "ras_axial", "read_datalist", "read_volume", "scan_brats_folder",
-    "split_cases", "summarize_slice_table", "table_to_csv", "validate_items", "with_image_key", "write_datalist",
+    "BRATS_MODALITIES",
+    "SELECTIONS",
+    "case_id_from_path",
+    "BrainSliceDataset",
+    "InputError",
+    "build_slice_table",
+    "case_slice_table",
+    "find_input_error",
+    "check_case",
+    "check_volume",
+    "load_cases",
+    "ras_axial",
+    "read_datalist",
+    "read_volume",
+    "scan_brats_folder",
+    "split_cases",
+    "summarize_slice_table",
+    "table_to_csv",
+    "validate_items",
+    "with_image_key",
+    "write_datalist",
 ]

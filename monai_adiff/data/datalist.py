@@ -114,7 +114,9 @@ def read_datalist(path: str | os.PathLike, section: str = "training", base_dir: 
     except json.JSONDecodeError as e:
         raise InputError(path, f"is not valid JSON ({e})") from e
     if section not in content:
-        raise InputError(path, f"has no '{section}' section (sections: {sorted(k for k in content if isinstance(content[k], list))})")
+        raise InputError(
+            path, f"has no '{section}' section (sections: {sorted(k for k in content if isinstance(content[k], list))})"
+        )
     items = load_decathlon_datalist(path, is_segmentation=True, data_list_key=section, base_dir=base_dir)
     for i, item in enumerate(items):
         if isinstance(item, str):  # Decathlon "test" sections may list bare image paths
@@ -269,8 +271,11 @@ def load_cases(
     """
     if section == "all":  # every case, no split (e.g. to infer a whole folder)
         if datalist:
-            items = [it for name in ("training", "validation", "test")
-                     for it in load_cases(datalist=datalist, modalities=modalities, validate=False)[name]]
+            items = [
+                it
+                for name in ("training", "validation", "test")
+                for it in load_cases(datalist=datalist, modalities=modalities, validate=False)[name]
+            ]
         else:
             items, _ = scan_brats_folder(dataset_dir, modalities, validate=False)
         return {"all": validate_items(items, modalities) if validate else items}

@@ -80,7 +80,9 @@ class BrainSliceDataset(Dataset):
         images, labels, brains, slice_labels, cases, indices = [], [], [], [], [], []
         self.errors: list[InputError] = []
         self.table: list[dict] = []  # every slice of every prepared case, selected or not
-        for item in tqdm(items, desc="preparing slices", disable=None if progress is None else not progress, leave=False):
+        for item in tqdm(
+            items, desc="preparing slices", disable=None if progress is None else not progress, leave=False
+        ):
             try:
                 d = volume_transform(dict(item))
             except Exception as e:  # a bad case is skipped with its reason; anything else is a bug
@@ -132,8 +134,10 @@ class BrainSliceDataset(Dataset):
         elif item.get(self.slice_labels_key) is not None:  # image-level labels only, no segmentation
             label = torch.as_tensor(item[self.slice_labels_key]).long().flatten()
             if label.shape != brain.shape:
-                raise InputError(item.get("case"), f"'{self.slice_labels_key}' has {label.numel()} entries for "
-                                 f"{brain.numel()} axial slices")
+                raise InputError(
+                    item.get("case"),
+                    f"'{self.slice_labels_key}' has {label.numel()} entries for " f"{brain.numel()} axial slices",
+                )
             d["slice_label"], has_label = label, True
         else:
             label = torch.zeros_like(brain, dtype=torch.long)

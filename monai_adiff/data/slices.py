@@ -87,7 +87,13 @@ def summarize_slice_table(rows: Sequence[dict]) -> dict[str, dict]:
     for r in rows:
         c = out.setdefault(
             r["case"],
-            {"slices": 0, "brain_slices": 0, "tumour_slices": 0, "healthy_brain_slices": 0, "unhealthy_brain_slices": 0},
+            {
+                "slices": 0,
+                "brain_slices": 0,
+                "tumour_slices": 0,
+                "healthy_brain_slices": 0,
+                "unhealthy_brain_slices": 0,
+            },
         )
         c["slices"] += 1
         c["brain_slices"] += int(r["brain"])

@@ -15,7 +15,15 @@ import weakref
 import torch
 from monai.networks.schedulers import Scheduler
 
-__all__ = ["schedule_tables", "extract", "ddim_invert_step", "predict_x0", "predict_eps", "posterior_mean", "ddpm_reverse_step"]
+__all__ = [
+    "schedule_tables",
+    "extract",
+    "ddim_invert_step",
+    "predict_x0",
+    "predict_eps",
+    "posterior_mean",
+    "ddpm_reverse_step",
+]
 
 
 _TABLES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
@@ -53,7 +61,10 @@ def extract(values: torch.Tensor, t: torch.Tensor | int, like: torch.Tensor) -> 
 
 
 def predict_x0(
-    scheduler: Scheduler, x_t: torch.Tensor, eps: torch.Tensor, t: torch.Tensor | int,
+    scheduler: Scheduler,
+    x_t: torch.Tensor,
+    eps: torch.Tensor,
+    t: torch.Tensor | int,
     clip: tuple[float, float] | None = None,
 ) -> torch.Tensor:
     """One-step estimate of the clean image: ``x0 = (x_t - sqrt(1 - abar_t) eps) / sqrt(abar_t)``.

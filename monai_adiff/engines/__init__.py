@@ -14,5 +14,13 @@ from .handlers import ProgressBarHandler
 from .prepare_batch import ClassDropoutPrepareBatch, NoiseDiffusionPrepareBatch
 
 __all__ = [
-    "best_accuracy_threshold", "calibrate_fpdm", "conditioning_gap", "load_network_weights", "select_guidance", "ClassDropoutPrepareBatch", "NoiseDiffusionPrepareBatch", "ProgressBarHandler", "latest_checkpoint",
+    "best_accuracy_threshold",
+    "calibrate_fpdm",
+    "conditioning_gap",
+    "load_network_weights",
+    "select_guidance",
+    "ClassDropoutPrepareBatch",
+    "NoiseDiffusionPrepareBatch",
+    "ProgressBarHandler",
+    "latest_checkpoint",
 ]

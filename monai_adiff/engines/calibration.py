@@ -166,13 +166,22 @@ def calibrate_fpdm(
     conditioning = {f"noise_mse_{k}": float(v.mean()) for k, v in gap.items()}
     conditioning["true_label_better_fraction"] = float((gap["swapped"] > gap["true"]).float().mean())
     if len(torch.unique(y)) < 2:
-        raise ValueError(f"calibration needs healthy and unhealthy validation slices; labels present: {y.unique().tolist()}")
+        raise ValueError(
+            f"calibration needs healthy and unhealthy validation slices; labels present: {y.unique().tolist()}"
+        )
     per_w = []
     for j, w in enumerate(grid):
         thr, acc = best_accuracy_threshold(cos_all[j], y)
         # the threshold-free separability of the slice score 1 - cos (image labels only): a diagnostic
-        per_w.append({"guidance": w, "cos_threshold": thr, "accuracy": acc, "m_max": float(m_all[j].max()),
-                      "auroc": auroc(1 - cos_all[j], y)})
+        per_w.append(
+            {
+                "guidance": w,
+                "cos_threshold": thr,
+                "accuracy": acc,
+                "m_max": float(m_all[j].max()),
+                "auroc": auroc(1 - cos_all[j], y),
+            }
+        )
     w_star = select_guidance({r["guidance"]: r["accuracy"] for r in per_w}, tolerance)
     chosen = next(r for r in per_w if r["guidance"] == w_star)
     majority = max(float((y == 1).float().mean()), float((y == 0).float().mean()))
@@ -180,13 +189,17 @@ def calibrate_fpdm(
     margin = 2 * (majority * (1 - majority) / y.numel()) ** 0.5
     if chosen["accuracy"] <= majority + margin:
         logger.warning(
-            "AnoFPDM calibration: no cosine threshold separates healthy from unhealthy validation slices clearly better "
-            "than calling every slice %s (accuracy %.3f, image-level AUROC %.3f); noise MSE with the true / swapped "
-            "class label %.5f / %.5f (the true label is better on %.0f%% of slices): if these barely differ, the "
-            "network has not learnt its class conditioning (train longer); masks will follow that decision.",
-            "unhealthy" if float((y == 1).float().mean()) >= 0.5 else "healthy", chosen["accuracy"], chosen["auroc"],
-            conditioning["noise_mse_true"], conditioning["noise_mse_swapped"],
-            100 * conditioning["true_label_better_fraction"])
+            "AnoFPDM calibration: no cosine threshold separates healthy from unhealthy validation slices clearly "
+            "better than calling every slice %s (accuracy %.3f, image-level AUROC %.3f); noise MSE with the true / "
+            "swapped class label %.5f / %.5f (the true label is better on %.0f%% of slices): if these barely differ, "
+            "the network has not learnt its class conditioning (train longer); masks will follow that decision.",
+            "unhealthy" if float((y == 1).float().mean()) >= 0.5 else "healthy",
+            chosen["accuracy"],
+            chosen["auroc"],
+            conditioning["noise_mse_true"],
+            conditioning["noise_mse_swapped"],
+            100 * conditioning["true_label_better_fraction"],
+        )
     result = {
         "guidance": w_star,
         "cos_threshold": chosen["cos_threshold"],
@@ -210,8 +223,16 @@ def calibrate_fpdm(
         "note": "label-free: only image-level (slice) labels were used",
     }
     atomic_write_text(output_file, json.dumps(result, indent=4))
-    logger.info("AnoFPDM calibration: w=%s, cos_threshold=%.6f, M_max=%.6g, accuracy=%.3f -> %s",
-                w_star, result["cos_threshold"], result["m_max"], result["accuracy"], output_file)
-    print(f"calibration: guidance {w_star}, cos threshold {result['cos_threshold']:.6f}, M_max {result['m_max']:.6g}, "
-          f"accuracy {result['accuracy']:.3f} on {result['n_slices']} slices -> {output_file}")
+    logger.info(
+        "AnoFPDM calibration: w=%s, cos_threshold=%.6f, M_max=%.6g, accuracy=%.3f -> %s",
+        w_star,
+        result["cos_threshold"],
+        result["m_max"],
+        result["accuracy"],
+        output_file,
+    )
+    print(
+        f"calibration: guidance {w_star}, cos threshold {result['cos_threshold']:.6f}, M_max {result['m_max']:.6g}, "
+        f"accuracy {result['accuracy']:.3f} on {result['n_slices']} slices -> {output_file}"
+    )
     return result

@@ -26,7 +26,10 @@ class ProgressBarHandler:
     """
 
     def __init__(
-        self, output_transform: Callable | None = None, persist: bool = False, desc: str | None = None,
+        self,
+        output_transform: Callable | None = None,
+        persist: bool = False,
+        desc: str | None = None,
         disable: bool | None = None,
     ) -> None:
         self.output_transform = output_transform

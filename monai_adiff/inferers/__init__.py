@@ -8,7 +8,16 @@ from .iterative import IterativeReconstructionInferer
 from .single_step import SingleStepInferer
 
 __all__ = [
-    "FPDM_CHANNELS", "FPDMInferer", "FPDMSweep", "ConditionalDiffusionInferer", "cosine_similarity", "fpdm_step_grid",
-    "fpdm_sweep", "AnomalyInferer", "AnomalyOutput", "IterativeReconstructionInferer", "SingleStepInferer",
+    "FPDM_CHANNELS",
+    "FPDMInferer",
+    "FPDMSweep",
+    "ConditionalDiffusionInferer",
+    "cosine_similarity",
+    "fpdm_step_grid",
+    "fpdm_sweep",
+    "AnomalyInferer",
+    "AnomalyOutput",
+    "IterativeReconstructionInferer",
+    "SingleStepInferer",
     "brain_from_inputs",
 ]

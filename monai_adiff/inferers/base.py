@@ -4,8 +4,9 @@
 An anomaly inferer is a ``monai.inferers.Inferer``: ``inferer(inputs, network)`` returns a tensor shaped like the input
 image, channel 0 the anomaly map (>= 0), further channels method-specific and documented by each method; every
 channel is zero outside the brain. That one return type serves both callers: ``SupervisedEvaluator`` (which stores it
-as ``pred`` and runs post-processing transforms on it) and MONAI Label (which expects an image-shaped tensor). Python users who want the
-structured result call :meth:`AnomalyInferer.predict`, which returns an :class:`AnomalyOutput`.
+as ``pred`` and runs post-processing transforms on it) and MONAI Label (which expects an image-shaped tensor).
+Python users who want the structured result call :meth:`AnomalyInferer.predict`, which returns an
+:class:`AnomalyOutput`.
 
 2D methods score 3D volumes slice-wise: the axial slices of a (B, C, H, W, S) volume are gathered into batches of
 ``slice_batch_size`` and only brain slices go through the network.

@@ -23,7 +23,14 @@ from monai_adiff.inferers.base import AnomalyInferer
 from monai_adiff.transforms.postprocessing.array import fpdm_quantile, median_filter_mirror
 
 __all__ = [
-    "FPDMInferer", "FPDMSweep", "fpdm_sweep", "fpdm_step_grid", "device_generator", "cosine_similarity", "rowwise_quantile", "FPDM_CHANNELS",
+    "FPDMInferer",
+    "FPDMSweep",
+    "fpdm_sweep",
+    "fpdm_step_grid",
+    "device_generator",
+    "cosine_similarity",
+    "rowwise_quantile",
+    "FPDM_CHANNELS",
 ]
 
 logger = logging.getLogger(__name__)
@@ -292,8 +299,13 @@ class FPDMInferer(AnomalyInferer):
         if calibration_file and os.path.isfile(calibration_file):
             self.load_calibration(calibration_file)
         elif calibration_file:
-            logger.warning("calibration file %s not found: using guidance=%s, cos_threshold=%s, m_max=%s",
-                           calibration_file, self.guidance, self.cos_threshold, self.m_max)
+            logger.warning(
+                "calibration file %s not found: using guidance=%s, cos_threshold=%s, m_max=%s",
+                calibration_file,
+                self.guidance,
+                self.cos_threshold,
+                self.m_max,
+            )
         self.quantile_range = (float(quantile_range[0]), float(quantile_range[1]))
         self.mode, self.unguided = mode, unguided
         self.channels = None if channels is None else [int(c) for c in channels]
@@ -310,13 +322,31 @@ class FPDMInferer(AnomalyInferer):
         self.cos_threshold = float(cal["cos_threshold"])
         self.m_max = float(cal["m_max"])
 
-    def sweep(self, x: torch.Tensor, network: Callable[..., torch.Tensor], generator: torch.Generator | None,
-              guidance: float | Sequence[float] | None = None, keep_map: bool = True) -> FPDMSweep:
+    def sweep(
+        self,
+        x: torch.Tensor,
+        network: Callable[..., torch.Tensor],
+        generator: torch.Generator | None,
+        guidance: float | Sequence[float] | None = None,
+        keep_map: bool = True,
+    ) -> FPDMSweep:
         """The forward sweep of slices ``x`` (N, C, H, W) with this inferer's settings."""
         return fpdm_sweep(
-            network, self.scheduler, x, self.timesteps, self.guidance if guidance is None else guidance,
-            self.mode, self.unguided, self.channels, self.healthy_label, self.null_label, self.clip, keep_map,
-            self.patience, generator, network_call=lambda xx, **kw: self.network_call(network, xx, **kw),
+            network,
+            self.scheduler,
+            x,
+            self.timesteps,
+            self.guidance if guidance is None else guidance,
+            self.mode,
+            self.unguided,
+            self.channels,
+            self.healthy_label,
+            self.null_label,
+            self.clip,
+            keep_map,
+            self.patience,
+            generator,
+            network_call=lambda xx, **kw: self.network_call(network, xx, **kw),
         )
 
     def score_slices(

@@ -296,4 +296,3 @@ class AnomalyEvaluation:
         results["volume"] = self._volume_metrics()
         results["image"] = self._image_metrics()
         return results
-

@@ -90,9 +90,7 @@ def _check_same_shape(ref: torch.Tensor, other: torch.Tensor, ref_name: str, oth
         raise ValueError(f"{other_name} shape {tuple(other.shape)} does not match {ref_name} shape {tuple(ref.shape)}.")
 
 
-def _prepare_binary(
-    pred: Any, target: Any, mask: Any | None
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+def _prepare_binary(pred: Any, target: Any, mask: Any | None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
     p = _binarise(pred, "pred")
     t = _binarise(target, "target", p.device)
     _check_same_shape(p, t, "pred", "target")
@@ -349,9 +347,7 @@ def _ap_from_curve(fps: torch.Tensor, tps: torch.Tensor) -> float:
     return float((d_tps[keep].to(torch.float64) * precision).sum() / n_pos)
 
 
-def _best_dice_from_curve(
-    fps: torch.Tensor, tps: torch.Tensor, thresholds: torch.Tensor
-) -> tuple[float, float, float]:
+def _best_dice_from_curve(fps: torch.Tensor, tps: torch.Tensor, thresholds: torch.Tensor) -> tuple[float, float, float]:
     """(best Dice, its threshold, IoU at that threshold)."""
     if tps.numel() == 0:
         return math.nan, math.nan, math.nan

@@ -116,20 +116,27 @@ class AnomalyMetricsHandler:
                 brain = brain & keep[:, None, None]
             self.slices.append(int(brain.flatten(1).any(1).sum()))
 
-            def opt(key, per_slice=False):
+            def opt(key, per_slice=False, d=d):
                 if not key or key not in d or d[key] is None:
                     return None
                 v = torch.as_tensor(d[key]).as_subclass(torch.Tensor).detach().cpu()
                 return v.flatten() if per_slice else _slices_first(v)
 
             self.evaluations[self.method].add_volume(
-                case, opt(self.map_key), opt(self.mask_key), target, brain,
-                slice_scores=opt(self.score_key, True), slice_labels_pred=opt(self.label_pred_key, True),
+                case,
+                opt(self.map_key),
+                opt(self.mask_key),
+                target,
+                brain,
+                slice_scores=opt(self.score_key, True),
+                slice_labels_pred=opt(self.label_pred_key, True),
             )
             for name, key in self.baselines.items():
                 if key not in d:
-                    raise KeyError(f"case {case}: baseline '{name}' needs '{key}' in the data (baseline_key of the "
-                                   "volume preprocessing)")
+                    raise KeyError(
+                        f"case {case}: baseline '{name}' needs '{key}' in the data (baseline_key of the "
+                        "volume preprocessing)"
+                    )
                 amap = _slices_first(d[key]) * brain  # the baseline, like every map, counts inside the brain
                 self.evaluations[name].add_volume(case, amap, None, target, brain)
 

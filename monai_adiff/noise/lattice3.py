@@ -25,7 +25,7 @@ The vertex contribution is ``max(0, 2 - |d|^2)^4 * <g, d>`` summed and divided b
 
 from __future__ import annotations
 
-from functools import lru_cache
+from functools import cache
 from typing import NamedTuple
 
 import torch
@@ -139,7 +139,7 @@ class Tables3(NamedTuple):
     extra_packed: torch.Tensor
 
 
-@lru_cache(maxsize=None)
+@cache
 def _constants(device: torch.device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Gradients and extra-vertex tables on ``device``, uploaded once per device."""
     offsets = torch.tensor(_EXTRA_OFFSETS, dtype=torch.int32)  # (27, 6)

@@ -18,7 +18,7 @@ by 30 (``NORM_CONSTANT4``).
 
 from __future__ import annotations
 
-from functools import lru_cache
+from functools import cache
 from typing import NamedTuple
 
 import torch
@@ -191,7 +191,7 @@ class Tables4(NamedTuple):
     extra: torch.Tensor  # float32 (24, 2112): offsets of the 3 extra vertices (12) then displacements (12)
 
 
-@lru_cache(maxsize=None)
+@cache
 def _constants(device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
     """Gradients and the extra-vertex table on ``device``, uploaded once per device."""
     grads = torch.tensor(_gradients4(), dtype=torch.float32)

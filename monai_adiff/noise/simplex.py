@@ -355,7 +355,9 @@ def _run_compiled(kind: tuple[str, bool], *args) -> torch.Tensor | None:
         return _compiled_term(kind)(*args)
     except Exception as err:  # a missing compiler / Triton, or an Inductor limitation: fall back, do not fail
         _use_compiled = False
-        warnings.warn(f"compiled noise kernels failed ({type(err).__name__}: {err}); using the eager kernels")
+        warnings.warn(
+            f"compiled noise kernels failed ({type(err).__name__}: {err}); using the eager kernels", stacklevel=2
+        )
         return None
 
 

@@ -22,7 +22,7 @@ device of the seeds without any device-to-host transfer; the jump-ahead constant
 from __future__ import annotations
 
 from collections.abc import Sequence
-from functools import lru_cache
+from functools import cache
 
 import torch
 
@@ -56,7 +56,7 @@ def _jump_constants() -> tuple[list[int], list[int]]:
 _JUMP_MULT, _JUMP_INC = _jump_constants()
 
 
-@lru_cache(maxsize=None)
+@cache
 def _jump_tables(device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
     """The jump-ahead constants on ``device``, uploaded once (later calls copy nothing host-to-device)."""
     return (

@@ -8,9 +8,17 @@ from . import intensity, io, noise, postprocessing, slices, utility
 from .intensity import *  # noqa: F401,F403
 from .io import *  # noqa: F401,F403
 from .noise import *  # noqa: F401,F403
+from .pipelines import RAS_LABELS, volume_preprocessing
 from .postprocessing import *  # noqa: F401,F403
 from .slices import *  # noqa: F401,F403
 from .utility import *  # noqa: F401,F403
-from .pipelines import RAS_LABELS, volume_preprocessing
 
-__all__ = intensity.__all__ + io.__all__ + noise.__all__ + postprocessing.__all__ + slices.__all__ + utility.__all__ + ["RAS_LABELS", "volume_preprocessing"]
+__all__ = (
+    intensity.__all__
+    + io.__all__
+    + noise.__all__
+    + postprocessing.__all__
+    + slices.__all__
+    + utility.__all__
+    + ["RAS_LABELS", "volume_preprocessing"]
+)

@@ -82,8 +82,12 @@ def volume_preprocessing(
     if spatial_size is not None:
         size = (int(spatial_size), int(spatial_size), -1)
         xforms += [
-            Resized(keys=[image_key, *([baseline_key] if baseline_key else [])], spatial_size=size, mode="trilinear",
-                    anti_aliasing=True),
+            Resized(
+                keys=[image_key, *([baseline_key] if baseline_key else [])],
+                spatial_size=size,
+                mode="trilinear",
+                anti_aliasing=True,
+            ),
             Resized(keys=label_key, spatial_size=size, mode="nearest", allow_missing_keys=True),
         ]
     xforms += [

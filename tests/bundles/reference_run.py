@@ -81,15 +81,23 @@ def run_reference(name: str, work: Path, datalist: str, overrides: dict | None =
         run_bundle(name, "calibrate", {**common, "ckpt_path": str(ckpt)}, logging_file=False)
         cal = json.loads((work / "models" / "calibration.json").read_text())
         out["calibration"] = {k: cal[k] for k in ("guidance", "cos_threshold", "m_max", "accuracy")}
-    run_bundle(name, "inference", {**common, "ckpt_path": str(ckpt), "output_dir": str(work / "pred"),
-                                   "save_overlay": False}, logging_file=False)
+    run_bundle(
+        name,
+        "inference",
+        {**common, "ckpt_path": str(ckpt), "output_dir": str(work / "pred"), "save_overlay": False},
+        logging_file=False,
+    )
     out["outputs"] = {p.name.split("_", 2)[-1]: _summary(p) for p in sorted((work / "pred").glob("*.nii.gz"))}
-    run_bundle(name, "evaluate", {**common, "ckpt_path": str(ckpt), "output_dir": str(work / "metrics")},
-               logging_file=False)
+    run_bundle(
+        name, "evaluate", {**common, "ckpt_path": str(ckpt), "output_dir": str(work / "metrics")}, logging_file=False
+    )
     report = json.loads((work / "metrics" / "metrics.json").read_text())
     out["metrics"] = {
-        method: {setup: {k: v for k, v in values.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
-                 for setup, values in res.items() if isinstance(values, dict) and setup != "timing"}
+        method: {
+            setup: {k: v for k, v in values.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+            for setup, values in res.items()
+            if isinstance(values, dict) and setup != "timing"
+        }
         for method, res in report.items()
     }
     return out

@@ -19,8 +19,8 @@ from monai.bundle import ConfigWorkflow
 
 from monai_adiff.bundle import BUNDLES, bundle_config_files, cpu_overrides, find_bundle, run_bundle
 from monai_adiff.data import case_slice_table, scan_brats_folder, write_datalist
-from monai_adiff.engines import latest_checkpoint
 from monai_adiff.data.synthetic import make_demo_dataset
+from monai_adiff.engines import latest_checkpoint
 
 SIZE = 32
 # tiny network and short schedules so a whole train/infer/evaluate cycle takes seconds on 2 CPU cores
@@ -63,9 +63,16 @@ def dataset(tmp_path_factory) -> dict:
     sections = {"training": healthy + lesion[:1], "validation": healthy + lesion[:1], "test": [lesion[-1], odd]}
     datalist = write_datalist(root / "datalist.json", sections)
     # the same cases with image-level labels only (no segmentation): what weakly supervised calibration gets
-    weak = {k: [{**{m: v for m, v in it.items() if m != "label"},
-                 "slice_labels": [r["label"] for r in case_slice_table(it, ["flair"])]} for it in items_]
-            for k, items_ in sections.items()}
+    weak = {
+        k: [
+            {
+                **{m: v for m, v in it.items() if m != "label"},
+                "slice_labels": [r["label"] for r in case_slice_table(it, ["flair"])],
+            }
+            for it in items_
+        ]
+        for k, items_ in sections.items()
+    }
     weak_datalist = write_datalist(root / "weak_datalist.json", weak)
     return {"root": root, "datalist": datalist, "weak_datalist": weak_datalist, "test": [lesion[-1], odd]}
 
@@ -76,15 +83,24 @@ def trained(dataset, tmp_path_factory) -> dict:
     out = {}
     for name in BUNDLES:
         work = tmp_path_factory.mktemp(f"{name}_work")
-        common = {**TINY, "datalist": dataset["datalist"], "ckpt_dir": str(work / "models"),
-                  "output_dir": str(work / "eval"), "calibration_file": str(work / "models" / "calibration.json")}
+        common = {
+            **TINY,
+            "datalist": dataset["datalist"],
+            "ckpt_dir": str(work / "models"),
+            "output_dir": str(work / "eval"),
+            "calibration_file": str(work / "models" / "calibration.json"),
+        }
         run_bundle(name, "training", {**common, "max_epochs": 1, "val_interval": 1}, logging_file=False)
         first = sorted(p.name for p in (work / "models").iterdir())
         run_bundle(name, "training", {**common, "max_epochs": 2, "val_interval": 1}, logging_file=False)
         if (find_bundle(name) / "configs" / "calibrate.json").is_file():
             # label-free calibration on a datalist without any segmentation
-            run_bundle(name, "calibrate", {**common, "datalist": dataset["weak_datalist"],
-                                           "ckpt_path": str(work / "models" / "model.pt")}, logging_file=False)
+            run_bundle(
+                name,
+                "calibrate",
+                {**common, "datalist": dataset["weak_datalist"], "ckpt_path": str(work / "models" / "model.pt")},
+                logging_file=False,
+            )
         out[name] = {"work": work, "common": common, "first": first}
     return out
 
@@ -92,12 +108,32 @@ def trained(dataset, tmp_path_factory) -> dict:
 @pytest.mark.parametrize("name", BUNDLES)
 def test_bundle_files_and_metadata(name):
     bundle = find_bundle(name)
-    for f in ("LICENSE", "docs/README.md", "configs/metadata.json", "configs/train.json", "configs/inference.json",
-              "configs/evaluate.json", "configs/multi_gpu_train.json", "configs/logging.conf"):
+    for f in (
+        "LICENSE",
+        "docs/README.md",
+        "configs/metadata.json",
+        "configs/train.json",
+        "configs/inference.json",
+        "configs/evaluate.json",
+        "configs/multi_gpu_train.json",
+        "configs/logging.conf",
+    ):
         assert (bundle / f).is_file(), f"{name}: missing {f}"
     meta = json.loads((bundle / "configs" / "metadata.json").read_text())
-    for key in ("schema", "version", "changelog", "monai_version", "pytorch_version", "numpy_version",
-                "required_packages_version", "task", "description", "authors", "copyright", "network_data_format"):
+    for key in (
+        "schema",
+        "version",
+        "changelog",
+        "monai_version",
+        "pytorch_version",
+        "numpy_version",
+        "required_packages_version",
+        "task",
+        "description",
+        "authors",
+        "copyright",
+        "network_data_format",
+    ):
         assert key in meta, f"{name}: metadata lacks {key}"
     assert _semver(meta["version"]) and meta["version"] in meta["changelog"]
     import monai
@@ -124,15 +160,25 @@ def test_bundle_properties(name, workflow, kind, dataset, tmp_path):
     the model-zoo CI does), and those MONAI Label reads."""
     bundle = find_bundle(name)
     wf = ConfigWorkflow(
-        config_file=bundle_config_files(name, workflow), meta_file=str(bundle / "configs" / "metadata.json"),
-        logging_file=False, workflow_type=kind,
-        **{**TINY, "datalist": dataset["datalist"], "bundle_root": str(bundle), "ckpt_dir": str(tmp_path),
-           "output_dir": str(tmp_path)},
+        config_file=bundle_config_files(name, workflow),
+        meta_file=str(bundle / "configs" / "metadata.json"),
+        logging_file=False,
+        workflow_type=kind,
+        **{
+            **TINY,
+            "datalist": dataset["datalist"],
+            "bundle_root": str(bundle),
+            "ckpt_dir": str(tmp_path),
+            "output_dir": str(tmp_path),
+        },
     )
     wf.initialize()
     assert wf.check_properties() == []
-    keys = ("network_def", "network", "run", "training", "train#dataset#data", "validate#evaluator", "val_interval") \
-        if kind == "train" else ("network_def", "preprocessing", "postprocessing", "inferer", "output_dir", "inference")
+    keys = (
+        ("network_def", "network", "run", "training", "train#dataset#data", "validate#evaluator", "val_interval")
+        if kind == "train"
+        else ("network_def", "preprocessing", "postprocessing", "inferer", "output_dir", "inference")
+    )
     for key in keys:
         assert key in wf.parser, f"{name}/{workflow}: missing {key}"
 
@@ -156,9 +202,12 @@ def test_train_writes_resumable_checkpoints(name, trained):
 def test_infer_writes_nifti_in_input_space(name, trained, dataset, tmp_path):
     common = trained[name]["common"]
     out = tmp_path / "pred"
-    run_bundle(name, "inference", {**common, "output_dir": str(out),
-                                   "ckpt_path": str(trained[name]["work"] / "models" / "model.pt")},
-               logging_file=False)
+    run_bundle(
+        name,
+        "inference",
+        {**common, "output_dir": str(out), "ckpt_path": str(trained[name]["work"] / "models" / "model.pt")},
+        logging_file=False,
+    )
     for item in dataset["test"]:
         ref = nib.load(item["flair"])
         for suffix, dtype in (("anomaly_map", np.float32), ("anomaly_mask", np.uint8)):
@@ -177,9 +226,12 @@ def test_infer_writes_nifti_in_input_space(name, trained, dataset, tmp_path):
 @pytest.mark.parametrize("name", BUNDLES)
 def test_evaluate_writes_mixed_and_unhealthy(name, trained, tmp_path, capsys):
     common = trained[name]["common"]
-    run_bundle(name, "evaluate", {**common, "output_dir": str(tmp_path),
-                                  "ckpt_path": str(trained[name]["work"] / "models" / "model.pt")},
-               logging_file=False)
+    run_bundle(
+        name,
+        "evaluate",
+        {**common, "output_dir": str(tmp_path), "ckpt_path": str(trained[name]["work"] / "models" / "model.pt")},
+        logging_file=False,
+    )
     report = json.loads((tmp_path / "metrics.json").read_text())
     assert set(report) == {name, "flair_baseline"}
     for setup in ("mixed", "unhealthy"):
@@ -199,13 +251,38 @@ def test_multi_gpu_config_under_torchrun(name, dataset, tmp_path):
     import sys
 
     bundle = find_bundle(name)
-    args = {**TINY, "datalist": dataset["datalist"], "ckpt_dir": str(tmp_path / "m"), "output_dir": str(tmp_path / "e"),
-            "max_epochs": 1, "val_interval": 1, "bundle_root": str(bundle), "batch_size": 4}
+    args = {
+        **TINY,
+        "datalist": dataset["datalist"],
+        "ckpt_dir": str(tmp_path / "m"),
+        "output_dir": str(tmp_path / "e"),
+        "max_epochs": 1,
+        "val_interval": 1,
+        "bundle_root": str(bundle),
+        "batch_size": 4,
+    }
     (tmp_path / "args.json").write_text(json.dumps(args))
     files = bundle_config_files(name, "multi_gpu_training")
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nnodes=1", "--nproc_per_node=2",
-           "-m", "monai.bundle", "run", "training", "--config_file", str(files), "--meta_file",
-           str(bundle / "configs" / "metadata.json"), "--logging_file", "False", "--args_file", str(tmp_path / "args.json")]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nnodes=1",
+        "--nproc_per_node=2",
+        "-m",
+        "monai.bundle",
+        "run",
+        "training",
+        "--config_file",
+        str(files),
+        "--meta_file",
+        str(bundle / "configs" / "metadata.json"),
+        "--logging_file",
+        "False",
+        "--args_file",
+        str(tmp_path / "args.json"),
+    ]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=240, env=env)
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -215,8 +292,9 @@ def test_multi_gpu_config_under_torchrun(name, dataset, tmp_path):
 @pytest.mark.parametrize("name", [b for b in BUNDLES if (find_bundle(b) / "configs" / "calibrate.json").is_file()])
 def test_calibration_without_pixel_labels(name, trained, dataset):
     weak = json.loads(Path(dataset["weak_datalist"]).read_text())
-    assert all("label" not in it and "slice_labels" in it for sec in weak.values() if isinstance(sec, list)
-               for it in sec)
+    assert all(
+        "label" not in it and "slice_labels" in it for sec in weak.values() if isinstance(sec, list) for it in sec
+    )
     cal = json.loads((trained[name]["work"] / "models" / "calibration.json").read_text())
     assert {"guidance", "cos_threshold", "m_max", "grid"} <= set(cal)
     assert cal["guidance"] in [g["guidance"] for g in cal["grid"]] and cal["n_unhealthy"] > 0
@@ -234,8 +312,19 @@ def test_cli_infer_on_a_real_brats_volume(trained, tmp_path, capsys):
     args = tmp_path / "args.json"
     args.write_text(json.dumps({k: v for k, v in TINY.items() if k.startswith("network_def") or k == "spatial_size"}))
     ckpt = trained["sss"]["work"] / "models" / "model.pt"
-    code = main(["infer", "sss", str(flair), "--checkpoint", str(ckpt), "--args-file", str(args), "--out",
-                 str(tmp_path / "out")])
+    code = main(
+        [
+            "infer",
+            "sss",
+            str(flair),
+            "--checkpoint",
+            str(ckpt),
+            "--args-file",
+            str(args),
+            "--out",
+            str(tmp_path / "out"),
+        ]
+    )
     assert code == 0
     case = flair.name.replace("_flair.nii.gz", "")
     ref = nib.load(str(flair))

@@ -49,8 +49,11 @@ def test_write_read_roundtrip_relative_paths(tiny_dataset, tmp_path):
 def test_read_plain_decathlon_list(tmp_path, tiny_dataset):
     items, _ = scan_brats_folder(tiny_dataset)
     p = tmp_path / "d.json"
-    p.write_text(json.dumps({"training": [{"image": items[0]["flair"], "label": items[0]["label"]}],
-                             "test": [items[1]["flair"]]}))
+    p.write_text(
+        json.dumps(
+            {"training": [{"image": items[0]["flair"], "label": items[0]["label"]}], "test": [items[1]["flair"]]}
+        )
+    )
     tr = read_datalist(p)
     assert tr[0]["case"] == "Case_0"  # derived from the file name
     te = read_datalist(p, "test")

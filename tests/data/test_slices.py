@@ -31,8 +31,13 @@ def test_case_slice_table_by_hand(tmp_path):
     seg = np.asarray(nib.load(item["label"]).dataobj)
     assert [r["tumour_area"] for r in rows] == [int((seg[..., k] > 0).sum()) for k in range(16)]
     s = summarize_slice_table(rows)["A"]
-    assert s == {"slices": 16, "brain_slices": 14, "tumour_slices": 3, "healthy_brain_slices": 11,
-                 "unhealthy_brain_slices": 3}
+    assert s == {
+        "slices": 16,
+        "brain_slices": 14,
+        "tumour_slices": 3,
+        "healthy_brain_slices": 11,
+        "unhealthy_brain_slices": 3,
+    }
 
 
 def test_slice_index_is_ras_axial(tmp_path):
@@ -59,8 +64,14 @@ def test_build_table_skips_bad_case(tiny_dataset):
 
 
 def _dataset(items, selection, **kw):
-    return BrainSliceDataset(items, volume_preprocessing(spatial_size=16, min_brain_fraction=0.0), selection=selection,
-                             modalities=["flair"], progress=False, **kw)
+    return BrainSliceDataset(
+        items,
+        volume_preprocessing(spatial_size=16, min_brain_fraction=0.0),
+        selection=selection,
+        modalities=["flair"],
+        progress=False,
+        **kw,
+    )
 
 
 @pytest.mark.parametrize(

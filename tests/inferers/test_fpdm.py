@@ -37,7 +37,7 @@ class Stub(torch.nn.Module):
         out = c * x
         if self.bump:
             # healthy-guided prediction pulls a patch: a step-dependent push that peaks mid-grid
-            w = torch.exp(-((timesteps.double() - 40.0) / 15.0) ** 2).to(x.dtype).reshape(-1, 1, 1, 1)
+            w = torch.exp(-(((timesteps.double() - 40.0) / 15.0) ** 2)).to(x.dtype).reshape(-1, 1, 1, 1)
             out = out + self.bump * w * (class_labels == 0).to(x.dtype).reshape(-1, 1, 1, 1) * (x > 0.3)
         return out
 
@@ -105,8 +105,18 @@ def test_ddpm_sweep_matches_equations(sched, unguided):
     x0 = _x().float()
     net = Stub()
     steps = [0, 50, 100, 300, 600]
-    res = fpdm_sweep(net, sched, x0, steps, guidance=2.0, mode="ddpm", unguided=unguided, channels=[1], clip=None,
-                     generator=torch.Generator().manual_seed(0))
+    res = fpdm_sweep(
+        net,
+        sched,
+        x0,
+        steps,
+        guidance=2.0,
+        mode="ddpm",
+        unguided=unguided,
+        channels=[1],
+        clip=None,
+        generator=torch.Generator().manual_seed(0),
+    )
     # one network call per step on the doubled batch: healthy then null labels, the step's timestep
     assert len(net.calls) == len(steps)
     for (x, t, y), step in zip(net.calls, steps):
@@ -142,6 +152,7 @@ def test_ddim_sweep_follows_eq_4(sched):
 
 def test_ddim_clip_and_guidance_grid_reuses_one_sweep(sched):
     x0 = _x().float()
+
     def kw():  # the same encoding noise for both sweeps: x_{t_0} is drawn from q(x_t | x_0)
         return dict(mode="ddim", channels=[0, 1], generator=torch.Generator().manual_seed(4))
 
@@ -156,10 +167,19 @@ def test_ddim_clip_and_guidance_grid_reuses_one_sweep(sched):
 def test_early_stop_keeps_the_swept_prefix(sched):
     x0 = _x(n=4).float()
     steps = list(range(0, 120, 4))
-    full = fpdm_sweep(Stub(bump=0.8), sched, x0, steps, guidance=2.0, mode="ddim",
-                      generator=torch.Generator().manual_seed(2))
-    early = fpdm_sweep(Stub(bump=0.8), sched, x0, steps, guidance=2.0, mode="ddim", patience=3,
-                       generator=torch.Generator().manual_seed(2))
+    full = fpdm_sweep(
+        Stub(bump=0.8), sched, x0, steps, guidance=2.0, mode="ddim", generator=torch.Generator().manual_seed(2)
+    )
+    early = fpdm_sweep(
+        Stub(bump=0.8),
+        sched,
+        x0,
+        steps,
+        guidance=2.0,
+        mode="ddim",
+        patience=3,
+        generator=torch.Generator().manual_seed(2),
+    )
     assert not early.visited.all()
     for i in range(4):
         k = int(early.visited[i].sum())
@@ -181,8 +201,9 @@ def test_inferer_mask_threshold_and_decision(sched):
     x = _x(n=4, c=4, size=12).float()
     x[3] = -1.0  # a non-brain slice
     net = Stub(bump=0.6)
-    inf = FPDMInferer(sched, num_steps=100, stride=10, channels=(0, 3), m_max=0.05, cos_threshold=0.9999,
-                      median_kernel=5, seed=0)
+    inf = FPDMInferer(
+        sched, num_steps=100, stride=10, channels=(0, 3), m_max=0.05, cos_threshold=0.9999, median_kernel=5, seed=0
+    )
     out = inf(x, net)
     assert out.shape == (4, len(FPDM_CHANNELS), 12, 12)
     res = inf.sweep(x[:3], Stub(bump=0.6), inf._generator())

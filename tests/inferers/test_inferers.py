@@ -9,11 +9,7 @@ import torch
 from monai.data import MetaTensor
 from monai.networks.schedulers import DDPMScheduler
 
-from monai_adiff.inferers import (
-    AnomalyOutput,
-    IterativeReconstructionInferer,
-    SingleStepInferer,
-)
+from monai_adiff.inferers import AnomalyOutput, IterativeReconstructionInferer, SingleStepInferer
 from monai_adiff.noise import make_noise
 
 T = 1000
@@ -51,7 +47,7 @@ def test_sss_matches_algorithm_1(sched):
     x = _slices()
     net = Recorder(scale=0.5)
     out = SingleStepInferer(sched, timesteps=300, clip=None, seed=1)(x, net)
-    (x_t, t), = net.calls
+    ((x_t, t),) = net.calls
     assert t.tolist() == [300] * 3
     a = ABAR[300]
     x0_hat = (x_t.double() - np.sqrt(1 - a) * 0.5 * x_t.double()) / np.sqrt(a)
@@ -66,7 +62,7 @@ def test_sss_clip_and_reproducible(sched):
     x = _slices()
     net = Recorder(scale=-3.0)
     a = SingleStepInferer(sched, timesteps=250, seed=5)(x, net)
-    (x_t, _), = net.calls
+    ((x_t, _),) = net.calls
     x0_hat = ((x_t.double() + np.sqrt(1 - ABAR[250]) * 3.0 * x_t.double()) / np.sqrt(ABAR[250])).clamp(-1, 1)
     torch.testing.assert_close(a.double(), ((x.double() - x0_hat) ** 2) * (x > -1 + 1e-3), atol=2e-5, rtol=1e-4)
     b = SingleStepInferer(sched, timesteps=250, seed=5)(x, Recorder(scale=-3.0))
@@ -114,8 +110,10 @@ def test_anoddpm_matches_reference_loop(sched):
     out = IterativeReconstructionInferer(sched, noise_level=lam, seed=3)(x, net)
     g = torch.Generator().manual_seed(3)
     tt = torch.full((2,), lam - 1)
-    xt = torch.as_tensor(np.sqrt(ABAR[lam - 1]) * x.double().numpy()) + np.sqrt(1 - ABAR[lam - 1]) * make_noise(
-        "simplex", x.shape, tt, generator=g).double()
+    xt = (
+        torch.as_tensor(np.sqrt(ABAR[lam - 1]) * x.double().numpy())
+        + np.sqrt(1 - ABAR[lam - 1]) * make_noise("simplex", x.shape, tt, generator=g).double()
+    )
     abar_prev = np.concatenate([[1.0], ABAR[:-1]])
     for t in range(lam - 1, -1, -1):
         eps = 0.2 * xt

@@ -7,8 +7,17 @@ from monai.networks.nets import DiffusionModelUNet
 
 from monai_adiff.networks import DropoutDiffusionModelUNet
 
-KW = dict(spatial_dims=2, in_channels=4, out_channels=4, channels=(8, 16, 16), attention_levels=(False, False, True),
-          num_head_channels=(0, 0, 8), num_res_blocks=1, norm_num_groups=8, num_class_embeds=3)
+KW = dict(
+    spatial_dims=2,
+    in_channels=4,
+    out_channels=4,
+    channels=(8, 16, 16),
+    attention_levels=(False, False, True),
+    num_head_channels=(0, 0, 8),
+    num_res_blocks=1,
+    norm_num_groups=8,
+    num_class_embeds=3,
+)
 
 
 def test_same_state_dict_and_eval_output():

@@ -1,5 +1,6 @@
 # SPDX-License-Identifier: Apache-2.0
 """make_noise dispatch and gaussian_noise."""
+
 from __future__ import annotations
 
 import unittest

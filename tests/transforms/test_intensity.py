@@ -8,12 +8,7 @@ from monai.data import MetaTensor
 from parameterized import parameterized
 
 from monai_adiff.data import InputError
-from monai_adiff.transforms import (
-    ScaleByPercentile,
-    ScaleByPercentiled,
-    ScaleToSymmetricRange,
-    ScaleToSymmetricRanged,
-)
+from monai_adiff.transforms import ScaleByPercentile, ScaleByPercentiled, ScaleToSymmetricRange, ScaleToSymmetricRanged
 
 
 def _volume(seed=0, shape=(2, 10, 12, 6)):

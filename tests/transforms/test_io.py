@@ -41,8 +41,12 @@ def test_save_refuses_to_overwrite_input(tmp_path):
 
 def test_save_niftid_names_and_masks(tmp_path):
     img = _meta(np.ones((1, 3, 3, 2)), np.eye(4), "/data/Brats_X/Brats_X_flair.nii.gz")
-    d = {"image": img, "case": "Brats_X", "pred": _meta(np.random.rand(2, 3, 3, 2), np.eye(4), None),
-         "pred_mask": _meta(np.ones((1, 3, 3, 2)), np.eye(4), None)}
+    d = {
+        "image": img,
+        "case": "Brats_X",
+        "pred": _meta(np.random.rand(2, 3, 3, 2), np.eye(4), None),
+        "pred_mask": _meta(np.ones((1, 3, 3, 2)), np.eye(4), None),
+    }
     SaveNiftid(keys=["pred", "pred_mask"], output_dir=str(tmp_path))(d)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["Brats_X_anomaly_map.nii.gz", "Brats_X_anomaly_mask.nii.gz"]
     assert nib.load(tmp_path / "Brats_X_anomaly_mask.nii.gz").get_data_dtype() == np.uint8
@@ -63,8 +67,14 @@ def test_overlay_png(tmp_path):
     pred = torch.zeros(1, 16, 16, 6)
     pred[0, 4:8, 4:8, 3] = 2.0
     mask = (pred > 1).float()
-    d = {"image": image, "pred": pred, "pred_mask": mask, "label": mask, "case": "C1",
-         "pred_score": pred.amax(dim=(0, 1, 2))}
+    d = {
+        "image": image,
+        "pred": pred,
+        "pred_mask": mask,
+        "label": mask,
+        "case": "C1",
+        "pred_score": pred.amax(dim=(0, 1, 2)),
+    }
     SaveOverlayd(keys="pred", output_dir=str(tmp_path), num_slices=2)(d)
     png = tmp_path / "C1_overlay.png"
     assert png.is_file() and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -1,5 +1,6 @@
 # SPDX-License-Identifier: Apache-2.0
 """RandSimplexNoise / RandSimplexNoised: shapes, types, formulas, random state."""
+
 from __future__ import annotations
 
 import unittest

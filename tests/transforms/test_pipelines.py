@@ -12,8 +12,9 @@ from tests.conftest import write_case
 
 def test_volume_chain_outputs(tmp_path):
     item = write_case(tmp_path, "A", shape=(24, 20, 16))
-    d = Compose(volume_preprocessing(spatial_size=12, num_channels=2))({"image": [item["flair"], item["t2"]],
-                                                                         "label": item["label"]})
+    d = Compose(volume_preprocessing(spatial_size=12, num_channels=2))(
+        {"image": [item["flair"], item["t2"]], "label": item["label"]}
+    )
     assert d["image"].shape == (2, 12, 12, 16) and d["label"].shape == (1, 12, 12, 16)
     assert d["brain"].shape == (1, 12, 12, 16)
     assert float(d["image"].min()) == -1.0 and float(d["image"].max()) <= 1.0

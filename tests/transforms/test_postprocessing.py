@@ -167,10 +167,7 @@ def _oracle_small(max_size, connectivity):
 
 
 COMPONENT_CASES = [
-    (f"n{num}_ax{ax}_c{conn}", num, ax, conn)
-    for num in (1, 2)
-    for ax in (-1, 0, None)
-    for conn in (None, 1)
+    (f"n{num}_ax{ax}_c{conn}", num, ax, conn) for num in (1, 2) for ax in (-1, 0, None) for conn in (None, 1)
 ]
 
 
@@ -331,8 +328,14 @@ def test_dict_versions_write_the_right_keys():
 def test_cuda_matches_cpu():
     x = torch.rand(2, 16, 16, 5)
     mask = (x[:1] > 0.6).float()
-    for t, inp in [(AnomalyThreshold(0.5), x), (Dilate(), mask), (KeepLargestComponents(2), mask),
-                   (MedianFilter(), x), (RemoveSmallComponents(3), mask), (MedianFilter(3, None), x)]:
+    for t, inp in [
+        (AnomalyThreshold(0.5), x),
+        (Dilate(), mask),
+        (KeepLargestComponents(2), mask),
+        (MedianFilter(), x),
+        (RemoveSmallComponents(3), mask),
+        (MedianFilter(3, None), x),
+    ]:
         out = t(inp.cuda())
         assert out.device.type == "cuda"
         torch.testing.assert_close(out.cpu(), t(inp))

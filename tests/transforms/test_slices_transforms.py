@@ -38,8 +38,11 @@ def test_slice_areas_and_mask():
 
 @pytest.mark.parametrize(
     "fraction,expected",
-    [(0.0, [False, True, True, True, True]), (0.1, [False, False, True, True, True]),
-     (0.5, [False, False, True, False, False])],
+    [
+        (0.0, [False, True, True, True, True]),
+        (0.1, [False, False, True, True, True]),
+        (0.5, [False, False, True, False, False]),
+    ],
 )
 def test_brain_slice_selection(fraction, expected):
     # kept when area > fraction * 16

@@ -61,7 +61,11 @@ class ScaleByPercentile(Transform):
     backend = [TransformBackends.TORCH]
 
     def __init__(
-        self, percentile: float = 99.0, clip: bool = False, nonzero: bool = True, channel_wise: bool = True,
+        self,
+        percentile: float = 99.0,
+        clip: bool = False,
+        nonzero: bool = True,
+        channel_wise: bool = True,
         dtype: DtypeLike = torch.float32,
     ) -> None:
         if not 0.0 <= percentile <= 100.0:
@@ -109,7 +113,11 @@ class ScaleToSymmetricRange(Transform):
     backend = [TransformBackends.TORCH]
 
     def __init__(
-        self, mode: str = "global", vmin: float | None = None, vmax: float | None = None, slice_axis: int = -1,
+        self,
+        mode: str = "global",
+        vmin: float | None = None,
+        vmax: float | None = None,
+        slice_axis: int = -1,
         eps: float = 1e-5,
     ) -> None:
         if mode not in ("global", "slice"):

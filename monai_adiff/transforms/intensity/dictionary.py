@@ -12,8 +12,12 @@ from monai.transforms import MapTransform
 from monai_adiff.transforms.intensity.array import ScaleByPercentile, ScaleToSymmetricRange
 
 __all__ = [
-    "ScaleByPercentiled", "ScaleByPercentileD", "ScaleByPercentileDict",
-    "ScaleToSymmetricRanged", "ScaleToSymmetricRangeD", "ScaleToSymmetricRangeDict",
+    "ScaleByPercentiled",
+    "ScaleByPercentileD",
+    "ScaleByPercentileDict",
+    "ScaleToSymmetricRanged",
+    "ScaleToSymmetricRangeD",
+    "ScaleToSymmetricRangeDict",
 ]
 
 
@@ -23,8 +27,14 @@ class ScaleByPercentiled(MapTransform):
     backend = ScaleByPercentile.backend
 
     def __init__(
-        self, keys: KeysCollection, percentile: float = 99.0, clip: bool = False, nonzero: bool = True,
-        channel_wise: bool = True, dtype: DtypeLike = torch.float32, allow_missing_keys: bool = False,
+        self,
+        keys: KeysCollection,
+        percentile: float = 99.0,
+        clip: bool = False,
+        nonzero: bool = True,
+        channel_wise: bool = True,
+        dtype: DtypeLike = torch.float32,
+        allow_missing_keys: bool = False,
     ) -> None:
         super().__init__(keys, allow_missing_keys)
         self.scaler = ScaleByPercentile(percentile, clip, nonzero, channel_wise, dtype)
@@ -42,8 +52,14 @@ class ScaleToSymmetricRanged(MapTransform):
     backend = ScaleToSymmetricRange.backend
 
     def __init__(
-        self, keys: KeysCollection, mode: str = "global", vmin: float | None = None, vmax: float | None = None,
-        slice_axis: int = -1, eps: float = 1e-5, allow_missing_keys: bool = False,
+        self,
+        keys: KeysCollection,
+        mode: str = "global",
+        vmin: float | None = None,
+        vmax: float | None = None,
+        slice_axis: int = -1,
+        eps: float = 1e-5,
+        allow_missing_keys: bool = False,
     ) -> None:
         super().__init__(keys, allow_missing_keys)
         self.scaler = ScaleToSymmetricRange(mode, vmin, vmax, slice_axis, eps)

@@ -46,8 +46,9 @@ class SaveNifti(Transform):
 
     backend = [TransformBackends.TORCH, TransformBackends.NUMPY]
 
-    def __init__(self, output_dir: str, channel: int | None = 0, dtype: str = "float32",
-                 protect: Sequence[str] = ()) -> None:
+    def __init__(
+        self, output_dir: str, channel: int | None = 0, dtype: str = "float32", protect: Sequence[str] = ()
+    ) -> None:
         self.output_dir = output_dir
         self.channel = channel
         self.dtype = np.dtype(dtype)

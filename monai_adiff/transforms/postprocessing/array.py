@@ -311,8 +311,10 @@ def median_filter_mirror(x: torch.Tensor, kernel_size: int, chunk_elements: int 
     for r0 in range(0, sp[0], rows):
         h = min(rows, sp[0] - r0)
         blk = src[:, r0 : r0 + h + 2 * p]
-        w = [blk[(slice(None), slice(o[0], o[0] + h)) + tuple(slice(a, a + s) for a, s in zip(o[1:], sp[1:]))]
-             for o in offsets]
+        w = [
+            blk[(slice(None), slice(o[0], o[0] + h)) + tuple(slice(a, a + s) for a, s in zip(o[1:], sp[1:]))]
+            for o in offsets
+        ]
         for i, j, kind in ops:
             if kind == 0:
                 w[i], w[j] = torch.minimum(w[i], w[j]), torch.maximum(w[i], w[j])

@@ -24,12 +24,24 @@ from monai_adiff.transforms.postprocessing.array import (
 )
 
 __all__ = [
-    "AnomalyThresholdd", "AnomalyThresholdD", "AnomalyThresholdDict",
-    "Dilated", "DilateD", "DilateDict",
-    "KeepLargestComponentsd", "KeepLargestComponentsD", "KeepLargestComponentsDict",
-    "MedianFilterd", "MedianFilterD", "MedianFilterDict",
-    "RemoveSmallComponentsd", "RemoveSmallComponentsD", "RemoveSmallComponentsDict",
-    "AnomalyScored", "AnomalyScoreD", "AnomalyScoreDict",
+    "AnomalyThresholdd",
+    "AnomalyThresholdD",
+    "AnomalyThresholdDict",
+    "Dilated",
+    "DilateD",
+    "DilateDict",
+    "KeepLargestComponentsd",
+    "KeepLargestComponentsD",
+    "KeepLargestComponentsDict",
+    "MedianFilterd",
+    "MedianFilterD",
+    "MedianFilterDict",
+    "RemoveSmallComponentsd",
+    "RemoveSmallComponentsD",
+    "RemoveSmallComponentsDict",
+    "AnomalyScored",
+    "AnomalyScoreD",
+    "AnomalyScoreDict",
 ]
 
 
@@ -42,7 +54,12 @@ class AnomalyThresholdd(MapTransform):
     backend = AnomalyThreshold.backend
 
     def __init__(
-        self, keys: KeysCollection = "pred", *, threshold: float, channel: int = 0, output_key: str = "pred_mask",
+        self,
+        keys: KeysCollection = "pred",
+        *,
+        threshold: float,
+        channel: int = 0,
+        output_key: str = "pred_mask",
         allow_missing_keys: bool = False,
     ) -> None:
         super().__init__(keys, allow_missing_keys)
@@ -74,7 +91,10 @@ class Dilated(_InPlaced):
     backend = Dilate.backend
 
     def __init__(
-        self, keys: KeysCollection = "pred_mask", kernel_size: int = 3, slice_axis: int | None = -1,
+        self,
+        keys: KeysCollection = "pred_mask",
+        kernel_size: int = 3,
+        slice_axis: int | None = -1,
         allow_missing_keys: bool = False,
     ) -> None:
         super().__init__(keys, allow_missing_keys)
@@ -87,8 +107,12 @@ class KeepLargestComponentsd(_InPlaced):
     backend = KeepLargestComponents.backend
 
     def __init__(
-        self, keys: KeysCollection = "pred_mask", num_components: int = 1, slice_axis: int | None = -1,
-        connectivity: int | None = None, allow_missing_keys: bool = False,
+        self,
+        keys: KeysCollection = "pred_mask",
+        num_components: int = 1,
+        slice_axis: int | None = -1,
+        connectivity: int | None = None,
+        allow_missing_keys: bool = False,
     ) -> None:
         super().__init__(keys, allow_missing_keys)
         self.transform = KeepLargestComponents(num_components, slice_axis, connectivity)
@@ -100,7 +124,10 @@ class MedianFilterd(_InPlaced):
     backend = MedianFilter.backend
 
     def __init__(
-        self, keys: KeysCollection = "pred", kernel_size: int = 5, slice_axis: int | None = -1,
+        self,
+        keys: KeysCollection = "pred",
+        kernel_size: int = 5,
+        slice_axis: int | None = -1,
         allow_missing_keys: bool = False,
     ) -> None:
         super().__init__(keys, allow_missing_keys)
@@ -113,8 +140,12 @@ class RemoveSmallComponentsd(_InPlaced):
     backend = RemoveSmallComponents.backend
 
     def __init__(
-        self, keys: KeysCollection = "pred_mask", max_size: int = 40, slice_axis: int | None = None,
-        connectivity: int | None = None, allow_missing_keys: bool = False,
+        self,
+        keys: KeysCollection = "pred_mask",
+        max_size: int = 40,
+        slice_axis: int | None = None,
+        connectivity: int | None = None,
+        allow_missing_keys: bool = False,
     ) -> None:
         super().__init__(keys, allow_missing_keys)
         self.transform = RemoveSmallComponents(max_size, slice_axis, connectivity)
@@ -134,9 +165,16 @@ class AnomalyScored(MapTransform):
     backend = AnomalyScore.backend
 
     def __init__(
-        self, keys: KeysCollection = "pred", brain_key: str | None = "brain", output_key: str = "pred_score",
-        volume_key: str | None = "volume_score", reduction: str = "quantile", q: float = 0.99, slice_axis: int = -1,
-        channel: int = 0, allow_missing_keys: bool = False,
+        self,
+        keys: KeysCollection = "pred",
+        brain_key: str | None = "brain",
+        output_key: str = "pred_score",
+        volume_key: str | None = "volume_score",
+        reduction: str = "quantile",
+        q: float = 0.99,
+        slice_axis: int = -1,
+        channel: int = 0,
+        allow_missing_keys: bool = False,
     ) -> None:
         super().__init__(keys, allow_missing_keys)
         self.brain_key = brain_key

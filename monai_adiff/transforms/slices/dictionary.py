@@ -11,9 +11,15 @@ from monai.transforms import MapTransform
 from monai_adiff.transforms.slices.array import BrainMask, BrainSliceSelection, SliceLabel, slice_areas
 
 __all__ = [
-    "BrainMaskd", "BrainMaskD", "BrainMaskDict",
-    "BrainSliceSelectiond", "BrainSliceSelectionD", "BrainSliceSelectionDict",
-    "SliceLabeld", "SliceLabelD", "SliceLabelDict",
+    "BrainMaskd",
+    "BrainMaskD",
+    "BrainMaskDict",
+    "BrainSliceSelectiond",
+    "BrainSliceSelectionD",
+    "BrainSliceSelectionDict",
+    "SliceLabeld",
+    "SliceLabelD",
+    "SliceLabelDict",
 ]
 
 
@@ -50,8 +56,14 @@ class BrainSliceSelectiond(MapTransform):
     backend = BrainSliceSelection.backend
 
     def __init__(
-        self, keys: KeysCollection, output_key: str = "brain_slices", area_key: str | None = "brain_area",
-        min_fraction: float = 0.1, slice_axis: int = -1, threshold: float = 0.0, allow_missing_keys: bool = False,
+        self,
+        keys: KeysCollection,
+        output_key: str = "brain_slices",
+        area_key: str | None = "brain_area",
+        min_fraction: float = 0.1,
+        slice_axis: int = -1,
+        threshold: float = 0.0,
+        allow_missing_keys: bool = False,
     ) -> None:
         super().__init__(keys, allow_missing_keys)
         self.output_key = output_key
@@ -73,8 +85,12 @@ class SliceLabeld(MapTransform):
     backend = SliceLabel.backend
 
     def __init__(
-        self, keys: KeysCollection, output_key: str = "slice_label", area_key: str | None = "tumour_area",
-        slice_axis: int = -1, allow_missing_keys: bool = False,
+        self,
+        keys: KeysCollection,
+        output_key: str = "slice_label",
+        area_key: str | None = "tumour_area",
+        slice_axis: int = -1,
+        allow_missing_keys: bool = False,
     ) -> None:
         super().__init__(keys, allow_missing_keys)
         self.output_key = output_key

@@ -22,8 +22,13 @@ class CheckImaged(MapTransform):
     backend = CheckImage.backend
 
     def __init__(
-        self, keys: KeysCollection, label_key: str | None = "label", spatial_dims: int = 3,
-        num_channels: int | None = None, require_foreground: bool = True, allow_missing_keys: bool = False,
+        self,
+        keys: KeysCollection,
+        label_key: str | None = "label",
+        spatial_dims: int = 3,
+        num_channels: int | None = None,
+        require_foreground: bool = True,
+        allow_missing_keys: bool = False,
     ) -> None:
         super().__init__(keys, allow_missing_keys)
         self.label_key = label_key
