@@ -2,7 +2,7 @@
 """monai-adiff: diffusion-model anomaly segmentation for brain MRI, shipped as MONAI bundles.
 
 Importing the top-level package is cheap; subpackages load on first attribute access (``monai_adiff.data``,
-``.noise``, ``.transforms``, ``.diffusion``, ``.inferers``, ``.engines``, ``.metrics``, ``.networks``, ``.bundle``),
+``.noise``, ``.transforms``, ``.diffusion``, ``.inferers``, ``.engines``, ``.metrics``, ``.methods``, ``.bundle``),
 so a bundle config needs only ``"$import monai_adiff"`` to use ``"$monai_adiff.data.load_cases(...)"``.
 """
 
@@ -19,10 +19,12 @@ _SUBMODULES = (
     "demo",
     "diffusion",
     "engines",
+    "errors",
     "inferers",
+    "methods",
     "metrics",
-    "networks",
     "noise",
+    "output",
     "transforms",
     "utils",
 )

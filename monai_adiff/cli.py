@@ -254,7 +254,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return args.func(args)
     except Exception as e:  # a clean one-line error for known bad input, a traceback for bugs
-        from monai_adiff.data.errors import InputError, find_input_error
+        from monai_adiff.errors import InputError, find_input_error
 
         err = e if isinstance(e, InputError) else find_input_error(e)
         if err is not None:

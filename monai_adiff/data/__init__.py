@@ -13,7 +13,7 @@ from .datalist import (
     write_datalist,
 )
 from .dataset import SELECTIONS, BrainSliceDataset
-from .errors import InputError, find_input_error
+from monai_adiff.errors import InputError, find_input_error
 from .io import check_case, check_volume, ras_axial, read_volume
 from .slices import build_slice_table, case_slice_table, summarize_slice_table, table_to_csv
 

@@ -17,7 +17,7 @@ from collections.abc import Sequence
 
 from monai.data import load_decathlon_datalist
 
-from monai_adiff.data.errors import InputError
+from monai_adiff.errors import InputError
 from monai_adiff.data.io import check_case
 from monai_adiff.utils import atomic_write_text
 

@@ -18,7 +18,7 @@ from torch.utils.data import Dataset
 from tqdm import tqdm
 
 from monai_adiff.data.datalist import with_image_key
-from monai_adiff.data.errors import InputError, find_input_error
+from monai_adiff.errors import InputError, find_input_error
 
 __all__ = ["BrainSliceDataset", "SELECTIONS"]
 
@@ -48,7 +48,7 @@ class BrainSliceDataset(Dataset):
 
     Each item is a dict: ``image`` (C, H, W) float32, ``brain`` (1, H, W) float32 0/1, ``label`` (1, H, W) float32
     0/1 (zeros when the case has no segmentation), ``slice_label`` (int64 scalar), ``case`` (str), ``slice`` (int,
-    axial index in RAS). Bad cases (:class:`~monai_adiff.data.errors.InputError`) are logged, listed in
+    axial index in RAS). Bad cases (:class:`~monai_adiff.errors.InputError`) are logged, listed in
     ``errors`` and skipped.
     """
 

@@ -3,7 +3,7 @@
 
 MONAI's ``LoadImage`` reads a file but does not tell a user *which* of their files is broken and *why* (a corrupt
 gzip surfaces as a reader-selection error, NaN voxels pass silently). These helpers read with nibabel and turn every
-problem the pipeline cannot work with into an :class:`~monai_adiff.data.errors.InputError` that names the file.
+problem the pipeline cannot work with into an :class:`~monai_adiff.errors.InputError` that names the file.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from collections.abc import Sequence
 import nibabel as nib
 import numpy as np
 
-from monai_adiff.data.errors import InputError
+from monai_adiff.errors import InputError
 
 __all__ = ["read_volume", "check_volume", "check_case", "ras_axial", "volume_header"]
 

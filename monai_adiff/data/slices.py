@@ -12,7 +12,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from monai_adiff.data.errors import InputError
+from monai_adiff.errors import InputError
 from monai_adiff.data.io import ras_axial, read_volume
 from monai_adiff.transforms.slices.array import BrainMask, BrainSliceSelection, SliceLabel, slice_areas
 

@@ -32,7 +32,7 @@ import nibabel as nib
 import numpy as np
 from scipy import ndimage
 
-from monai_adiff.data.errors import InputError
+from monai_adiff.errors import InputError
 
 __all__ = ["MODALITIES", "BRATS_LABELS", "make_phantom_case", "make_demo_dataset", "brats_affine"]
 

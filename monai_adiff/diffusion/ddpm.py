@@ -60,25 +60,45 @@ def extract(values: torch.Tensor, t: torch.Tensor | int, like: torch.Tensor) -> 
     return out.reshape(-1, *([1] * (like.ndim - 1)))
 
 
-def predict_x0(
-    scheduler: Scheduler,
-    x_t: torch.Tensor,
-    eps: torch.Tensor,
-    t: torch.Tensor | int,
-    clip: tuple[float, float] | None = None,
-) -> torch.Tensor:
-    """One-step estimate of the clean image: ``x0 = (x_t - sqrt(1 - abar_t) eps) / sqrt(abar_t)``.
+def scheduler_clip(scheduler: Scheduler) -> tuple[float, float] | None:
+    """The clamp range of x0 predictions a scheduler asks for (``clip_sample`` and its bounds), or ``None``."""
+    if not getattr(scheduler, "clip_sample", False):
+        return None
+    lo, hi = getattr(scheduler, "clip_sample_values", (-1.0, 1.0))
+    return float(lo), float(hi)
 
-    This is single-step sampling's whole reconstruction (Damudi & Kini 2024, Algorithm 1) and AnoFPDM's per-step
-    prediction; ``clip`` clamps the result (AnoDDPM clamps to [-1, 1]).
+
+def _prediction_type(scheduler: Scheduler) -> str:
+    kind = str(getattr(scheduler, "prediction_type", "epsilon"))
+    if kind not in ("epsilon", "sample", "v_prediction"):
+        raise ValueError(f"unknown prediction_type {kind!r} of {type(scheduler).__name__}")
+    return kind
+
+
+def predict_x0(
+    scheduler: Scheduler, x_t: torch.Tensor, model_output: torch.Tensor, t: torch.Tensor | int
+) -> torch.Tensor:
+    """One-step estimate of the clean image from the network's output at ``(x_t, t)``.
+
+    The scheduler says what the network predicts (``prediction_type``): the noise (``x0 = (x_t - sqrt(1 - abar_t)
+    eps) / sqrt(abar_t)``, single-step sampling's whole reconstruction, Damudi & Kini 2024, Algorithm 1), the clean
+    image itself, or ``v`` (``x0 = sqrt(abar_t) x_t - sqrt(1 - abar_t) v``); and whether to clamp the estimate
+    (``clip_sample``, AnoDDPM clamps to [-1, 1]).
     """
     tab = schedule_tables(scheduler, x_t.device)
-    x0 = (x_t - extract((1.0 - tab["abar"]).sqrt(), t, x_t) * eps) / extract(tab["abar"].sqrt(), t, x_t)
+    kind = _prediction_type(scheduler)
+    if kind == "epsilon":
+        x0 = (x_t - extract((1.0 - tab["abar"]).sqrt(), t, x_t) * model_output) / extract(tab["abar"].sqrt(), t, x_t)
+    elif kind == "sample":
+        x0 = model_output
+    else:
+        x0 = extract(tab["abar"].sqrt(), t, x_t) * x_t - extract((1.0 - tab["abar"]).sqrt(), t, x_t) * model_output
+    clip = scheduler_clip(scheduler)
     return x0 if clip is None else x0.clamp(*clip)
 
 
 def predict_eps(scheduler: Scheduler, x_t: torch.Tensor, x0: torch.Tensor, t: torch.Tensor | int) -> torch.Tensor:
-    """The noise implied by ``x_t`` and a clean estimate ``x0`` (inverse of :func:`predict_x0`)."""
+    """The noise implied by ``x_t`` and a clean estimate ``x0`` (inverse of the epsilon case of :func:`predict_x0`)."""
     tab = schedule_tables(scheduler, x_t.device)
     return (x_t - extract(tab["abar"].sqrt(), t, x_t) * x0) / extract((1.0 - tab["abar"]).sqrt(), t, x_t)
 
@@ -95,33 +115,35 @@ def posterior_mean(scheduler: Scheduler, x0: torch.Tensor, x_t: torch.Tensor, t:
 def ddpm_reverse_step(
     scheduler: Scheduler,
     x_t: torch.Tensor,
-    eps: torch.Tensor,
+    model_output: torch.Tensor,
     t: torch.Tensor | int,
     noise: torch.Tensor | None,
-    variance: str = "fixed_large",
-    clip: tuple[float, float] | None = (-1.0, 1.0),
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """One ancestral DDPM step ``x_t -> x_{t-1}`` with caller-supplied noise.
 
-    ``x_{t-1} = mu(x0_hat, x_t) + sigma_t * noise`` where ``x0_hat`` is the (clipped) one-step prediction, ``mu`` the
-    posterior mean and ``sigma_t^2`` is ``beta_t`` (``"fixed_large"``, AnoDDPM) or the posterior variance
-    ``beta_t (1 - abar_{t-1}) / (1 - abar_t)`` (``"fixed_small"``). No noise is added where ``t == 0``.
+    ``x_{t-1} = mu(x0_hat, x_t) + sigma_t * noise`` where ``x0_hat`` is the one-step prediction (:func:`predict_x0`:
+    the scheduler's ``prediction_type`` and ``clip_sample``), ``mu`` the posterior mean and ``sigma_t^2`` the
+    scheduler's ``variance_type``: ``beta_t`` (``"fixed_large"``, AnoDDPM) or the posterior variance
+    ``beta_t (1 - abar_{t-1}) / (1 - abar_t)`` (``"fixed_small"``, MONAI's default). No noise is added where
+    ``t == 0``.
 
     Args:
-        scheduler: a MONAI scheduler holding the schedule.
+        scheduler: the MONAI ``DDPMScheduler`` the network was trained with.
         x_t: current sample (B, C, *spatial).
-        eps: the network's noise prediction at (x_t, t).
+        model_output: the network's prediction at (x_t, t).
         t: timestep(s), scalar or (B,).
         noise: the noise to inject (simplex, Tsimplex or Gaussian), shaped like ``x_t``; ``None`` for none.
-        variance: ``"fixed_large"`` or ``"fixed_small"``.
-        clip: clamp range of the x0 prediction, or ``None``.
 
     Returns:
         ``(x_prev, x0_hat)``.
+
+    Raises:
+        ValueError: a learnt variance type (the network would have to output it).
     """
+    variance = str(getattr(scheduler, "variance_type", "fixed_small"))
     if variance not in ("fixed_large", "fixed_small"):
-        raise ValueError(f"variance must be 'fixed_large' or 'fixed_small', got {variance!r}")
-    x0 = predict_x0(scheduler, x_t, eps, t, clip)
+        raise ValueError(f"the reverse step supports variance_type 'fixed_large' or 'fixed_small', got {variance!r}")
+    x0 = predict_x0(scheduler, x_t, model_output, t)
     mean = posterior_mean(scheduler, x0, x_t, t)
     if noise is None:
         return mean, x0
@@ -140,19 +162,20 @@ def ddpm_reverse_step(
 def ddim_invert_step(
     scheduler: Scheduler,
     x_t: torch.Tensor,
-    eps: torch.Tensor,
+    model_output: torch.Tensor,
     t: torch.Tensor | int,
     t_next: torch.Tensor | int,
-    clip: tuple[float, float] | None = (-1.0, 1.0),
 ) -> torch.Tensor:
     """Deterministic DDIM encoding ``x_t -> x_{t_next}`` (t_next > t; eta = 0; AnoFPDM eq. 4).
 
-    ``x_{t_next} = sqrt(abar_{t_next}) x0 + sqrt(1 - abar_{t_next}) eps_hat`` with ``x0`` the (clipped) one-step
-    prediction at t and ``eps_hat = (x_t - sqrt(abar_t) x0) / sqrt(1 - abar_t)`` the noise it implies. MONAI's
+    ``x_{t_next} = sqrt(abar_{t_next}) x0 + sqrt(1 - abar_{t_next}) eps_hat`` with ``x0`` the one-step prediction at
+    t (:func:`predict_x0`, clamped when the scheduler clips) and ``eps_hat = (x_t - sqrt(abar_t) x0) / sqrt(1 - abar_t)``
+    the noise it implies. MONAI's
     ``DDIMScheduler.reversed_step`` needs a ``DDIMScheduler`` and its ``set_timesteps`` grid; this works on any
     scheduler's training schedule with any (strided) pair of steps.
     """
-    x0 = predict_x0(scheduler, x_t, eps, t, clip)
-    eps_hat = predict_eps(scheduler, x_t, x0, t) if clip is not None else eps
+    x0 = predict_x0(scheduler, x_t, model_output, t)
+    exact = scheduler_clip(scheduler) is None and _prediction_type(scheduler) == "epsilon"
+    eps_hat = model_output if exact else predict_eps(scheduler, x_t, x0, t)
     tab = schedule_tables(scheduler, x_t.device)
     return extract(tab["abar"].sqrt(), t_next, x_t) * x0 + extract((1.0 - tab["abar"]).sqrt(), t_next, x_t) * eps_hat

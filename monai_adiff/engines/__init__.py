@@ -1,26 +1,15 @@
 # SPDX-License-Identifier: Apache-2.0
-"""Engine pieces for MONAI's ``SupervisedTrainer``/``SupervisedEvaluator``: noise prepare-batch, resume helper,
-progress bar."""
+"""Generic engine pieces for MONAI's ``SupervisedTrainer``/``SupervisedEvaluator``: noise and classifier-free-guidance
+prepare-batches, checkpoint helpers, progress bar. Method-specific fitting steps live in :mod:`monai_adiff.methods`."""
 
-from .calibration import (
-    best_accuracy_threshold,
-    calibrate_fpdm,
-    conditioning_gap,
-    load_network_weights,
-    select_guidance,
-)
-from .checkpoint import latest_checkpoint
+from .checkpoint import latest_checkpoint, load_network_weights
 from .handlers import ProgressBarHandler
 from .prepare_batch import ClassDropoutPrepareBatch, NoiseDiffusionPrepareBatch
 
 __all__ = [
-    "best_accuracy_threshold",
-    "calibrate_fpdm",
-    "conditioning_gap",
-    "load_network_weights",
-    "select_guidance",
     "ClassDropoutPrepareBatch",
     "NoiseDiffusionPrepareBatch",
     "ProgressBarHandler",
     "latest_checkpoint",
+    "load_network_weights",
 ]

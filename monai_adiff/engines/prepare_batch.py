@@ -16,11 +16,9 @@ from typing import Any
 import torch
 from monai.engines import DiffusionPrepareBatch, default_prepare_batch
 
-from monai_adiff.noise import NOISE_TYPES, make_noise
+from monai_adiff.noise import NoiseSpec
 
 __all__ = ["NoiseDiffusionPrepareBatch", "ClassDropoutPrepareBatch"]
-
-_DEFAULT_PERSISTENCE = {"simplex": 0.8, "tsimplex": 0.9}
 
 
 class NoiseDiffusionPrepareBatch(DiffusionPrepareBatch):
@@ -33,45 +31,29 @@ class NoiseDiffusionPrepareBatch(DiffusionPrepareBatch):
     Args:
         num_train_timesteps: number of diffusion steps of the scheduler.
         condition_name: key of a conditioning tensor in the batch, passed on as ``"condition"``.
-        noise_type: ``"simplex"`` (AnoDDPM), ``"tsimplex"`` (DTU-Net) or ``"gaussian"`` (DDPM).
-        octaves: simplex octaves (papers: 6).
-        persistence: amplitude ratio between octaves; ``None`` takes the noise type's paper value (simplex 0.8,
-            Tsimplex 0.9).
-        frequency: wavelength of the first octave in pixels (papers: 64).
+        noise: the noise (a :class:`~monai_adiff.noise.NoiseSpec`, or a type name with the type's default
+            settings): ``"simplex"`` (AnoDDPM), ``"tsimplex"`` (DTU-Net) or ``"gaussian"`` (DDPM). Give the inferer
+            the same spec.
     """
 
     def __init__(
-        self,
-        num_train_timesteps: int,
-        condition_name: str | None = None,
-        noise_type: str = "simplex",
-        octaves: int = 6,
-        persistence: float | None = None,
-        frequency: float = 64.0,
+        self, num_train_timesteps: int, condition_name: str | None = None, noise: NoiseSpec | str = "simplex"
     ) -> None:
         super().__init__(num_train_timesteps, condition_name)
-        kind = str(noise_type).lower()
-        if kind not in NOISE_TYPES:
-            raise ValueError(f"noise_type must be one of {NOISE_TYPES}, got {noise_type!r}")
         if int(num_train_timesteps) < 1:
             raise ValueError(f"num_train_timesteps must be positive, got {num_train_timesteps}")
-        self.noise_type = kind
-        self.noise_kwargs: dict[str, Any] = {}
-        if kind != "gaussian":
-            if persistence is None:
-                persistence = _DEFAULT_PERSISTENCE[kind]
-            self.noise_kwargs = {"octaves": octaves, "persistence": persistence, "frequency": frequency}
+        self.noise = NoiseSpec.of(noise)
 
     def get_noise(self, images: torch.Tensor, timesteps: torch.Tensor | None = None) -> torch.Tensor:
         """Noise shaped like ``images`` on their device; the simplex types need the batch's ``timesteps``."""
-        if self.noise_type == "gaussian":
+        if self.noise.noise_type == "gaussian":
             return torch.randn_like(images)
         if timesteps is None:
-            raise ValueError(f"{self.noise_type} noise depends on the timesteps: call get_noise(images, timesteps)")
+            raise ValueError(
+                f"{self.noise.noise_type} noise depends on the timesteps: call get_noise(images, timesteps)"
+            )
         dtype = images.dtype if images.is_floating_point() else torch.float32
-        return make_noise(
-            self.noise_type, images.shape, timesteps, device=images.device, dtype=dtype, **self.noise_kwargs
-        )
+        return self.noise(images.shape, timesteps, device=images.device, dtype=dtype)
 
     def __call__(
         self,
@@ -105,7 +87,7 @@ class ClassDropoutPrepareBatch(NoiseDiffusionPrepareBatch):
         label_key: key of the per-sample integer class label in the batch (``slice_label`` of the slice dataset).
         null_label: index of the null class (``num_class_embeds - 1``).
         drop_prob: probability of replacing a label by the null class.
-        noise_type, octaves, persistence, frequency: as :class:`NoiseDiffusionPrepareBatch` (AnoFPDM: Gaussian).
+        noise: as :class:`NoiseDiffusionPrepareBatch` (AnoFPDM: Gaussian).
     """
 
     def __init__(
@@ -114,12 +96,9 @@ class ClassDropoutPrepareBatch(NoiseDiffusionPrepareBatch):
         label_key: str = "slice_label",
         null_label: int = 2,
         drop_prob: float = 0.1,
-        noise_type: str = "gaussian",
-        octaves: int = 6,
-        persistence: float | None = None,
-        frequency: float = 64.0,
+        noise: NoiseSpec | str = "gaussian",
     ) -> None:
-        super().__init__(num_train_timesteps, label_key, noise_type, octaves, persistence, frequency)
+        super().__init__(num_train_timesteps, label_key, noise)
         if not 0.0 <= drop_prob <= 1.0:
             raise ValueError(f"drop_prob must be in [0, 1], got {drop_prob}")
         self.null_label = int(null_label)

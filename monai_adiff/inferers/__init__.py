@@ -1,23 +1,8 @@
 # SPDX-License-Identifier: Apache-2.0
-"""Anomaly inferers: one ``monai.inferers.Inferer`` per method, all returning an image-shaped anomaly tensor."""
+"""Shared inferer layers: the slice-wise anomaly inferer base (every method's inferer builds on it) and the
+class-conditional training forward pass. The methods' own inferers live in :mod:`monai_adiff.methods`."""
 
-from .base import AnomalyInferer, AnomalyOutput, brain_from_inputs
+from .base import AnomalyInferer, brain_from_inputs, device_generator
 from .conditional import ConditionalDiffusionInferer
-from .fpdm import FPDM_CHANNELS, FPDMInferer, FPDMSweep, cosine_similarity, fpdm_step_grid, fpdm_sweep
-from .iterative import IterativeReconstructionInferer
-from .single_step import SingleStepInferer
 
-__all__ = [
-    "FPDM_CHANNELS",
-    "FPDMInferer",
-    "FPDMSweep",
-    "ConditionalDiffusionInferer",
-    "cosine_similarity",
-    "fpdm_step_grid",
-    "fpdm_sweep",
-    "AnomalyInferer",
-    "AnomalyOutput",
-    "IterativeReconstructionInferer",
-    "SingleStepInferer",
-    "brain_from_inputs",
-]
+__all__ = ["AnomalyInferer", "ConditionalDiffusionInferer", "brain_from_inputs", "device_generator"]

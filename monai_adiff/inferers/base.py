@@ -1,12 +1,11 @@
 # SPDX-License-Identifier: Apache-2.0
-"""The inferer contract every method follows.
+"""The inferer base every method builds on.
 
-An anomaly inferer is a ``monai.inferers.Inferer``: ``inferer(inputs, network)`` returns a tensor shaped like the input
-image, channel 0 the anomaly map (>= 0), further channels method-specific and documented by each method; every
-channel is zero outside the brain. That one return type serves both callers: ``SupervisedEvaluator`` (which stores it
-as ``pred`` and runs post-processing transforms on it) and MONAI Label (which expects an image-shaped tensor).
-Python users who want the structured result call :meth:`AnomalyInferer.predict`, which returns an
-:class:`AnomalyOutput`.
+An anomaly inferer is a ``monai.inferers.Inferer``. Its core is :meth:`AnomalyInferer.infer`, which returns the named
+:class:`~monai_adiff.output.AnomalyOutput` (the one output contract); ``inferer(inputs, network)`` packs that result
+into an image-shaped tensor at the edge (:meth:`~monai_adiff.output.AnomalyOutput.to_image`) for MONAI's
+``SupervisedEvaluator`` and MONAI Label; :meth:`AnomalyInferer.predict` completes it for Python users (slice scores
+from the map, a mask from a threshold, where the method gives none).
 
 2D methods score 3D volumes slice-wise: the axial slices of a (B, C, H, W, S) volume are gathered into batches of
 ``slice_batch_size`` and only brain slices go through the network.
@@ -15,38 +14,17 @@ Python users who want the structured result call :meth:`AnomalyInferer.predict`,
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 from monai.data import MetaTensor
 from monai.inferers import Inferer
 
-from monai_adiff.noise import make_noise
+from monai_adiff.noise import NoiseSpec
+from monai_adiff.output import ANOMALY_MAP, PRED_LABEL, PRED_MASK, PRED_SCORE, AnomalyOutput
 from monai_adiff.transforms.postprocessing.array import AnomalyScore
 
-__all__ = ["AnomalyOutput", "AnomalyInferer", "brain_from_inputs"]
-
-
-@dataclass
-class AnomalyOutput:
-    """The structured result of an anomaly method for a batch (like anomalib's ``InferenceBatch``).
-
-    Attributes:
-        anomaly_map: (B, 1, *spatial) float map, larger = more anomalous.
-        pred_mask: (B, 1, *spatial) 0/1 mask.
-        pred_score: per-slice scores, (B, S) for volumes or (B,) for 2D images.
-        volume_score: (B,) volume scores (max over slices) for volumes, else ``None``.
-        pred_label: per-slice or per-image 0/1 labels where the method classifies, else ``None``.
-        extras: method-specific outputs (e.g. AnoFPDM's ``t_e``), keyed by name.
-    """
-
-    anomaly_map: torch.Tensor
-    pred_mask: torch.Tensor
-    pred_score: torch.Tensor
-    volume_score: torch.Tensor | None = None
-    pred_label: torch.Tensor | None = None
-    extras: dict[str, Any] = field(default_factory=dict)
+__all__ = ["AnomalyInferer", "brain_from_inputs", "device_generator"]
 
 
 def brain_from_inputs(x: torch.Tensor, background: float = -1.0, tol: float = 1e-3) -> torch.Tensor:
@@ -58,13 +36,24 @@ def brain_from_inputs(x: torch.Tensor, background: float = -1.0, tol: float = 1e
     return (x > background + tol).any(dim=1, keepdim=True)
 
 
+def device_generator(generator: torch.Generator | None, device: torch.device) -> torch.Generator | None:
+    """A generator on ``device`` seeded from the CPU ``generator`` (None stays None): random draws then happen on the
+    data's device, with no host-to-device copy of the noise, and stay reproducible from one CPU seed."""
+    if generator is None:
+        return None
+    return torch.Generator(device=device).manual_seed(int(torch.randint(2**62, (1,), generator=generator)))
+
+
 class AnomalyInferer(Inferer):
     """Base class of the slice-wise anomaly inferers.
 
-    Subclasses implement :meth:`score_slices` for a batch of 2D slices; this class handles 2D batches, 3D volumes
-    (slices batched, non-brain slices skipped), the brain mask, mixed precision and the MetaTensor plumbing.
+    Subclasses implement :meth:`score_slices` for a batch of 2D slices and name what it returns besides the anomaly
+    map (:attr:`map_names`, :attr:`value_names`); this class handles 2D batches, 3D volumes (slices batched,
+    non-brain slices skipped), the brain mask, mixed precision, the noise and the packing of the result.
 
     Args:
+        noise: the noise the method draws (a :class:`~monai_adiff.noise.NoiseSpec` or a type name); it must be the
+            noise the network was trained with.
         slice_batch_size: slices per network call when scoring volumes (all slices of a volume share one call when
             it is at least the number of brain slices).
         autocast_dtype: ``"bfloat16"``/``"float16"`` to run the network under ``torch.autocast`` on CUDA; ignored
@@ -75,14 +64,15 @@ class AnomalyInferer(Inferer):
         progress: show a progress bar over slice batches (and steps, for iterative methods).
     """
 
-    #: number of output channels (channel 0 = anomaly map)
-    out_channels: int = 1
-    #: noise of the methods that draw it (see :meth:`noise_like`)
-    noise_type: str = "gaussian"
-    noise_kwargs: dict = {}
+    #: spatial outputs of :meth:`score_slices` besides ``"anomaly_map"`` (``"pred_mask"`` when the method makes its
+    #: own mask; extras such as ``"vote"``)
+    map_names: tuple[str, ...] = ()
+    #: per-slice outputs of :meth:`score_slices` (``"pred_score"``, ``"pred_label"``, extras such as ``"t_e"``)
+    value_names: tuple[str, ...] = ()
 
     def __init__(
         self,
+        noise: NoiseSpec | str = "gaussian",
         slice_batch_size: int = 64,
         autocast_dtype: str | None = None,
         brain_tol: float = 1e-3,
@@ -92,6 +82,7 @@ class AnomalyInferer(Inferer):
         super().__init__()
         if slice_batch_size < 1:
             raise ValueError(f"slice_batch_size must be >= 1, got {slice_batch_size}")
+        self.noise = NoiseSpec.of(noise)
         self.slice_batch_size = slice_batch_size
         self.autocast_dtype = autocast_dtype
         self.brain_tol = brain_tol
@@ -101,13 +92,18 @@ class AnomalyInferer(Inferer):
     # -- to implement -------------------------------------------------------------------------------------------
     def score_slices(
         self, x: torch.Tensor, network: Callable[..., torch.Tensor], generator: torch.Generator | None
-    ) -> torch.Tensor:
-        """Score a batch of 2D slices (N, C, H, W) in [-1, 1]; return (N, out_channels, H, W), channel 0 the map."""
+    ) -> dict[str, torch.Tensor]:
+        """Score a batch of 2D slices (N, C, H, W) in [-1, 1].
+
+        Returns:
+            ``{"anomaly_map": (N, H, W), <each of map_names>: (N, H, W), <each of value_names>: (N,)}``.
+        """
         raise NotImplementedError(f"{type(self).__name__} must implement score_slices")
 
     # -- shared machinery ---------------------------------------------------------------------------------------
-    def _generator(self) -> torch.Generator | None:
-        # noise seeds are drawn on the CPU (a few integers per slice); the noise itself is made on the data's device
+    def generator(self) -> torch.Generator | None:
+        """A fresh CPU generator seeded with :attr:`seed` (``None`` when unseeded): the seeds of the noise are drawn
+        on the CPU (a few integers per slice), the noise itself on the data's device."""
         return None if self.seed is None else torch.Generator().manual_seed(int(self.seed))
 
     def _autocast(self, device: torch.device):
@@ -116,11 +112,9 @@ class AnomalyInferer(Inferer):
         return torch.autocast(device.type, enabled=False)
 
     def noise_like(self, x: torch.Tensor, t: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
-        """Noise of ``self.noise_type`` (with ``self.noise_kwargs``) for slices ``x`` at timesteps ``t``, made on
-        ``x``'s device (the simplex seeds come from ``generator``)."""
-        return make_noise(self.noise_type, x.shape, t, generator=generator, device=x.device, **self.noise_kwargs).to(
-            x.dtype
-        )
+        """Noise of :attr:`noise` for slices ``x`` at timesteps ``t``, made on ``x``'s device (the simplex seeds come
+        from ``generator``)."""
+        return self.noise(x.shape, t, generator=generator, device=x.device).to(x.dtype)
 
     def network_call(self, network: Callable[..., torch.Tensor], x: torch.Tensor, *args, **kwargs) -> torch.Tensor:
         """Call the network (under autocast when asked) and return float32 output."""
@@ -128,12 +122,10 @@ class AnomalyInferer(Inferer):
             return network(x, *args, **kwargs).float()
 
     @torch.no_grad()
-    def __call__(self, inputs: torch.Tensor, network: Callable[..., torch.Tensor], *args: Any, **kwargs: Any):
-        """Anomaly prediction for a batch of 2D images (B, C, H, W) or volumes (B, C, H, W, S) in [-1, 1].
+    def infer(self, inputs: torch.Tensor, network: Callable[..., torch.Tensor]) -> AnomalyOutput:
+        """The method's own outputs for a batch of 2D images (B, C, H, W) or volumes (B, C, H, W, S) in [-1, 1].
 
-        Returns:
-            (B, out_channels, *spatial), a MetaTensor carrying the input's metadata when the input is one (so
-            ``Invertd`` can map it back to the input's space).
+        Maps are zero outside the brain; per-slice values are zero for slices without brain (not scored).
         """
         x = inputs.as_subclass(torch.Tensor) if isinstance(inputs, MetaTensor) else inputs
         if x.ndim not in (4, 5):
@@ -144,54 +136,81 @@ class AnomalyInferer(Inferer):
             slices = x.permute(0, 4, 1, 2, 3).reshape(b * s, c, h, w)
         else:
             slices = x
-        brain = brain_from_inputs(slices, tol=self.brain_tol)
-        out = slices.new_zeros((slices.shape[0], self.out_channels, *slices.shape[2:]), dtype=torch.float32)
+        n = slices.shape[0]
+        brain = brain_from_inputs(slices, tol=self.brain_tol)[:, 0]
+        maps = {
+            k: slices.new_zeros((n, *slices.shape[2:]), dtype=torch.float32) for k in (ANOMALY_MAP, *self.map_names)
+        }
+        values = {k: slices.new_zeros((n,), dtype=torch.float32) for k in self.value_names}
         todo = torch.nonzero(brain.flatten(1).any(1)).flatten()  # the one host sync per call: which slices
-        generator = self._generator()
+        generator = self.generator()
         chunks = todo.split(self.slice_batch_size)
         if self.progress:
             from tqdm import tqdm
 
             chunks = tqdm(chunks, desc=type(self).__name__, leave=False)
         for idx in chunks:
-            out[idx] = self.score_slices(slices[idx], network, generator).float()
-        out *= brain  # every output channel is zero outside the brain
-        if volume:
-            out = out.reshape(b, s, self.out_channels, h, w).permute(0, 2, 3, 4, 1)
-        if isinstance(inputs, MetaTensor):
-            out = MetaTensor(out, meta=inputs.meta, applied_operations=inputs.applied_operations)
-            out.is_batch = inputs.is_batch
-        return out
+            res = self.score_slices(slices[idx], network, generator)
+            for k in (*maps, *values):
+                (maps if k in maps else values)[k][idx] = res[k].float()
+        for m in maps.values():
+            m *= brain  # every map is zero outside the brain
+
+        def spatial(m: torch.Tensor) -> torch.Tensor:
+            return m.reshape(b, s, 1, h, w).permute(0, 2, 3, 4, 1) if volume else m[:, None]
+
+        def per_slice(v: torch.Tensor) -> torch.Tensor:
+            return v.reshape(b, s) if volume else v
+
+        maps = {k: spatial(m) for k, m in maps.items()}
+        values = {k: per_slice(v) for k, v in values.items()}
+        return AnomalyOutput(
+            anomaly_map=maps.pop(ANOMALY_MAP),
+            pred_mask=maps.pop(PRED_MASK, None),
+            pred_score=values.pop(PRED_SCORE, None),
+            pred_label=values.pop(PRED_LABEL, None),
+            maps=maps,
+            values=values,
+        )
+
+    def __call__(self, inputs: torch.Tensor, network: Callable[..., torch.Tensor], *args: Any, **kwargs: Any):
+        """:meth:`infer`, packed into one image-shaped tensor (:meth:`~monai_adiff.output.AnomalyOutput.to_image`).
+
+        Returns:
+            (B, channels, *spatial), a MetaTensor carrying the input's metadata when the input is one (so ``Invertd``
+            can map it back to the input's space), its channels named in its metadata.
+        """
+        return self.infer(inputs, network).to_image(inputs)
 
     def predict(
         self,
         inputs: torch.Tensor,
         network: Callable[..., torch.Tensor],
-        threshold: float,
-        mask_channel: int = 0,
+        threshold: float | None = None,
         postprocess: Callable[[torch.Tensor], torch.Tensor] | None = None,
         score_quantile: float = 0.99,
     ) -> AnomalyOutput:
-        """Run the inferer and package the result as an :class:`AnomalyOutput`.
+        """:meth:`infer`, completed the way the bundles complete it, for Python users.
+
+        The method's own mask and slice scores win; where it gives none, the mask is ``anomaly_map > threshold``
+        and the slice score is the ``score_quantile`` quantile of the map over brain pixels.
 
         Args:
             inputs: images (B, C, H, W) or volumes (B, C, H, W, S) in [-1, 1].
             network: the trained network.
-            threshold: threshold of ``pred[mask_channel]`` that makes the mask.
-            mask_channel: channel the threshold applies to.
+            threshold: the map threshold that makes the mask when the method makes none (``None``: no mask).
             postprocess: optional callable on each (1, *spatial) mask (e.g. a ``Compose`` of dilation and
                 component filters); applied per batch item.
-            score_quantile: the per-slice score is this quantile of the map over brain pixels.
+            score_quantile: the default per-slice score is this quantile of the map over brain pixels.
         """
-        pred = self(inputs, network).as_subclass(torch.Tensor)
+        out = self.infer(inputs, network)
         x = inputs.as_subclass(torch.Tensor) if isinstance(inputs, MetaTensor) else inputs
-        brain = brain_from_inputs(x, tol=self.brain_tol)
-        mask = (pred[:, mask_channel : mask_channel + 1] > threshold).float()
-        if postprocess is not None:
-            mask = torch.stack([torch.as_tensor(postprocess(m)).float() for m in mask])
-        amap = pred[:, :1]
-        scorer = AnomalyScore(reduction="quantile", q=score_quantile)
-        scores = torch.stack([scorer(m, b) for m, b in zip(amap, brain)])
-        if amap.ndim == 5:
-            return AnomalyOutput(amap, mask, scores, volume_score=scores.amax(dim=1))
-        return AnomalyOutput(amap, mask, scores)
+        if out.pred_mask is None and threshold is not None:
+            out.pred_mask = (out.anomaly_map > threshold).float()
+        if out.pred_mask is not None and postprocess is not None:
+            out.pred_mask = torch.stack([torch.as_tensor(postprocess(m)).float() for m in out.pred_mask])
+        if out.pred_score is None:
+            brain = brain_from_inputs(x, tol=self.brain_tol)
+            scorer = AnomalyScore(reduction="quantile", q=score_quantile)
+            out.pred_score = torch.stack([torch.as_tensor(scorer(m, b)) for m, b in zip(out.anomaly_map, brain)])
+        return out

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from monai_adiff.data.errors import InputError
+from monai_adiff.errors import InputError
 from monai_adiff.metrics.functional import (
     SEGMENTATION_METRICS,
     _binarise,

@@ -2,7 +2,8 @@
 """Noise for diffusion anomaly detection: Gaussian, AnoDDPM simplex and DTU-Net Tsimplex, torch on any device.
 
 ``simplex_noise`` and ``tsimplex_noise`` reproduce ``opensimplex==0.4.5.1`` (the peers' reference) field for field,
-with one independent field per sample; ``make_noise`` dispatches on a type string.
+with one independent field per sample; ``make_noise`` dispatches on a type string; :class:`NoiseSpec` is the one
+description (type + octave settings, per-type defaults) that training and inference share.
 """
 
 from __future__ import annotations
@@ -16,8 +17,11 @@ from monai_adiff.noise.simplex import (
     tsimplex_noise,
     use_compiled_kernels,
 )
+from monai_adiff.noise.spec import NOISE_DEFAULTS, NoiseSpec
 
 __all__ = [
+    "NOISE_DEFAULTS",
+    "NoiseSpec",
     "NOISE_TYPES",
     "clear_noise_cache",
     "compiled_kernels_enabled",

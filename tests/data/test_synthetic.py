@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from monai_adiff.data.errors import InputError
+from monai_adiff.errors import InputError
 from monai_adiff.data.synthetic import make_demo_dataset, make_phantom_case
 
 SHAPE = (48, 48, 32)

@@ -17,9 +17,13 @@ ABAR = np.cumprod(ALPHAS)
 ABAR_PREV = np.concatenate([[1.0], ABAR[:-1]])
 
 
+def _sched(**kwargs):
+    return DDPMScheduler(num_train_timesteps=T, schedule="linear_beta", beta_start=1e-4, beta_end=0.02, **kwargs)
+
+
 @pytest.fixture(scope="module")
 def sched():
-    return DDPMScheduler(num_train_timesteps=T, schedule="linear_beta", beta_start=1e-4, beta_end=0.02)
+    return _sched(clip_sample=False)
 
 
 def _rand(*shape, seed=0):
@@ -49,7 +53,19 @@ def test_predict_x0_roundtrip(sched, t):
     xt = torch.as_tensor(np.sqrt(ABAR[t]) * x0.numpy() + np.sqrt(1 - ABAR[t]) * eps.numpy(), dtype=torch.float32)
     np.testing.assert_allclose(predict_x0(sched, xt, eps, t).numpy(), x0.numpy(), atol=2e-3 if t > 900 else 1e-4)
     np.testing.assert_allclose(predict_eps(sched, xt, x0, t).numpy(), eps.numpy(), atol=1e-3)
-    assert float(predict_x0(sched, xt, eps * 50, t, clip=(-1, 1)).abs().max()) <= 1.0
+    assert float(predict_x0(_sched(), xt, eps * 50, t).abs().max()) <= 1.0  # MONAI's default clip_sample=True
+
+
+@pytest.mark.parametrize("t", [3, 400])
+def test_predict_x0_of_every_prediction_type(t):
+    # the network may predict eps, x0 itself or v = sqrt(abar) eps - sqrt(1 - abar) x0 (Salimans & Ho 2022)
+    x0, eps = _rand(2, 1, 4, 4) * 0.5, _rand(2, 1, 4, 4, seed=7)
+    xt = np.sqrt(ABAR[t]) * x0.numpy() + np.sqrt(1 - ABAR[t]) * eps.numpy()
+    v = np.sqrt(ABAR[t]) * eps.numpy() - np.sqrt(1 - ABAR[t]) * x0.numpy()
+    xt_t = torch.as_tensor(xt, dtype=torch.float32)
+    for kind, out in (("epsilon", eps), ("sample", x0), ("v_prediction", torch.as_tensor(v, dtype=torch.float32))):
+        got = predict_x0(_sched(clip_sample=False, prediction_type=kind), xt_t, out, t)
+        np.testing.assert_allclose(got.numpy(), x0.numpy(), atol=1e-4)
 
 
 def test_posterior_mean_closed_form(sched):
@@ -63,10 +79,12 @@ def test_posterior_mean_closed_form(sched):
 
 
 @pytest.mark.parametrize("variance", ["fixed_large", "fixed_small"])
-def test_reverse_step_closed_form(sched, variance):
+def test_reverse_step_closed_form(variance):
+    # variance type and clipping come from the scheduler the network was trained with
     xt, eps, noise = _rand(2, 1, 4, 4), _rand(2, 1, 4, 4, seed=4) * 0.3, _rand(2, 1, 4, 4, seed=5)
     t = torch.tensor([249, 0])
-    x_prev, x0_hat = ddpm_reverse_step(sched, xt, eps, t, noise, variance=variance, clip=(-1, 1))
+    sched = _sched(variance_type=variance, clip_sample=True)
+    x_prev, x0_hat = ddpm_reverse_step(sched, xt, eps, t, noise)
     for b, tb in enumerate(t.tolist()):
         x0 = np.clip((xt[b].numpy() - np.sqrt(1 - ABAR[tb]) * eps[b].numpy()) / np.sqrt(ABAR[tb]), -1, 1)
         mu = (np.sqrt(ABAR_PREV[tb]) * BETAS[tb] * x0 + np.sqrt(ALPHAS[tb]) * (1 - ABAR_PREV[tb]) * xt[b].numpy()) / (
@@ -78,13 +96,14 @@ def test_reverse_step_closed_form(sched, variance):
         np.testing.assert_allclose(x_prev[b].numpy(), ref, rtol=1e-4, atol=1e-5)
 
 
-def test_reverse_step_matches_monai_without_noise(sched):
+def test_reverse_step_matches_monai_without_noise():
     # at t == 0 MONAI's step adds no noise, so both are the posterior mean; MONAI computes 1 - abar_0 in float32
     # (1.00017e-4 instead of 1e-4), hence the 2e-4 relative tolerance
     xt, eps = _rand(1, 1, 4, 4), _rand(1, 1, 4, 4, seed=6)
+    sched = _sched()
     ours, x0 = ddpm_reverse_step(sched, xt, eps, 0, torch.zeros_like(xt))
     ref, ref_x0 = sched.step(eps, 0, xt)
     torch.testing.assert_close(ours, ref, atol=1e-4, rtol=2e-4)
     torch.testing.assert_close(x0, ref_x0, atol=1e-4, rtol=2e-4)
-    with pytest.raises(ValueError):
-        ddpm_reverse_step(sched, xt, eps, 3, None, variance="learned")
+    with pytest.raises(ValueError, match="variance_type"):
+        ddpm_reverse_step(_sched(variance_type="learned"), xt, eps, 3, None)

@@ -13,9 +13,9 @@ from monai.networks.nets import DiffusionModelUNet
 from monai.networks.schedulers import DDPMScheduler
 from parameterized import parameterized
 
-import monai_adiff.engines.prepare_batch as pb
+import monai_adiff.noise.spec as spec_module
 from monai_adiff.engines.prepare_batch import NoiseDiffusionPrepareBatch
-from monai_adiff.noise import simplex_noise, tsimplex_noise
+from monai_adiff.noise import NoiseSpec, simplex_noise, tsimplex_noise
 
 
 def _batch(n=3, c=1, size=32):
@@ -28,7 +28,7 @@ class TestNoiseDiffusionPrepareBatch(unittest.TestCase):
 
     @parameterized.expand([("simplex", None), ("tsimplex", None), ("gaussian", None), ("simplex", "label")])
     def test_contract(self, noise_type, condition_name):
-        prep = NoiseDiffusionPrepareBatch(1000, condition_name=condition_name, noise_type=noise_type)
+        prep = NoiseDiffusionPrepareBatch(1000, condition_name=condition_name, noise=noise_type)
         batch = _batch(c=2)
         images, target, args, kwargs = prep(batch, device="cpu")
         self.assertTrue(torch.equal(images, batch["image"]))
@@ -46,17 +46,17 @@ class TestNoiseDiffusionPrepareBatch(unittest.TestCase):
 
     @parameterized.expand([("simplex", simplex_noise, 0.8), ("tsimplex", tsimplex_noise, 0.9)])
     def test_noise_is_for_the_batch_timesteps(self, noise_type, fn, persistence):
-        prep = NoiseDiffusionPrepareBatch(1000, noise_type=noise_type, octaves=4, frequency=32.0)
+        prep = NoiseDiffusionPrepareBatch(1000, noise=NoiseSpec(noise_type, octaves=4, frequency=32.0))
         seeds = torch.tensor([11, 22, 33])
         # draw the seeds we expect, so the noise can be recomputed from the returned timesteps
-        real_make_noise = pb.make_noise
+        real_make_noise = spec_module.make_noise
         calls = []
 
         def spy(kind, shape, timesteps, **kwargs):
             calls.append((kind, tuple(shape), timesteps, kwargs))
             return real_make_noise(kind, shape, timesteps, seeds=seeds, **kwargs)
 
-        with mock.patch.object(pb, "make_noise", spy):
+        with mock.patch.object(spec_module, "make_noise", spy):
             _, _, _, kwargs = prep(_batch(c=2))
         self.assertEqual(len(calls), 1)
         kind, shape, t_used, kw = calls[0]
@@ -71,7 +71,7 @@ class TestNoiseDiffusionPrepareBatch(unittest.TestCase):
 
     def test_samples_get_different_noise(self):
         torch.manual_seed(0)
-        prep = NoiseDiffusionPrepareBatch(1, noise_type="simplex")  # every timestep is 0
+        prep = NoiseDiffusionPrepareBatch(1, noise="simplex")  # every timestep is 0
         _, _, _, kwargs = prep(_batch(n=4))
         self.assertTrue((kwargs["timesteps"] == 0).all())
         noise = kwargs["noise"]
@@ -90,7 +90,7 @@ class TestNoiseDiffusionPrepareBatch(unittest.TestCase):
 
     def test_bad_arguments(self):
         with self.assertRaisesRegex(ValueError, "noise_type"):
-            NoiseDiffusionPrepareBatch(1000, noise_type="perlin")
+            NoiseDiffusionPrepareBatch(1000, noise="perlin")
         with self.assertRaisesRegex(ValueError, "timesteps"):
             NoiseDiffusionPrepareBatch(1000).get_noise(torch.zeros(1, 1, 8, 8))
 
@@ -115,7 +115,7 @@ class TestNoiseDiffusionPrepareBatch(unittest.TestCase):
             optimizer=torch.optim.Adam(net.parameters(), 1e-4),
             loss_function=torch.nn.MSELoss(),
             inferer=DiffusionInferer(scheduler),
-            prepare_batch=NoiseDiffusionPrepareBatch(1000, noise_type="simplex"),
+            prepare_batch=NoiseDiffusionPrepareBatch(1000, noise="simplex"),
         )
         trainer.run()
         self.assertTrue(torch.isfinite(torch.as_tensor(trainer.state.output[0]["loss"])))

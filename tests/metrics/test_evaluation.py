@@ -10,7 +10,7 @@ import numpy as np
 import torch
 from parameterized import parameterized
 
-from monai_adiff.data.errors import InputError
+from monai_adiff.errors import InputError
 from monai_adiff.metrics.evaluation import ORACLE_KEYS, AnomalyEvaluation
 
 

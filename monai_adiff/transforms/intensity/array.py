@@ -14,7 +14,7 @@ from monai.transforms import ScaleIntensity, Transform
 from monai.utils import TransformBackends, convert_to_tensor
 from monai.utils.type_conversion import convert_to_dst_type
 
-from monai_adiff.data.errors import InputError
+from monai_adiff.errors import InputError
 
 __all__ = ["ScaleByPercentile", "ScaleToSymmetricRange", "source_name"]
 

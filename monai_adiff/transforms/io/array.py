@@ -18,7 +18,7 @@ from monai.data import MetaTensor
 from monai.transforms import Transform
 from monai.utils import TransformBackends
 
-from monai_adiff.data.errors import InputError
+from monai_adiff.errors import InputError
 from monai_adiff.utils import atomic_write
 
 __all__ = ["SaveNifti", "save_overlay_png", "input_files"]

@@ -12,7 +12,7 @@ from monai.config import KeysCollection
 from monai.transforms import MapTransform
 from monai.utils import ensure_tuple_rep
 
-from monai_adiff.data.errors import InputError
+from monai_adiff.errors import InputError
 from monai_adiff.transforms.io.array import SaveNifti, input_files, save_overlay_png
 
 __all__ = ["SaveNiftid", "SaveNiftiD", "SaveNiftiDict", "SaveOverlayd", "SaveOverlayD", "SaveOverlayDict", "case_name"]

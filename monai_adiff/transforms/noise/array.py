@@ -18,11 +18,9 @@ from monai.transforms import Randomizable, Transform
 from monai.utils import TransformBackends
 from monai.utils.type_conversion import convert_to_dst_type
 
-from monai_adiff.noise import NOISE_TYPES, make_noise
+from monai_adiff.noise import NoiseSpec, make_noise
 
 __all__ = ["RandSimplexNoise"]
-
-_DEFAULT_PERSISTENCE = {"simplex": 0.8, "tsimplex": 0.9}
 
 
 def _timestep_range(timesteps: int | Sequence[int]) -> tuple[int, int]:
@@ -53,10 +51,8 @@ class RandSimplexNoise(Randomizable, Transform):
         timesteps: a fixed timestep, or ``(low, high)`` to draw one uniformly (high exclusive; default ``(0, 1000)``,
             MONAI's schedulers' range).
         noise_type: ``"simplex"``, ``"tsimplex"`` or ``"gaussian"``.
-        octaves: simplex octaves (papers: 6).
-        persistence: amplitude ratio between octaves; ``None`` takes the type's paper value (0.8 simplex, 0.9
-            Tsimplex).
-        frequency: wavelength of the first octave in pixels (papers: 64).
+        octaves, persistence, frequency: octave settings; ``None`` takes the type's paper value
+            (:data:`~monai_adiff.noise.NOISE_DEFAULTS`).
         dtype: output dtype.
 
     Returns:
@@ -69,21 +65,18 @@ class RandSimplexNoise(Randomizable, Transform):
         self,
         timesteps: int | Sequence[int] = (0, 1000),
         noise_type: str = "simplex",
-        octaves: int = 6,
+        octaves: int | None = None,
         persistence: float | None = None,
-        frequency: float = 64.0,
+        frequency: float | None = None,
         dtype: DtypeLike = torch.float32,
     ) -> None:
         kind = str(noise_type).lower()
-        if kind not in NOISE_TYPES:
-            raise ValueError(f"noise_type must be one of {NOISE_TYPES}, got {noise_type!r}")
-        self.noise_type = kind
+        octave_settings = (
+            {} if kind == "gaussian" else {"octaves": octaves, "persistence": persistence, "frequency": frequency}
+        )
+        self.noise = NoiseSpec(kind, **octave_settings)
+        self.noise_type = self.noise.noise_type
         self.low, self.high = _timestep_range(timesteps)
-        self.noise_kwargs = {}
-        if kind != "gaussian":
-            if persistence is None:
-                persistence = _DEFAULT_PERSISTENCE[kind]
-            self.noise_kwargs = {"octaves": octaves, "persistence": persistence, "frequency": frequency}
         self.dtype = dtype
         self.timestep: int | None = None
         self.seed: int | None = None
@@ -104,8 +97,6 @@ class RandSimplexNoise(Randomizable, Transform):
             gen = torch.Generator(device=device).manual_seed(self.seed)
             noise = make_noise("gaussian", shape, generator=gen, device=device)
         else:
-            noise = make_noise(
-                self.noise_type, shape, self.timestep, seeds=[self.seed], device=device, **self.noise_kwargs
-            )
+            noise = self.noise(shape, self.timestep, seeds=[self.seed], device=device)
         out, *_ = convert_to_dst_type(noise[0], img, dtype=self.dtype)
         return out

@@ -40,9 +40,9 @@ class RandSimplexNoised(Randomizable, MapTransform):
         timestep_key: str | None = "timestep",
         timesteps: int | Sequence[int] = (0, 1000),
         noise_type: str = "simplex",
-        octaves: int = 6,
+        octaves: int | None = None,
         persistence: float | None = None,
-        frequency: float = 64.0,
+        frequency: float | None = None,
         dtype: DtypeLike = torch.float32,
         allow_missing_keys: bool = False,
     ) -> None:

@@ -35,7 +35,6 @@ __all__ = [
     "AnomalyScore",
     "volume_score",
     "median_filter_mirror",
-    "fpdm_quantile",
 ]
 
 REDUCTIONS = ("max", "mean", "quantile")
@@ -416,30 +415,3 @@ def volume_score(slice_scores: NdarrayOrTensor) -> torch.Tensor:
     """Volume-level score: the maximum of the per-slice scores (0 when there are none). Returns a 0-dim tensor."""
     s = convert_to_tensor(slice_scores, track_meta=False)
     return s.max() if s.numel() else s.new_zeros(())
-
-
-def fpdm_quantile(m_te: float, m_max: float, a: float = 0.90, b: float = 0.98) -> float:
-    """The quantile level of AnoFPDM's dynamic threshold (Che et al. 2025, Algorithm 1).
-
-    ``range = reverse(linspace(a, b, 101))``, ``M_s = clamp(M_te / M_max, 0, 1)``, ``index = round(M_s, 2) * 100``,
-    return ``range[index]``: the stronger the divergence between the guided and unguided predictions (a larger
-    anomaly), the lower the quantile, so more pixels are segmented. The index rounds to nearest (the public code
-    truncates after a float round, which is off by one at some values).
-
-    Args:
-        m_te: the sample's largest divergence ``M_te`` (at the end step ``t_e``).
-        m_max: the largest ``M_te`` over the validation samples (from calibration).
-        a: lowest quantile (for ``M_te >= M_max``).
-        b: highest quantile (for ``M_te = 0``).
-
-    Returns:
-        the quantile level in [a, b].
-    """
-    if m_max <= 0:
-        raise ValueError(f"m_max must be > 0, got {m_max}")
-    if not 0.0 <= a <= b <= 1.0:
-        raise ValueError(f"need 0 <= a <= b <= 1, got a={a}, b={b}")
-    ratio = min(max(float(m_te) / float(m_max), 0.0), 1.0)
-    index = int(round(ratio * 100))
-    # linspace(a, b, 101) reversed, entry `index`, written so it is exact where the decimal is (e.g. 0.94)
-    return (a * index + b * (100 - index)) / 100

@@ -1,5 +1,6 @@
 # SPDX-License-Identifier: Apache-2.0
-"""Dictionary versions of :mod:`monai_adiff.transforms.postprocessing.array`.
+"""Dictionary versions of :mod:`monai_adiff.transforms.postprocessing.array`, and the unpacking of an inferer's
+packed output (:class:`SplitAnomalyOutputd`).
 
 :class:`AnomalyThresholdd` writes the mask under a new key (a MetaTensor with the map's meta when the map is one, so
 ``Invertd`` and ``SaveImaged`` can use it); the mask transforms work in place on ``keys``; :class:`AnomalyScored`
@@ -10,8 +11,12 @@ from __future__ import annotations
 
 from collections.abc import Hashable, Mapping
 
+import torch
 from monai.config import KeysCollection, NdarrayOrTensor
+from monai.data import MetaTensor
 from monai.transforms import MapTransform
+
+from monai_adiff.output import CHANNELS_META_KEY, PRED_LABEL, PRED_SCORE, VALUES_META_KEY, channel_names, slice_values
 
 from monai_adiff.transforms.postprocessing.array import (
     AnomalyScore,
@@ -24,6 +29,9 @@ from monai_adiff.transforms.postprocessing.array import (
 )
 
 __all__ = [
+    "SplitAnomalyOutputd",
+    "SplitAnomalyOutputD",
+    "SplitAnomalyOutputDict",
     "AnomalyThresholdd",
     "AnomalyThresholdD",
     "AnomalyThresholdDict",
@@ -45,10 +53,61 @@ __all__ = [
 ]
 
 
+class SplitAnomalyOutputd(MapTransform):
+    """Unpack an anomaly inferer's packed output (one decollated item) into named keys.
+
+    The inferer packs its :class:`~monai_adiff.output.AnomalyOutput` into one image-shaped tensor with named
+    channels and per-slice values in its metadata (:meth:`~monai_adiff.output.AnomalyOutput.to_image`). This writes:
+    the anomaly map back under ``keys`` (one channel, the input's metadata kept, so ``Invertd`` and the writers work
+    on it), every other channel under its own name (``pred_mask`` where the method made its own mask; extras such
+    as ``vote``), every per-slice value under its name (``pred_score``, ``pred_label``, extras such as ``t_e``),
+    and for volumes the largest slice score and label under ``volume_score`` / ``volume_label``.
+
+    Args:
+        keys: the packed output (``"pred"``).
+        volume_keys: ``{per-slice key: volume key}`` reductions by the maximum over slices.
+    """
+
+    def __init__(
+        self,
+        keys: KeysCollection = "pred",
+        volume_keys: Mapping[str, str] | None = None,
+        allow_missing_keys: bool = False,
+    ) -> None:
+        super().__init__(keys, allow_missing_keys)
+        self.volume_keys = (
+            dict(volume_keys) if volume_keys is not None else {PRED_SCORE: "volume_score", PRED_LABEL: "volume_label"}
+        )
+
+    def __call__(self, data: Mapping[Hashable, NdarrayOrTensor]) -> dict[Hashable, NdarrayOrTensor]:
+        d = dict(data)
+        for key in self.key_iterator(d):
+            packed = d[key]
+            if not isinstance(packed, torch.Tensor):
+                raise TypeError(f"SplitAnomalyOutputd: {key!r} must be a tensor, got {type(packed).__name__}")
+            names = channel_names(packed, channel_dim=0)
+            values = slice_values(packed)
+            for i, name in enumerate(names):
+                part = packed[i : i + 1]
+                if isinstance(part, MetaTensor):
+                    part.meta.pop(CHANNELS_META_KEY, None)
+                    part.meta.pop(VALUES_META_KEY, None)
+                d[key if i == 0 else name] = part
+            for name, v in values.items():
+                d[name] = v
+                if name in self.volume_keys:
+                    d[self.volume_keys[name]] = volume_score(v)
+        return d
+
+
 class AnomalyThresholdd(MapTransform):
     """Dictionary version of :class:`AnomalyThreshold`: writes the mask of ``keys`` under ``output_key``.
 
     ``threshold`` is keyword-only and has no default: each method states its own (AnoDDPM 0.5, SSS 0.3).
+
+    Args:
+        overwrite: when ``False`` and ``output_key`` already holds a mask (one the method made itself, e.g.
+            AnoFPDM's Algorithm 1 or SSS's common-regions vote), that mask wins and nothing is thresholded.
     """
 
     backend = AnomalyThreshold.backend
@@ -60,14 +119,18 @@ class AnomalyThresholdd(MapTransform):
         threshold: float,
         channel: int = 0,
         output_key: str = "pred_mask",
+        overwrite: bool = True,
         allow_missing_keys: bool = False,
     ) -> None:
         super().__init__(keys, allow_missing_keys)
         self.output_key = output_key
+        self.overwrite = overwrite
         self.thresholder = AnomalyThreshold(threshold, channel)
 
     def __call__(self, data: Mapping[Hashable, NdarrayOrTensor]) -> dict[Hashable, NdarrayOrTensor]:
         d = dict(data)
+        if not self.overwrite and self.output_key in d:
+            return d
         for key in self.key_iterator(d):
             d[self.output_key] = self.thresholder(d[key])
         return d
@@ -160,6 +223,8 @@ class AnomalyScored(MapTransform):
     Args:
         brain_key: key of the brain mask ``(1, *spatial)``; ``None`` scores every pixel. A missing brain key is an
             error (scoring the background silently would change the numbers).
+        overwrite: when ``False`` and ``output_key`` already holds scores (the method's own, e.g. AnoFPDM's
+            ``1 - cos``), those win and nothing is computed.
     """
 
     backend = AnomalyScore.backend
@@ -174,16 +239,20 @@ class AnomalyScored(MapTransform):
         q: float = 0.99,
         slice_axis: int = -1,
         channel: int = 0,
+        overwrite: bool = True,
         allow_missing_keys: bool = False,
     ) -> None:
         super().__init__(keys, allow_missing_keys)
         self.brain_key = brain_key
         self.output_key = output_key
         self.volume_key = volume_key
+        self.overwrite = overwrite
         self.scorer = AnomalyScore(reduction, q, slice_axis, channel)
 
     def __call__(self, data: Mapping[Hashable, NdarrayOrTensor]) -> dict[Hashable, NdarrayOrTensor]:
         d = dict(data)
+        if not self.overwrite and self.output_key in d:
+            return d
         for key in self.key_iterator(d):
             if self.brain_key is not None and self.brain_key not in d:
                 raise KeyError(f"AnomalyScored: brain mask key {self.brain_key!r} not in the data (keys: {list(d)})")
@@ -194,6 +263,7 @@ class AnomalyScored(MapTransform):
         return d
 
 
+SplitAnomalyOutputD = SplitAnomalyOutputDict = SplitAnomalyOutputd
 AnomalyThresholdD = AnomalyThresholdDict = AnomalyThresholdd
 DilateD = DilateDict = Dilated
 KeepLargestComponentsD = KeepLargestComponentsDict = KeepLargestComponentsd

@@ -9,7 +9,7 @@ from monai.config import NdarrayOrTensor
 from monai.transforms import Transform
 from monai.utils import TransformBackends, convert_to_tensor
 
-from monai_adiff.data.errors import InputError
+from monai_adiff.errors import InputError
 from monai_adiff.transforms.intensity.array import source_name
 
 __all__ = ["CheckImage"]

@@ -8,7 +8,7 @@ from collections.abc import Hashable, Mapping
 from monai.config import KeysCollection, NdarrayOrTensor
 from monai.transforms import MapTransform
 
-from monai_adiff.data.errors import InputError
+from monai_adiff.errors import InputError
 from monai_adiff.transforms.intensity.array import source_name
 from monai_adiff.transforms.utility.array import CheckImage
 

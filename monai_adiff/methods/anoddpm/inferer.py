@@ -3,13 +3,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 
 import torch
 from monai.networks.schedulers import Scheduler
 
 from monai_adiff.diffusion import ddpm_reverse_step
-from monai_adiff.inferers.base import AnomalyInferer
+from monai_adiff.inferers import AnomalyInferer
+from monai_adiff.noise import NoiseSpec
+from monai_adiff.output import ANOMALY_MAP
 
 __all__ = ["IterativeReconstructionInferer"]
 
@@ -18,18 +20,15 @@ class IterativeReconstructionInferer(AnomalyInferer):
     """Noise to ``noise_level`` (lambda), then lambda ancestral reverse steps back to x0; map ``(x - x_hat)^2``.
 
     Follows AnoDDPM's detection: start at ``x_{lambda-1}`` drawn from q(x_t | x_0) with simplex noise, then for
-    t = lambda-1, ..., 0 one reverse step with the predicted x0 clamped to [-1, 1], the fixed-large variance (beta_t)
-    and *fresh* simplex noise at every step (MONAI's ``DDPMScheduler.step`` can only draw Gaussian noise, hence
-    :func:`~monai_adiff.diffusion.ddpm_reverse_step`). The paper's mask is ``map > 0.5`` with no other
-    post-processing.
+    t = lambda-1, ..., 0 one reverse step with *fresh* noise of the training type at every step (MONAI's
+    ``DDPMScheduler.step`` can only draw Gaussian noise, hence :func:`~monai_adiff.diffusion.ddpm_reverse_step`).
+    The step's variance and x0 clamp are the scheduler's (``variance_type``, ``clip_sample``: AnoDDPM's bundle sets
+    ``fixed_large`` and clamps to [-1, 1]). The paper's mask is ``map > 0.5`` with no other post-processing.
 
     Args:
         scheduler: the DDPM scheduler the network was trained with.
         noise_level: lambda, the number of reverse steps (AnoDDPM: 250).
-        noise_type: ``"simplex"`` (AnoDDPM), ``"tsimplex"`` (DTU-Net) or ``"gaussian"``; must match training.
-        octaves, persistence, frequency: noise parameters (AnoDDPM: 6, 0.8, 64).
-        variance: ``"fixed_large"`` (AnoDDPM) or ``"fixed_small"``.
-        clip: clamp range of every x0 prediction; ``None`` for none.
+        noise: the training noise (AnoDDPM: simplex, 6 octaves, persistence 0.8, frequency 64).
         slice_batch_size, autocast_dtype, brain_tol, seed, progress: see :class:`AnomalyInferer`.
     """
 
@@ -37,27 +36,18 @@ class IterativeReconstructionInferer(AnomalyInferer):
         self,
         scheduler: Scheduler,
         noise_level: int = 250,
-        noise_type: str = "simplex",
-        octaves: int = 6,
-        persistence: float = 0.8,
-        frequency: float = 64.0,
-        variance: str = "fixed_large",
-        clip: Sequence[float] | None = (-1.0, 1.0),
+        noise: NoiseSpec | str = "simplex",
         slice_batch_size: int = 64,
         autocast_dtype: str | None = None,
         brain_tol: float = 1e-3,
         seed: int | None = 0,
         progress: bool = False,
     ) -> None:
-        super().__init__(slice_batch_size, autocast_dtype, brain_tol, seed, progress)
+        super().__init__(noise, slice_batch_size, autocast_dtype, brain_tol, seed, progress)
         if not 1 <= noise_level <= scheduler.num_train_timesteps:
             raise ValueError(f"noise_level must lie in [1, {scheduler.num_train_timesteps}], got {noise_level}")
         self.scheduler = scheduler
         self.noise_level = int(noise_level)
-        self.noise_type = noise_type
-        self.noise_kwargs = {"octaves": octaves, "persistence": persistence, "frequency": frequency}
-        self.variance = variance
-        self.clip = None if clip is None else (float(clip[0]), float(clip[1]))
 
     def reconstruct(
         self, x: torch.Tensor, network: Callable[..., torch.Tensor], generator: torch.Generator | None
@@ -74,12 +64,12 @@ class IterativeReconstructionInferer(AnomalyInferer):
             steps = tqdm(steps, desc="reverse steps", leave=False)
         for t in steps:
             tt = torch.full((n,), t, device=x.device, dtype=torch.long)
-            eps = self.network_call(network, x_t, timesteps=tt)
+            out = self.network_call(network, x_t, timesteps=tt)
             noise = self.noise_like(x, tt, generator) if t > 0 else None
-            x_t, _ = ddpm_reverse_step(self.scheduler, x_t, eps, t, noise, self.variance, self.clip)
+            x_t, _ = ddpm_reverse_step(self.scheduler, x_t, out, t, noise)
         return x_t
 
     def score_slices(
         self, x: torch.Tensor, network: Callable[..., torch.Tensor], generator: torch.Generator | None
-    ) -> torch.Tensor:
-        return ((x - self.reconstruct(x, network, generator)) ** 2).mean(dim=1, keepdim=True)
+    ) -> dict[str, torch.Tensor]:
+        return {ANOMALY_MAP: ((x - self.reconstruct(x, network, generator)) ** 2).mean(dim=1)}

@@ -18,11 +18,13 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from monai_adiff.inferers.fpdm import FPDMInferer, device_generator
+from monai_adiff.engines.checkpoint import load_network_weights
+from monai_adiff.inferers import device_generator
+from monai_adiff.methods.anofpdm.inferer import FPDMInferer
 from monai_adiff.metrics.functional import auroc
 from monai_adiff.utils import atomic_write_text
 
-__all__ = ["best_accuracy_threshold", "select_guidance", "calibrate_fpdm", "conditioning_gap", "load_network_weights"]
+__all__ = ["best_accuracy_threshold", "select_guidance", "calibrate_fpdm", "conditioning_gap"]
 
 logger = logging.getLogger(__name__)
 
@@ -71,15 +73,6 @@ def select_guidance(accuracies: dict[float, float], tolerance: float = 0.99) -> 
         raise ValueError("no guidance strength to choose from")
     best = max(accuracies.values())
     return max(w for w, acc in accuracies.items() if acc >= tolerance * best)
-
-
-def load_network_weights(network: torch.nn.Module, path: str, key: str = "model") -> torch.nn.Module:
-    """Load ``path`` (a bare state dict or ``{key: state_dict, ...}``) into ``network`` with ``weights_only=True``."""
-    state = torch.load(path, map_location="cpu", weights_only=True)
-    if isinstance(state, dict) and key in state and isinstance(state[key], dict):
-        state = state[key]
-    network.load_state_dict(state)
-    return network
 
 
 def conditioning_gap(
@@ -150,7 +143,7 @@ def calibrate_fpdm(
     network = network.to(device).eval()
     grid = sorted(float(w) for w in guidance_grid)
     loader = DataLoader(dataset, batch_size=batch_size or inferer.slice_batch_size, shuffle=False, num_workers=0)
-    generator = inferer._generator()
+    generator = inferer.generator()
     gap_generator = torch.Generator().manual_seed(0)
     cos, m_end, labels, gaps = [], [], [], []
     t0 = time.perf_counter()

@@ -1,5 +1,5 @@
 # SPDX-License-Identifier: Apache-2.0
-"""AnoFPDM: anomaly detection with the *forward* process of a classifier-free-guidance diffusion model (Che et al.,
+"""AnoFPDM's forward sweep: anomaly detection with the *forward* process of a classifier-free-guidance diffusion model (Che et al.,
 WACV-W 2025). No reconstruction: at every step t of the forward process the noised slice x_t gets two one-step
 predictions of the clean slice, healthy-guided (HGP, eq. 7) and unguided (UGP, eq. 10); their divergence M_t (eq. 12)
 peaks at the noise scale t_e (eq. 21) where the anomaly signal is strongest; the squared errors of the HGPs
@@ -9,9 +9,6 @@ similarity of the guided and unguided error curves (eq. 18) classifies the slice
 
 from __future__ import annotations
 
-import json
-import logging
-import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -19,32 +16,9 @@ import torch
 from monai.networks.schedulers import Scheduler
 
 from monai_adiff.diffusion import ddim_invert_step, predict_x0
-from monai_adiff.inferers.base import AnomalyInferer
-from monai_adiff.transforms.postprocessing.array import fpdm_quantile, median_filter_mirror
+from monai_adiff.inferers import device_generator
 
-__all__ = [
-    "FPDMInferer",
-    "FPDMSweep",
-    "fpdm_sweep",
-    "fpdm_step_grid",
-    "device_generator",
-    "cosine_similarity",
-    "rowwise_quantile",
-    "FPDM_CHANNELS",
-]
-
-logger = logging.getLogger(__name__)
-
-#: output channels of :class:`FPDMInferer` (per-slice values are broadcast over the slice)
-FPDM_CHANNELS = {"map": 0, "mask": 1, "t_e": 2, "m_te": 3, "label": 4, "score": 5}
-
-
-def device_generator(generator: torch.Generator | None, device: torch.device) -> torch.Generator | None:
-    """A generator on ``device`` seeded from the CPU ``generator`` (None stays None): random draws then happen on the
-    data's device, with no host-to-device copy of the noise, and stay reproducible from one CPU seed."""
-    if generator is None:
-        return None
-    return torch.Generator(device=device).manual_seed(int(torch.randint(2**62, (1,), generator=generator)))
+__all__ = ["FPDMSweep", "fpdm_sweep", "fpdm_step_grid", "cosine_similarity", "rowwise_quantile"]
 
 
 def fpdm_step_grid(num_steps: int = 600, stride: int = 1, start: int = 0) -> list[int]:
@@ -119,7 +93,6 @@ def fpdm_sweep(
     channels: Sequence[int] | None = None,
     healthy_label: int = 0,
     null_label: int = 2,
-    clip: tuple[float, float] | None = (-1.0, 1.0),
     keep_map: bool = True,
     patience: int | None = None,
     generator: torch.Generator | None = None,
@@ -133,7 +106,8 @@ def fpdm_sweep(
 
     Args:
         network: class-conditional noise predictor ``network(x, timesteps=..., class_labels=...)``.
-        scheduler: the training scheduler (``alphas_cumprod``).
+        scheduler: the training scheduler (``alphas_cumprod``; ``clip_sample`` clamps the x0 predictions, as the
+            public code does).
         x0: clean slices (N, C, H, W) in [-1, 1].
         timesteps: increasing forward-process steps (see :func:`fpdm_step_grid`).
         guidance: w, or several (the map is kept for the first).
@@ -143,7 +117,6 @@ def fpdm_sweep(
             w = 0 (the public code's variant).
         channels: the scoring channels (AnoFPDM: FLAIR and T2, i.e. 0 and 3 of FLAIR, T1, T1ce, T2); all if None.
         healthy_label, null_label: class indices.
-        clip: clamp range of the x0 predictions (the code clips); None for none.
         keep_map: aggregate the map ``H`` for ``guidance[0]`` (not needed for calibration).
         patience: stop a slice this many steps after its divergence peak (early stop); None sweeps every step.
         generator: CPU generator for the encoding noise (x_{t_0} in DDIM mode, every step in DDPM mode).
@@ -193,12 +166,12 @@ def fpdm_sweep(
         labels = torch.cat([torch.full((m,), healthy_label), torch.full((m,), null_label)]).to(device)
         eps = call(torch.cat([x_t, x_t]), timesteps=tt2, class_labels=labels).float()
         eps_h, eps_n = eps[:m], eps[m:]
-        x0_n = predict_x0(scheduler, x_t, eps_n, t, clip)
-        x0_u = x0_n if unguided == "null" else predict_x0(scheduler, x_t, eps_h, t, clip)
+        x0_n = predict_x0(scheduler, x_t, eps_n, t)
+        x0_u = x0_n if unguided == "null" else predict_x0(scheduler, x_t, eps_h, t)
         mse_u[active, k] = ((x0_u - xa)[:, ch] ** 2).mean(dim=(1, 2, 3))
         visited[active, k] = True
         for j, w in enumerate(ws.tolist()):
-            x0_h = predict_x0(scheduler, x_t, (1 + w) * eps_h - w * eps_n, t, clip)
+            x0_h = predict_x0(scheduler, x_t, (1 + w) * eps_h - w * eps_n, t)
             sam = ((x0_h - xa)[:, ch] ** 2).mean(dim=1)  # S_t (eq. 19), scoring channels averaged
             mse_g[j, active, k] = sam.flatten(1).mean(1)
             m_t = ((x0_h - x0_u)[:, ch] ** 2).mean(dim=(1, 2, 3))
@@ -214,7 +187,7 @@ def fpdm_sweep(
                     amap[sel] = running[sel]  # the running sum at the new peak: H * (steps aggregated)
                     count[sel] = float(k + 1)
         if mode == "ddim" and k + 1 < n_steps:
-            x_t = ddim_invert_step(scheduler, x_t, eps_n, t, steps[k + 1], clip)
+            x_t = ddim_invert_step(scheduler, x_t, eps_n, t, steps[k + 1])
         if patience is not None:
             keep = since[active] < patience
             if not bool(keep.all()):  # drop slices that are past their peak (one small host sync per step)
@@ -235,134 +208,3 @@ def fpdm_sweep(
         m_end=best.clamp_min(0),
         amap=amap,
     )
-
-
-class FPDMInferer(AnomalyInferer):
-    """AnoFPDM inference: forward sweep, dynamic noise scale and threshold, healthy/unhealthy decision.
-
-    Output channels (:data:`FPDM_CHANNELS`): 0 the anomaly map ``H`` (median-filtered), 1 the mask (``H >= Q*``,
-    Algorithm 1, empty for slices classified healthy), and per-slice values broadcast over the slice: 2 ``t_e``
-    (timestep), 3 ``M_te``, 4 the predicted label (1 = unhealthy), 5 the anomaly score ``1 - cos`` (eq. 18).
-
-    The guidance strength, cosine threshold and ``M_max`` come from label-free calibration
-    (:func:`~monai_adiff.engines.calibrate_fpdm`, ``run calibrate``): pass ``calibration_file`` to read them, or give
-    them directly.
-
-    Args:
-        scheduler: the training scheduler.
-        num_steps, stride, start: the step grid (:func:`fpdm_step_grid`; code: 600 steps, stride 1).
-        guidance: w (BraTS: 2).
-        cos_threshold: slices with ``cos <= cos_threshold`` are unhealthy.
-        m_max: the largest validation ``M_te`` (Algorithm 1's scale).
-        calibration_file: JSON written by calibration; its ``guidance``, ``cos_threshold`` and ``m_max`` override
-            the arguments when the file exists.
-        quantile_range: Algorithm 1's (a, b).
-        mode, unguided, channels, healthy_label, null_label, clip: see :func:`fpdm_sweep`.
-        median_kernel: median filter of the map before thresholding (5 x 5, mirror padding); None to skip.
-        patience: early stop (see :func:`fpdm_sweep`); None sweeps every step.
-        slice_batch_size, autocast_dtype, brain_tol, seed, progress: see :class:`AnomalyInferer`.
-    """
-
-    out_channels = len(FPDM_CHANNELS)
-
-    def __init__(
-        self,
-        scheduler: Scheduler,
-        num_steps: int = 600,
-        stride: int = 1,
-        start: int = 0,
-        guidance: float = 2.0,
-        cos_threshold: float = 0.995,
-        m_max: float = 0.05,
-        calibration_file: str | None = None,
-        quantile_range: Sequence[float] = (0.90, 0.98),
-        mode: str = "ddim",
-        unguided: str = "null",
-        channels: Sequence[int] | None = (0, 3),
-        healthy_label: int = 0,
-        null_label: int = 2,
-        clip: Sequence[float] | None = (-1.0, 1.0),
-        median_kernel: int | None = 5,
-        patience: int | None = None,
-        slice_batch_size: int = 64,
-        autocast_dtype: str | None = None,
-        brain_tol: float = 1e-3,
-        seed: int | None = 0,
-        progress: bool = False,
-    ) -> None:
-        super().__init__(slice_batch_size, autocast_dtype, brain_tol, seed, progress)
-        self.scheduler = scheduler
-        self.timesteps = fpdm_step_grid(num_steps, stride, start)
-        if self.timesteps[-1] >= scheduler.num_train_timesteps:
-            raise ValueError(f"the step grid reaches {self.timesteps[-1]} >= T = {scheduler.num_train_timesteps}")
-        self.guidance, self.cos_threshold, self.m_max = float(guidance), float(cos_threshold), float(m_max)
-        if calibration_file and os.path.isfile(calibration_file):
-            self.load_calibration(calibration_file)
-        elif calibration_file:
-            logger.warning(
-                "calibration file %s not found: using guidance=%s, cos_threshold=%s, m_max=%s",
-                calibration_file,
-                self.guidance,
-                self.cos_threshold,
-                self.m_max,
-            )
-        self.quantile_range = (float(quantile_range[0]), float(quantile_range[1]))
-        self.mode, self.unguided = mode, unguided
-        self.channels = None if channels is None else [int(c) for c in channels]
-        self.healthy_label, self.null_label = int(healthy_label), int(null_label)
-        self.clip = None if clip is None else (float(clip[0]), float(clip[1]))
-        self.median_kernel = median_kernel
-        self.patience = patience
-
-    def load_calibration(self, path: str) -> None:
-        """Read ``guidance``, ``cos_threshold`` and ``m_max`` from a calibration JSON."""
-        with open(path) as f:
-            cal = json.load(f)
-        self.guidance = float(cal["guidance"])
-        self.cos_threshold = float(cal["cos_threshold"])
-        self.m_max = float(cal["m_max"])
-
-    def sweep(
-        self,
-        x: torch.Tensor,
-        network: Callable[..., torch.Tensor],
-        generator: torch.Generator | None,
-        guidance: float | Sequence[float] | None = None,
-        keep_map: bool = True,
-    ) -> FPDMSweep:
-        """The forward sweep of slices ``x`` (N, C, H, W) with this inferer's settings."""
-        return fpdm_sweep(
-            network,
-            self.scheduler,
-            x,
-            self.timesteps,
-            self.guidance if guidance is None else guidance,
-            self.mode,
-            self.unguided,
-            self.channels,
-            self.healthy_label,
-            self.null_label,
-            self.clip,
-            keep_map,
-            self.patience,
-            generator,
-            network_call=lambda xx, **kw: self.network_call(network, xx, **kw),
-        )
-
-    def score_slices(
-        self, x: torch.Tensor, network: Callable[..., torch.Tensor], generator: torch.Generator | None
-    ) -> torch.Tensor:
-        res = self.sweep(x, network, generator)
-        amap = res.amap  # (N, H, W)
-        cos = res.cosine()[0]
-        unhealthy = cos <= self.cos_threshold
-        # Algorithm 1 on the aggregated map, then the mask from the median-filtered map (as the public code)
-        q = torch.tensor([fpdm_quantile(m, self.m_max, *self.quantile_range) for m in res.m_end[0].tolist()])
-        thr = rowwise_quantile(amap.flatten(1), q)
-        if self.median_kernel:
-            amap = median_filter_mirror(amap, self.median_kernel)
-        mask = (amap >= thr.reshape(-1, 1, 1)) & unhealthy.reshape(-1, 1, 1)
-        t_e = res.timesteps.to(x.device)[res.t_end[0]].float()
-        planes = [t_e, res.m_end[0], unhealthy.float(), 1.0 - cos]
-        out = [amap, mask.float()] + [v.reshape(-1, 1, 1).expand_as(amap) for v in planes]
-        return torch.stack(out, dim=1)

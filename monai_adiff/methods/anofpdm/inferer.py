@@ -1,0 +1,164 @@
+# SPDX-License-Identifier: Apache-2.0
+"""AnoFPDM inference (Che et al., WACV-W 2025): the forward sweep per slice, the dynamic noise scale ``t_e``, the
+dynamic threshold of Algorithm 1 and the cosine healthy/unhealthy decision (eq. 18)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections.abc import Callable, Sequence
+
+import torch
+from monai.networks.schedulers import Scheduler
+
+from monai_adiff.inferers import AnomalyInferer
+from monai_adiff.methods.anofpdm.sweep import FPDMSweep, fpdm_step_grid, fpdm_sweep, rowwise_quantile
+from monai_adiff.methods.anofpdm.threshold import fpdm_quantile
+from monai_adiff.output import ANOMALY_MAP, PRED_LABEL, PRED_MASK, PRED_SCORE
+from monai_adiff.transforms.postprocessing.array import median_filter_mirror
+
+__all__ = ["FPDMInferer", "CALIBRATED_KEYS"]
+
+logger = logging.getLogger(__name__)
+
+#: the values label-free calibration chooses (``run calibrate``); a calibration file's values win over the config's
+CALIBRATED_KEYS = ("guidance", "cos_threshold", "m_max")
+
+
+class FPDMInferer(AnomalyInferer):
+    """AnoFPDM inference: forward sweep, dynamic noise scale and threshold, healthy/unhealthy decision.
+
+    Outputs (:class:`~monai_adiff.output.AnomalyOutput`): ``anomaly_map`` the aggregated map ``H`` (eq. 20,
+    median-filtered), ``pred_mask`` the method's own mask (``H >= Q*``, Algorithm 1, empty for slices classified
+    healthy), per slice ``pred_score`` ``1 - cos`` (eq. 18), ``pred_label`` (1 = unhealthy), and the extras ``t_e``
+    (the timestep of the divergence peak, eq. 21) and ``m_te`` (the peak divergence ``M_te``).
+
+    Guidance strength, cosine threshold and ``M_max`` come from label-free calibration
+    (:func:`~monai_adiff.methods.anofpdm.calibrate_fpdm`, ``run calibrate``). Precedence: when ``calibration_file``
+    names an existing file, its values replace the ``guidance``, ``cos_threshold`` and ``m_max`` arguments (logged);
+    pass ``calibration_file=None`` to use the arguments.
+
+    Args:
+        scheduler: the training scheduler (its ``clip_sample`` clamps the x0 predictions, as the public code does).
+        num_steps, stride, start: the step grid (:func:`fpdm_step_grid`; code: 600 steps, stride 1).
+        guidance: w (BraTS: 2).
+        cos_threshold: slices with ``cos <= cos_threshold`` are unhealthy.
+        m_max: the largest validation ``M_te`` (Algorithm 1's scale).
+        calibration_file: JSON written by calibration (see the precedence above); ``None`` for none.
+        quantile_range: Algorithm 1's (a, b).
+        mode, unguided, channels, healthy_label, null_label: see :func:`fpdm_sweep`.
+        median_kernel: median filter of the map before thresholding (5 x 5, mirror padding); None to skip.
+        patience: early stop (see :func:`fpdm_sweep`); None sweeps every step.
+        slice_batch_size, autocast_dtype, brain_tol, seed, progress: see :class:`AnomalyInferer`.
+    """
+
+    map_names = (PRED_MASK,)
+    value_names = (PRED_SCORE, PRED_LABEL, "t_e", "m_te")
+
+    def __init__(
+        self,
+        scheduler: Scheduler,
+        num_steps: int = 600,
+        stride: int = 1,
+        start: int = 0,
+        guidance: float = 2.0,
+        cos_threshold: float = 0.995,
+        m_max: float = 0.05,
+        calibration_file: str | None = None,
+        quantile_range: Sequence[float] = (0.90, 0.98),
+        mode: str = "ddim",
+        unguided: str = "null",
+        channels: Sequence[int] | None = (0, 3),
+        healthy_label: int = 0,
+        null_label: int = 2,
+        median_kernel: int | None = 5,
+        patience: int | None = None,
+        slice_batch_size: int = 64,
+        autocast_dtype: str | None = None,
+        brain_tol: float = 1e-3,
+        seed: int | None = 0,
+        progress: bool = False,
+    ) -> None:
+        super().__init__("gaussian", slice_batch_size, autocast_dtype, brain_tol, seed, progress)
+        self.scheduler = scheduler
+        self.timesteps = fpdm_step_grid(num_steps, stride, start)
+        if self.timesteps[-1] >= scheduler.num_train_timesteps:
+            raise ValueError(f"the step grid reaches {self.timesteps[-1]} >= T = {scheduler.num_train_timesteps}")
+        self.guidance, self.cos_threshold, self.m_max = float(guidance), float(cos_threshold), float(m_max)
+        if calibration_file and os.path.isfile(calibration_file):
+            self.load_calibration(calibration_file)
+        elif calibration_file:
+            logger.warning(
+                "calibration file %s not found: using guidance=%s, cos_threshold=%s, m_max=%s (run calibrate first)",
+                calibration_file,
+                self.guidance,
+                self.cos_threshold,
+                self.m_max,
+            )
+        self.quantile_range = (float(quantile_range[0]), float(quantile_range[1]))
+        self.mode, self.unguided = mode, unguided
+        self.channels = None if channels is None else [int(c) for c in channels]
+        self.healthy_label, self.null_label = int(healthy_label), int(null_label)
+        self.median_kernel = median_kernel
+        self.patience = patience
+
+    def load_calibration(self, path: str) -> None:
+        """Replace ``guidance``, ``cos_threshold`` and ``m_max`` by the values of a calibration JSON."""
+        with open(path) as f:
+            cal = json.load(f)
+        before = {k: getattr(self, k) for k in CALIBRATED_KEYS}
+        for k in CALIBRATED_KEYS:
+            setattr(self, k, float(cal[k]))
+        logger.info(
+            "AnoFPDM: %s from %s (config values were %s)", {k: getattr(self, k) for k in CALIBRATED_KEYS}, path, before
+        )
+
+    def sweep(
+        self,
+        x: torch.Tensor,
+        network: Callable[..., torch.Tensor],
+        generator: torch.Generator | None,
+        guidance: float | Sequence[float] | None = None,
+        keep_map: bool = True,
+    ) -> FPDMSweep:
+        """The forward sweep of slices ``x`` (N, C, H, W) with this inferer's settings."""
+        return fpdm_sweep(
+            network,
+            self.scheduler,
+            x,
+            self.timesteps,
+            self.guidance if guidance is None else guidance,
+            self.mode,
+            self.unguided,
+            self.channels,
+            self.healthy_label,
+            self.null_label,
+            keep_map,
+            self.patience,
+            generator,
+            network_call=lambda xx, **kw: self.network_call(network, xx, **kw),
+        )
+
+    def score_slices(
+        self, x: torch.Tensor, network: Callable[..., torch.Tensor], generator: torch.Generator | None
+    ) -> dict[str, torch.Tensor]:
+        res = self.sweep(x, network, generator)
+        amap = res.amap  # (N, H, W)
+        assert amap is not None  # keep_map=True
+        cos = res.cosine()[0]
+        unhealthy = cos <= self.cos_threshold
+        # Algorithm 1 on the aggregated map, then the mask from the median-filtered map (as the public code)
+        q = torch.tensor([fpdm_quantile(m, self.m_max, *self.quantile_range) for m in res.m_end[0].tolist()])
+        thr = rowwise_quantile(amap.flatten(1), q)
+        if self.median_kernel:
+            amap = median_filter_mirror(amap, self.median_kernel)
+        mask = (amap >= thr.reshape(-1, 1, 1)) & unhealthy.reshape(-1, 1, 1)
+        return {
+            ANOMALY_MAP: amap,
+            PRED_MASK: mask.float(),
+            PRED_SCORE: 1.0 - cos,
+            PRED_LABEL: unhealthy.float(),
+            "t_e": res.timesteps.to(x.device)[res.t_end[0]].float(),
+            "m_te": res.m_end[0],
+        }
