@@ -23,7 +23,8 @@ from monai.bundle import ConfigParser
 
 from monai_adiff.bundle import find_bundle
 from monai_adiff.engines import load_network_weights
-from monai_adiff.inferers import IterativeReconstructionInferer, SingleStepInferer
+from monai_adiff.methods.anoddpm import IterativeReconstructionInferer
+from monai_adiff.methods.sss import SingleStepInferer
 
 
 def _sync(device: torch.device) -> None:
@@ -85,7 +86,7 @@ def main() -> None:
     n_params = sum(q.numel() for q in network.parameters())
     if args.compile:
         network = torch.compile(network)
-    kw = {"slice_batch_size": args.batch, "autocast_dtype": "bfloat16" if args.bf16 else None, "noise_type": args.noise}
+    kw = {"slice_batch_size": args.batch, "autocast_dtype": "bfloat16" if args.bf16 else None, "noise": args.noise}
     sss = SingleStepInferer(scheduler, timesteps=args.sss_t, **kw)
     ano = IterativeReconstructionInferer(scheduler, noise_level=args.steps, **kw)
 

@@ -15,6 +15,9 @@ import logging
 import os
 import sys
 from collections.abc import Sequence
+from typing import Any
+
+from monai_adiff.bundle.runner import list_bundles
 
 __all__ = ["main", "build_parser"]
 
@@ -22,7 +25,7 @@ __all__ = ["main", "build_parser"]
 def _cmd_make_data(args: argparse.Namespace) -> int:
     from monai_adiff.data.synthetic import make_demo_dataset
 
-    kwargs = {}
+    kwargs: dict[str, Any] = {}
     if args.shape:
         kwargs["shape"] = tuple(args.shape)
     cases = make_demo_dataset(args.out, cases=args.cases, seed=args.seed, overwrite=args.overwrite, **kwargs)
@@ -207,7 +210,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_demo)
 
     p = sub.add_parser("infer", help="score NIfTI volumes with a bundle: <case>_anomaly_map/_anomaly_mask.nii.gz")
-    p.add_argument("bundle", help="bundle folder or name (sss, anoddpm)")
+    p.add_argument("bundle", help="bundle folder or name (" + ", ".join(list_bundles()) + ")")
     p.add_argument("volumes", nargs="+", help="NIfTI volumes (one modality) or BraTS-style case folders")
     p.add_argument("--checkpoint", required=True, help="model.pt written by the bundle's training")
     p.add_argument("--out", required=True, help="output folder (must not be an input folder)")

@@ -22,7 +22,7 @@ from monai_adiff.utils import atomic_write_text
 __all__ = ["run_demo", "DEMO_NETWORK"]
 
 #: the demo's network and schedule: small enough for 2 CPU cores, the paper's SSS in every other respect
-DEMO_NETWORK = {**cpu_overrides(spatial_size=48, channels=(16, 32, 64)), "modalities": ["flair"]}
+DEMO_NETWORK = {**cpu_overrides(spatial_size=48), "modalities": ["flair"]}
 
 
 def run_demo(out: str | os.PathLike, cases: int = 6, seed: int = 0, epochs: int = 40, bundle: str = "sss") -> dict:

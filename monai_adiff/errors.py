@@ -24,13 +24,13 @@ class InputError(ValueError):
         super().__init__(f"{self.path}: {problem}" if self.path is not None else problem)
 
 
-def find_input_error(exc: BaseException) -> InputError | None:
+def find_input_error(exc: BaseException | None) -> InputError | None:
     """The :class:`InputError` behind ``exc``, if any.
 
     MONAI's ``Compose`` re-raises every transform error as ``RuntimeError("applying transform ...")`` chained to the
     original one; this walks the ``__cause__``/``__context__`` chain to recover the message that names the file.
     """
-    seen = set()
+    seen: set[int] = set()
     while exc is not None and id(exc) not in seen:
         if isinstance(exc, InputError):
             return exc

@@ -12,6 +12,7 @@ the spatial outputs as channels, their names and the per-slice values in the Met
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import torch
@@ -100,6 +101,19 @@ class AnomalyOutput:
         return out
 
     @classmethod
+    def from_named(cls, maps: Mapping[str, torch.Tensor], values: Mapping[str, torch.Tensor]) -> AnomalyOutput:
+        """An output from named maps (``"anomaly_map"`` required) and named per-slice values."""
+        maps, values = dict(maps), dict(values)
+        return cls(
+            anomaly_map=maps.pop(ANOMALY_MAP),
+            pred_mask=maps.pop(PRED_MASK, None),
+            pred_score=values.pop(PRED_SCORE, None),
+            pred_label=values.pop(PRED_LABEL, None),
+            maps=maps,
+            values=values,
+        )
+
+    @classmethod
     def from_image(cls, image: torch.Tensor, channel_dim: int = 1) -> AnomalyOutput:
         """Unpack :meth:`to_image`'s tensor by its channel and value names.
 
@@ -110,15 +124,7 @@ class AnomalyOutput:
         names = channel_names(image, channel_dim)
         plain = image.as_subclass(torch.Tensor) if isinstance(image, MetaTensor) else image
         maps = {n: plain.narrow(channel_dim, i, 1) for i, n in enumerate(names)}
-        values = dict(slice_values(image))
-        return cls(
-            anomaly_map=maps.pop(ANOMALY_MAP),
-            pred_mask=maps.pop(PRED_MASK, None),
-            pred_score=values.pop(PRED_SCORE, None),
-            pred_label=values.pop(PRED_LABEL, None),
-            maps=maps,
-            values=values,
-        )
+        return cls.from_named(maps, slice_values(image))
 
 
 def channel_names(image: torch.Tensor, channel_dim: int = 1) -> list[str]:

@@ -45,8 +45,13 @@ BASE_DIR = BUNDLES_DIR / "_base"
 #: a bundle's method fragment
 FRAGMENT = "method.json"
 #: the CPU recipe's training knobs beside the small network (batch, loader, EMA for a few thousand iterations)
-CPU_TRAINING = {"num_workers": 0, "batch_size": 32, "ema_momentum": 0.005, "ema_momentum_warmup": 0.1,
-                "ema_warmup_iters": 200}
+CPU_TRAINING = {
+    "num_workers": 0,
+    "batch_size": 32,
+    "ema_momentum": 0.005,
+    "ema_momentum_warmup": 0.1,
+    "ema_warmup_iters": 200,
+}
 _REMOVE = "_remove_"
 
 
@@ -106,8 +111,9 @@ def compose_bundle(bundle_dir: str | os.PathLike, base_dir: str | os.PathLike | 
     if unknown:
         raise ValueError(f"{bundle_dir / FRAGMENT}: unknown section(s) {unknown}; known: {sorted(known)}")
     common = apply_overrides(_read_json(base / "common.json"), fragment.get("common", {}))
-    files: dict[str, Any] = {"metadata.json": apply_overrides(_read_json(base / "metadata.json"),
-                                                              fragment.get("metadata", {}))}
+    files: dict[str, Any] = {
+        "metadata.json": apply_overrides(_read_json(base / "metadata.json"), fragment.get("metadata", {}))
+    }
     for name in ("train", "inference"):
         merged = {**common, **_read_json(base / f"{name}.json")}
         files[f"{name}.json"] = apply_overrides(merged, fragment.get(name, {}))

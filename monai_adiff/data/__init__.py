@@ -1,6 +1,8 @@
 # SPDX-License-Identifier: Apache-2.0
 """Data: datalists of BraTS-style folders, slice tables, patient splits, the 2D slice dataset and demo data."""
 
+from monai_adiff.errors import InputError, find_input_error
+
 from .datalist import (
     BRATS_MODALITIES,
     case_id_from_path,
@@ -13,7 +15,6 @@ from .datalist import (
     write_datalist,
 )
 from .dataset import SELECTIONS, BrainSliceDataset
-from monai_adiff.errors import InputError, find_input_error
 from .io import check_case, check_volume, ras_axial, read_volume
 from .slices import build_slice_table, case_slice_table, summarize_slice_table, table_to_csv
 

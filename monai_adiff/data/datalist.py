@@ -17,8 +17,8 @@ from collections.abc import Sequence
 
 from monai.data import load_decathlon_datalist
 
-from monai_adiff.errors import InputError
 from monai_adiff.data.io import check_case
+from monai_adiff.errors import InputError
 from monai_adiff.utils import atomic_write_text
 
 __all__ = [
@@ -149,7 +149,7 @@ def _case_id(item: dict, index: int) -> str:
 
 
 def _relative(item: dict, base: str) -> dict:
-    out = {}
+    out: dict = {}
     for k, v in item.items():
         if isinstance(v, str) and os.path.isabs(v):
             out[k] = os.path.relpath(v, base)
@@ -276,6 +276,8 @@ def load_cases(
                 for name in ("training", "validation", "test")
                 for it in load_cases(datalist=datalist, modalities=modalities, validate=False)[name]
             ]
+        elif dataset_dir is None:
+            raise ValueError("give dataset_dir (a BraTS-style folder) or datalist (a datalist JSON)")
         else:
             items, _ = scan_brats_folder(dataset_dir, modalities, validate=False)
         return {"all": validate_items(items, modalities) if validate else items}

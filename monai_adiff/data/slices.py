@@ -12,8 +12,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from monai_adiff.errors import InputError
 from monai_adiff.data.io import ras_axial, read_volume
+from monai_adiff.errors import InputError
 from monai_adiff.transforms.slices.array import BrainMask, BrainSliceSelection, SliceLabel, slice_areas
 
 __all__ = ["SLICE_TABLE_FIELDS", "case_slice_table", "build_slice_table", "summarize_slice_table", "table_to_csv"]

@@ -169,8 +169,8 @@ def ddim_invert_step(
     """Deterministic DDIM encoding ``x_t -> x_{t_next}`` (t_next > t; eta = 0; AnoFPDM eq. 4).
 
     ``x_{t_next} = sqrt(abar_{t_next}) x0 + sqrt(1 - abar_{t_next}) eps_hat`` with ``x0`` the one-step prediction at
-    t (:func:`predict_x0`, clamped when the scheduler clips) and ``eps_hat = (x_t - sqrt(abar_t) x0) / sqrt(1 - abar_t)``
-    the noise it implies. MONAI's
+    t (:func:`predict_x0`, clamped when the scheduler clips) and ``eps_hat = (x_t - sqrt(abar_t) x0) /
+    sqrt(1 - abar_t)`` the noise it implies. MONAI's
     ``DDIMScheduler.reversed_step`` needs a ``DDIMScheduler`` and its ``set_timesteps`` grid; this works on any
     scheduler's training schedule with any (strided) pair of steps.
     """

@@ -21,7 +21,7 @@ from monai.data import MetaTensor
 from monai.inferers import Inferer
 
 from monai_adiff.noise import NoiseSpec
-from monai_adiff.output import ANOMALY_MAP, PRED_LABEL, PRED_MASK, PRED_SCORE, AnomalyOutput
+from monai_adiff.output import ANOMALY_MAP, AnomalyOutput
 from monai_adiff.transforms.postprocessing.array import AnomalyScore
 
 __all__ = ["AnomalyInferer", "brain_from_inputs", "device_generator"]
@@ -162,15 +162,8 @@ class AnomalyInferer(Inferer):
         def per_slice(v: torch.Tensor) -> torch.Tensor:
             return v.reshape(b, s) if volume else v
 
-        maps = {k: spatial(m) for k, m in maps.items()}
-        values = {k: per_slice(v) for k, v in values.items()}
-        return AnomalyOutput(
-            anomaly_map=maps.pop(ANOMALY_MAP),
-            pred_mask=maps.pop(PRED_MASK, None),
-            pred_score=values.pop(PRED_SCORE, None),
-            pred_label=values.pop(PRED_LABEL, None),
-            maps=maps,
-            values=values,
+        return AnomalyOutput.from_named(
+            {k: spatial(m) for k, m in maps.items()}, {k: per_slice(v) for k, v in values.items()}
         )
 
     def __call__(self, inputs: torch.Tensor, network: Callable[..., torch.Tensor], *args: Any, **kwargs: Any):

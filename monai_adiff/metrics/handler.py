@@ -13,6 +13,7 @@ import logging
 import platform
 import time
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 import torch
 from ignite.engine import Engine, Events
@@ -97,7 +98,9 @@ class AnomalyMetricsHandler:
         self._t0 = time.perf_counter()
 
     def _items(self, engine: Engine) -> list[dict]:
-        batch, output = engine.state.batch, engine.state.output
+        # ignite types State.batch / State.output as int | None; they hold the (decollated) data
+        batch: Any = engine.state.batch
+        output: Any = engine.state.output
         if isinstance(output, dict):  # not decollated: one item per batch element
             raise ValueError("AnomalyMetricsHandler needs a decollating evaluator (decollate=True, the default)")
         batch = batch if isinstance(batch, list) else [{}] * len(output)
@@ -152,7 +155,7 @@ class AnomalyMetricsHandler:
         }
         self.results = results
         self.paths = write_report(results, self.output_dir, self.name)
-        engine.state.anomaly_results = results
+        engine.state.anomaly_results = results  # type: ignore[attr-defined]  # ignite's State takes any attribute
         table = format_table(results, setups=self.setups)
         if self.print_table:
             print(table)

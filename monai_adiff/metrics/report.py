@@ -96,6 +96,7 @@ def flatten_results(results: Mapping) -> list[dict[str, Any]]:
         (NaN/Inf already None).
     """
     results = to_jsonable(results)
+    by_method: Mapping[Any, Any]
     if _is_single_result(results) or not all(isinstance(v, Mapping) for v in results.values()):
         by_method = {"": results}
     else:
@@ -201,7 +202,7 @@ def format_table(
     cells: dict[str, list[list[str]]] = {}
     for method, res in results_by_method.items():
         res = res if isinstance(res, Mapping) else {}
-        subs = [res.get(s) if isinstance(res.get(s), Mapping) else {} for s in setups]
+        subs: list[Any] = [res.get(s) if isinstance(res.get(s), Mapping) else {} for s in setups]
         cells[str(method)] = [[_fmt(sub.get(k), digits) for k in keys] for sub in subs]
     name_w = max([len("method")] + [len(m) for m in cells])
 

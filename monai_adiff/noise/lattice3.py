@@ -226,13 +226,14 @@ def opensimplex3(
         corners = _region_corners(hashes, zi, t0, t1)
     else:  # all 8 corners, masked by region
         corners = []
-        for ox, oy, oz in ((a, b, c) for a in (0, 1) for b in (0, 1) for c in (0, 1)):
-            n = ox + oy + oz
-            corners.append((hashes[ox][oy], zi + oz, ox, oy, oz, n * _SQUISH, masks[n]))
-    value = None
+        for cx, cy, cz in ((a, b, c) for a in (0, 1) for b in (0, 1) for c in (0, 1)):
+            n = cx + cy + cz
+            corners.append((hashes[cx][cy], zi + cz, cx, cy, cz, n * _SQUISH, masks[n]))
+    value: torch.Tensor | None = None
     for h2, zv, ox, oy, oz, squish, mask in corners:
         c = contribution(h2, zv, dx0 - (ox + squish), dy0 - (oy + squish), dz0 - (oz + squish), mask)
         value = c if value is None else value + c
+    assert value is not None  # the corner loop always runs
     # the two extra vertices
     for k in range(2):
         if fused:

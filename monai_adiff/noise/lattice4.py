@@ -33,7 +33,7 @@ _SQUISH = 0.309016994374947  # (sqrt(4 + 1) - 1) / 4, likewise
 _NORM = 30.0
 
 
-def _gradients4() -> list[tuple[int, int, int, int]]:
+def _gradients4() -> list[tuple[int, ...]]:
     """The reference's 64 gradients: for each sign pattern (x fastest), the 4 axes taking magnitude 3."""
     grads = []
     for signs in range(16):
@@ -269,7 +269,7 @@ def opensimplex4(
     xi, yi, zi, wi = base
     row = [(xi & 255) << 8, ((xi + 1) & 255) << 8]
     col = [base2 + (yi & 255), base2 + ((yi + 1) & 255)]
-    value = None
+    value: torch.Tensor | None = None
     for ox in (0, 1):
         for oy in (0, 1):
             h2 = _take(tables.hash2, row[ox] + col[oy]).to(i32)
@@ -281,6 +281,7 @@ def opensimplex4(
                     d = [d0[a] - (o[a] + n * _SQUISH) for a in range(4)]
                     c = contribution(h3, wi + ow, d, masks[n])
                     value = c if value is None else value + c
+    assert value is not None  # the corner loops always run
     ext = tables.extra
     for k in range(3):
         off = [_take(ext[4 * k + a], key).to(i32) for a in range(4)]

@@ -65,7 +65,10 @@ _compiled: dict[tuple[str, bool], Callable] = {}
 _use_compiled = os.environ.get("MONAI_ADIFF_NOISE_COMPILE", "0") == "1"
 # no fused multiply-add in Triton (the float64 cell logic must round like the reference; Inductor's C++ backend
 # already compiles with -ffp-contract=off); indices are in range by construction (masked to the table sizes)
-_COMPILE_OPTIONS = {"emulate_precision_casts": True, "assert_indirect_indexing": False}
+_COMPILE_OPTIONS: dict[str, str | int | bool | Callable[..., Any]] = {
+    "emulate_precision_casts": True,
+    "assert_indirect_indexing": False,
+}
 
 
 def use_compiled_kernels(enabled: bool = True) -> None:
@@ -218,7 +221,7 @@ def _check_shape(shape: Sequence[int], name: str, ndims: tuple[int, ...]) -> tup
     if len(shape) not in ndims:
         want = " or ".join({4: "(B, C, H, W)", 5: "(B, C, D, H, W)"}[n] for n in ndims)
         raise ValueError(f"{name}: shape must be {want}, got {tuple(shape)} ({len(shape)} dims)")
-    out = []
+    out: list[int] = []
     for s in shape:
         if isinstance(s, bool) or not isinstance(s, numbers.Integral) or int(s) < 1:
             raise ValueError(f"{name}: shape entries must be positive ints, got {tuple(shape)}")
@@ -383,7 +386,7 @@ def _octave_sum(
         # larger calls save Dynamo's ~0.3 ms per call (32 MB of inputs); on devices 256 MB of inputs is plenty
         chunk *= 16 if device.type == "cpu" else 4
     rows_per_chunk = max(1, chunk // width)
-    kernel = opensimplex3 if kind == "noise3" else opensimplex4
+    kernel: Callable[..., torch.Tensor] = opensimplex3 if kind == "noise3" else opensimplex4
     columns = torch.arange(width, dtype=torch.float64, device=device)
     for start in range(0, n_rows, rows_per_chunk):
         stop = min(n_rows, start + rows_per_chunk)
@@ -398,7 +401,7 @@ def _octave_sum(
             shape2 = (stop - start, width)
             flat = [columns[None].expand(shape2)] + [c[:, None].expand(shape2) for c in coords + [plane]]
             flat = [a.reshape(-1) for a in flat]
-            acc = torch.zeros(flat[0].shape, dtype=torch.float32, device=device)
+            acc: torch.Tensor | None = torch.zeros(flat[0].shape, dtype=torch.float32, device=device)
             f, amp = float(frequency), 1.0
             for _ in range(octaves):
                 pow2 = math.frexp(f)[0] == 0.5 and 2.0**-1000 < f < 2.0**1000  # 1 / f exact and finite
@@ -417,5 +420,6 @@ def _octave_sum(
             value = kernel((columns / f)[None], *[(c / f)[:, None] for c in coords], plane[:, None], tables)
             acc = value if acc is None else acc.add_(value, alpha=amp)
             f, amp = f / 2, amp * persistence
+        assert acc is not None  # octaves >= 1
         out[start:stop] = acc
     return out

@@ -2,7 +2,8 @@
 """The contract every bundle passes: metadata, the config keys MONAI tools and MONAI Label read, then train one tiny
 epoch, resume, infer NIfTI volumes and evaluate, on synthetic NIfTI through the ``monai.bundle`` API.
 
-A new bundle joins by being listed in ``monai_adiff.bundle.BUNDLES``.
+Every bundle folder of ``bundles/`` (one with ``configs/metadata.json``) is found and tested; a new bundle joins by
+existing.
 """
 
 from __future__ import annotations
@@ -17,11 +18,15 @@ import pytest
 import torch
 from monai.bundle import ConfigWorkflow
 
-from monai_adiff.bundle import BUNDLES, bundle_config_files, cpu_overrides, find_bundle, run_bundle
+from monai_adiff.bundle import bundle_config_files, cpu_overrides, find_bundle, list_bundles, run_bundle
 from monai_adiff.data import case_slice_table, scan_brats_folder, write_datalist
 from monai_adiff.data.synthetic import make_demo_dataset
 from monai_adiff.engines import latest_checkpoint
 
+# every train / infer / evaluate cycle here is a slow test (the fast tier is `pytest -m "not slow"`)
+pytestmark = pytest.mark.slow
+
+BUNDLES = list_bundles()
 SIZE = 32
 # tiny network and short schedules so a whole train/infer/evaluate cycle takes seconds on 2 CPU cores
 TINY = {
@@ -146,7 +151,9 @@ def test_bundle_files_and_metadata(name):
     fmt = meta["network_data_format"]
     image = fmt["inputs"]["image"]
     assert image["num_channels"] >= 1 and len(image["spatial_shape"]) == 2 and image["value_range"] == [-1, 1]
-    assert fmt["outputs"]["pred"]["channel_def"] == {"0": "background", "1": "anomaly"}
+    # the post-processed outputs: pred the one-channel anomaly map, pred_mask the binary mask
+    assert fmt["outputs"]["pred"]["num_channels"] == 1 and fmt["outputs"]["pred"]["format"] == "magnitude"
+    assert fmt["outputs"]["pred_mask"]["channel_def"] == {"0": "background", "1": "anomaly"}
     # JSON style of the model zoo: 4-space indent
     for f in (bundle / "configs").glob("*.json"):
         text = f.read_text()
@@ -210,6 +217,7 @@ def test_infer_writes_nifti_in_input_space(name, trained, dataset, tmp_path):
     )
     for item in dataset["test"]:
         ref = nib.load(item["flair"])
+        assert not (out / f"{item['case']}_vote.nii.gz").exists()
         for suffix, dtype in (("anomaly_map", np.float32), ("anomaly_mask", np.uint8)):
             img = nib.load(out / f"{item['case']}_{suffix}.nii.gz")
             assert img.shape == ref.shape, (suffix, img.shape, ref.shape)
@@ -234,6 +242,7 @@ def test_evaluate_writes_mixed_and_unhealthy(name, trained, tmp_path, capsys):
     )
     report = json.loads((tmp_path / "metrics.json").read_text())
     assert set(report) == {name, "flair_baseline"}
+    assert report[name]["image"]["n_slices"] > 0 and report[name]["image"]["auroc"] is not None  # slice scores
     for setup in ("mixed", "unhealthy"):
         assert report[name][setup]["n_slices"] > 0
         assert report[name][setup]["auroc"] is not None

@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from monai_adiff.errors import InputError
 from monai_adiff.data.synthetic import make_demo_dataset, make_phantom_case
+from monai_adiff.errors import InputError
 
 SHAPE = (48, 48, 32)
 SPACING = (2.0, 2.0, 2.5)

@@ -9,8 +9,10 @@ import torch
 from monai.data import MetaTensor
 from monai.networks.schedulers import DDPMScheduler
 
-from monai_adiff.inferers import AnomalyOutput, IterativeReconstructionInferer, SingleStepInferer
+from monai_adiff.methods.anoddpm import IterativeReconstructionInferer
+from monai_adiff.methods.sss import SingleStepInferer
 from monai_adiff.noise import make_noise
+from monai_adiff.output import AnomalyOutput, channel_names
 
 T = 1000
 ABAR = np.cumprod(1 - np.linspace(1e-4, 0.02, T))
@@ -18,8 +20,9 @@ BETAS = np.linspace(1e-4, 0.02, T)
 
 
 @pytest.fixture(scope="module")
-def sched():
-    return DDPMScheduler(num_train_timesteps=T, schedule="linear_beta", beta_start=1e-4, beta_end=0.02)
+def sched_anoddpm():
+    # AnoDDPM's reverse process: fixed-large variance (beta_t), x0 clamped
+    return DDPMScheduler(T, schedule="linear_beta", beta_start=1e-4, beta_end=0.02, variance_type="fixed_large")
 
 
 class Recorder(torch.nn.Module):
@@ -42,11 +45,12 @@ def _slices(n=3, size=16, seed=0):
     return x
 
 
-def test_sss_matches_algorithm_1(sched):
+def test_sss_matches_algorithm_1(sched_noclip):
     # Algorithm 1: x0_hat = (x_t - sqrt(1 - abar) eps) / sqrt(abar); E_sq = (x0 - x0_hat)^2. With eps = 0.5 x_t:
     x = _slices()
     net = Recorder(scale=0.5)
-    out = SingleStepInferer(sched, timesteps=300, clip=None, seed=1)(x, net)
+    out = SingleStepInferer(sched_noclip, timesteps=300, seed=1)(x, net)
+    assert channel_names(out) == ["anomaly_map"]
     ((x_t, t),) = net.calls
     assert t.tolist() == [300] * 3
     a = ABAR[300]
@@ -71,16 +75,22 @@ def test_sss_clip_and_reproducible(sched):
     assert not torch.equal(a, c)
 
 
-def test_sss_common_regions_vote(sched):
+def test_sss_common_regions_vote(sched_noclip):
     x = _slices()
     net = Recorder(scale=0.0)
-    out = SingleStepInferer(sched, timesteps=(250, 300, 350, 400), threshold=0.05, clip=None, seed=0)(x, net)
-    assert out.shape == (3, 2, 16, 16) and len(net.calls) == 4
+    inferer = SingleStepInferer(sched_noclip, timesteps=(250, 300, 350, 400), threshold=0.05, seed=0)
+    out = inferer(x, net)
+    assert out.shape == (3, 3, 16, 16) and len(net.calls) == 4
+    assert channel_names(out) == ["anomaly_map", "pred_mask", "vote"]
+    res = AnomalyOutput.from_image(out)
     brain = (x > -1 + 1e-3).double()
     maps = torch.stack([((x.double() - xt.double() / np.sqrt(ABAR[int(t[0])])) ** 2) * brain for xt, t in net.calls])
-    torch.testing.assert_close(out[:, :1].double(), maps.mean(0), atol=2e-5, rtol=1e-4)
-    torch.testing.assert_close(out[:, 1:].double(), (maps > 0.05).double().mean(0))
-    assert set(torch.unique(out[:, 1]).tolist()) <= {0.0, 0.25, 0.5, 0.75, 1.0}
+    torch.testing.assert_close(res.anomaly_map.double(), maps.mean(0), atol=2e-5, rtol=1e-4)
+    votes = (maps > 0.05).double().mean(0)
+    torch.testing.assert_close(res.maps["vote"].double(), votes)
+    assert set(torch.unique(res.maps["vote"]).tolist()) <= {0.0, 0.25, 0.5, 0.75, 1.0}
+    # the method's own mask: pixels detected at more than half of the timesteps (3 or 4 of 4)
+    torch.testing.assert_close(res.pred_mask.double(), (votes > 0.5).double())
 
 
 def test_volume_slicewise_batches_and_skips_background(sched):
@@ -102,12 +112,12 @@ def test_volume_slicewise_batches_and_skips_background(sched):
     torch.testing.assert_close(out[0, 0].permute(2, 0, 1)[[0, 2, 3, 4]].double(), ref[:, 0], atol=2e-5, rtol=1e-4)
 
 
-def test_anoddpm_matches_reference_loop(sched):
+def test_anoddpm_matches_reference_loop(sched_anoddpm):
     """AnoDDPM detection written out here in float64: x_{lambda-1} ~ q(. | x0) with simplex noise, then lambda steps of
     the ancestral update with fixed-large variance, clamped x0 and fresh simplex noise (none at t = 0)."""
     lam, x = 4, _slices(n=2, size=16)
     net = Recorder(scale=0.2)
-    out = IterativeReconstructionInferer(sched, noise_level=lam, seed=3)(x, net)
+    out = IterativeReconstructionInferer(sched_anoddpm, noise_level=lam, seed=3)(x, net)
     g = torch.Generator().manual_seed(3)
     tt = torch.full((2,), lam - 1)
     xt = (
@@ -135,6 +145,7 @@ def test_predict_packages_output(sched):
     assert res.anomaly_map.shape == (1, 1, 12, 12, 4) and res.pred_mask.shape == (1, 1, 12, 12, 4)
     assert torch.equal(res.pred_mask, (res.anomaly_map > 0.05).float())
     assert res.pred_score.shape == (1, 4) and torch.equal(res.volume_score, res.pred_score.amax(1))
+    assert res.pred_label is None and res.maps == {} and res.values == {}
     brain = (vol > -1 + 1e-3)[0, 0]
     for k in range(4):
         ref = torch.quantile(res.anomaly_map[0, 0, ..., k][brain[..., k]], 0.99)

@@ -1,10 +1,11 @@
 # SPDX-License-Identifier: Apache-2.0
-"""AnoFPDM's forward sweep: anomaly detection with the *forward* process of a classifier-free-guidance diffusion model (Che et al.,
-WACV-W 2025). No reconstruction: at every step t of the forward process the noised slice x_t gets two one-step
-predictions of the clean slice, healthy-guided (HGP, eq. 7) and unguided (UGP, eq. 10); their divergence M_t (eq. 12)
-peaks at the noise scale t_e (eq. 21) where the anomaly signal is strongest; the squared errors of the HGPs
-aggregated up to t_e give the anomaly map H (eq. 20), thresholded at a per-slice quantile (Algorithm 1); the cosine
-similarity of the guided and unguided error curves (eq. 18) classifies the slice as healthy (empty mask) or not.
+"""AnoFPDM's forward sweep: anomaly detection with the *forward* process of a classifier-free-guidance diffusion
+model (Che et al., WACV-W 2025). No reconstruction: at every step t of the forward process the noised slice x_t gets
+two one-step predictions of the clean slice, healthy-guided (HGP, eq. 7) and unguided (UGP, eq. 10); their divergence
+M_t (eq. 12) peaks at the noise scale t_e (eq. 21) where the anomaly signal is strongest; the squared errors of the
+HGPs aggregated up to t_e give the anomaly map H (eq. 20), thresholded at a per-slice quantile (Algorithm 1); the
+cosine similarity of the guided and unguided error curves (eq. 18) classifies the slice as healthy (empty mask) or
+not (:mod:`monai_adiff.methods.anofpdm.inferer`).
 """
 
 from __future__ import annotations
@@ -145,8 +146,11 @@ def fpdm_sweep(
     best = torch.full((n_w, n), -1.0, device=device)
     t_end = torch.zeros((n_w, n), dtype=torch.long, device=device)
     since = torch.zeros(n, dtype=torch.long, device=device)  # steps since the (first w's) peak
-    running = x0.new_zeros((n, *x0.shape[2:]), dtype=torch.float32) if keep_map else None
-    amap = torch.zeros_like(running) if keep_map else None
+    running: torch.Tensor | None = None
+    amap: torch.Tensor | None = None
+    if keep_map:
+        running = x0.new_zeros((n, *x0.shape[2:]), dtype=torch.float32)
+        amap = torch.zeros_like(running)
     count = torch.ones(n, device=device)
 
     dev_gen = device_generator(generator, device)
@@ -161,6 +165,7 @@ def fpdm_sweep(
         if mode == "ddpm" or k == 0:
             tt = torch.full((len(active),), t, device=device, dtype=torch.long)
             x_t = scheduler.add_noise(xa, noise(xa.shape), tt)
+        assert x_t is not None  # set at the first step
         m = len(active)
         tt2 = torch.full((2 * m,), t, device=device, dtype=torch.long)
         labels = torch.cat([torch.full((m,), healthy_label), torch.full((m,), null_label)]).to(device)
@@ -182,6 +187,7 @@ def fpdm_sweep(
             if j == 0:
                 since[active] = torch.where(improved, torch.zeros_like(since[active]), since[active] + 1)
                 if keep_map:
+                    assert running is not None and amap is not None
                     running[active] += sam
                     sel = active[improved]
                     amap[sel] = running[sel]  # the running sum at the new peak: H * (steps aggregated)
@@ -196,6 +202,7 @@ def fpdm_sweep(
             if len(active) == 0:
                 break
     if keep_map:
+        assert amap is not None
         amap = amap / count.reshape(-1, 1, 1)  # eq. 20: mean of S_t for t <= t_e
     return FPDMSweep(
         timesteps=torch.as_tensor(steps),

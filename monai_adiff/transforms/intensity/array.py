@@ -66,7 +66,7 @@ class ScaleByPercentile(Transform):
         clip: bool = False,
         nonzero: bool = True,
         channel_wise: bool = True,
-        dtype: DtypeLike = torch.float32,
+        dtype: DtypeLike | torch.dtype = torch.float32,
     ) -> None:
         if not 0.0 <= percentile <= 100.0:
             raise ValueError(f"percentile must be in [0, 100], got {percentile}")
@@ -124,7 +124,7 @@ class ScaleToSymmetricRange(Transform):
             raise ValueError(f"mode must be 'global' or 'slice', got {mode!r}")
         if (vmin is None) != (vmax is None):
             raise ValueError("give both vmin and vmax, or neither")
-        if vmin is not None and vmax <= vmin:
+        if vmin is not None and vmax is not None and vmax <= vmin:
             raise ValueError(f"vmax ({vmax}) must be > vmin ({vmin})")
         self.mode = mode
         self.vmin = vmin
@@ -136,10 +136,12 @@ class ScaleToSymmetricRange(Transform):
         x = convert_to_tensor(img, track_meta=False, dtype=torch.float32)
         if self.mode == "global":
             if self.vmin is not None:
+                assert self.vmax is not None  # given together with vmin
                 out = (x - self.vmin) / (self.vmax - self.vmin) * 2.0 - 1.0
             else:
                 out = ScaleIntensity(minv=-1.0, maxv=1.0, channel_wise=True)(x)
         else:
+            dims: tuple[int, ...]
             if x.ndim == 3:  # (C, H, W): the image is one slice
                 dims = (1, 2)
             else:

@@ -33,7 +33,7 @@ class ScaleByPercentiled(MapTransform):
         clip: bool = False,
         nonzero: bool = True,
         channel_wise: bool = True,
-        dtype: DtypeLike = torch.float32,
+        dtype: DtypeLike | torch.dtype = torch.float32,
         allow_missing_keys: bool = False,
     ) -> None:
         super().__init__(keys, allow_missing_keys)

@@ -54,7 +54,9 @@ class SaveNifti(Transform):
         self.dtype = np.dtype(dtype)
         self.protect = {os.path.realpath(p) for p in protect}
 
-    def __call__(self, img: torch.Tensor, name: str, protect: Sequence[str] = ()) -> str:
+    def __call__(  # type: ignore[override]  # MONAI's Transform.__call__ takes one argument
+        self, img: torch.Tensor, name: str, protect: Sequence[str] = ()
+    ) -> str:
         path = os.path.realpath(os.path.join(self.output_dir, f"{name}.nii.gz"))
         guarded = self.protect | {os.path.realpath(p) for p in protect}
         if path in guarded:
@@ -64,9 +66,9 @@ class SaveNifti(Transform):
             data = img.as_subclass(torch.Tensor)
         else:
             affine, data = np.eye(4), torch.as_tensor(img)
-        data = data.detach().cpu().numpy()
-        data = data[self.channel] if self.channel is not None else np.moveaxis(data, 0, -1)
-        out = nib.Nifti1Image(data.astype(self.dtype), affine)
+        arr = data.detach().cpu().numpy()
+        arr = arr[self.channel] if self.channel is not None else np.moveaxis(arr, 0, -1)
+        out = nib.Nifti1Image(arr.astype(self.dtype), affine)
         out.set_qform(affine, code=1)
         out.set_sform(affine, code=1)
         return atomic_write(path, lambda tmp: nib.save(out, tmp), suffix=".nii.gz")

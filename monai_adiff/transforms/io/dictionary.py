@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Hashable, Mapping, Sequence
+from typing import cast
 
 import numpy as np
 import torch
@@ -123,7 +124,7 @@ class SaveOverlayd(MapTransform):
         d = dict(data)
         name = case_name(d, self.case_key, self.image_key)
         for key in self.key_iterator(d):
-            amap = self._np(d[key])[0]
+            amap = cast(np.ndarray, self._np(d[key]))[0]
             if amap.ndim != 3:  # 2D predictions: nothing to choose slices from
                 continue
             mask, label = self._np(d.get(self.mask_key)), self._np(d.get(self.label_key))
@@ -134,7 +135,7 @@ class SaveOverlayd(MapTransform):
                 scores = scores * self._np(d[self.brain_slices_key])
             save_overlay_png(
                 os.path.join(self.output_dir, f"{name}_overlay.png"),
-                self._np(d[self.image_key])[0],
+                cast(np.ndarray, self._np(d[self.image_key]))[0],
                 amap,
                 None if mask is None else mask[0],
                 None if label is None else label[0],

@@ -10,6 +10,7 @@ worker processes) or drawn in a config.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -68,10 +69,10 @@ class RandSimplexNoise(Randomizable, Transform):
         octaves: int | None = None,
         persistence: float | None = None,
         frequency: float | None = None,
-        dtype: DtypeLike = torch.float32,
+        dtype: DtypeLike | torch.dtype = torch.float32,
     ) -> None:
         kind = str(noise_type).lower()
-        octave_settings = (
+        octave_settings: dict[str, Any] = (
             {} if kind == "gaussian" else {"octaves": octaves, "persistence": persistence, "frequency": frequency}
         )
         self.noise = NoiseSpec(kind, **octave_settings)
@@ -89,6 +90,7 @@ class RandSimplexNoise(Randomizable, Transform):
         """Draw (unless ``randomize=False``: reuse the last seed and timestep) and return the field for ``img``."""
         if randomize or self.seed is None:
             self.randomize()
+        assert self.seed is not None  # set by randomize()
         shape = (1, *img.shape)
         if len(shape) not in (4, 5):
             raise ValueError(f"expected a channel-first 2D or 3D image (C, H, W) / (C, D, H, W), got {img.shape}")

@@ -43,7 +43,7 @@ class RandSimplexNoised(Randomizable, MapTransform):
         octaves: int | None = None,
         persistence: float | None = None,
         frequency: float | None = None,
-        dtype: DtypeLike = torch.float32,
+        dtype: DtypeLike | torch.dtype = torch.float32,
         allow_missing_keys: bool = False,
     ) -> None:
         super().__init__(keys, allow_missing_keys)
@@ -67,6 +67,7 @@ class RandSimplexNoised(Randomizable, MapTransform):
         d = dict(data)
         self.randomize(d)
         base_seed = self.noiser.seed
+        assert base_seed is not None  # set by randomize()
         for i, (key, noise_key) in enumerate(self.key_iterator(d, self.noise_keys)):
             self.noiser.seed = base_seed + i
             d[noise_key] = self.noiser(d[key], randomize=False)

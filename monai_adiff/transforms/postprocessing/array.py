@@ -17,6 +17,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from functools import lru_cache
 from itertools import product
+from typing import cast
 
 import numpy as np
 import torch
@@ -132,7 +133,12 @@ class Dilate(Transform):
         b, restore = _to_batch(x > 0, self.slice_axis)
         if b.ndim - 1 not in (2, 3):
             raise ValueError(f"Dilate works in 2D or 3D, got {b.ndim - 1} spatial dims (shape {tuple(x.shape)})")
-        out = b if self.kernel_size == 1 or b.numel() == 0 else dilate(b.unsqueeze(1), self.kernel_size).squeeze(1)
+        # MONAI types dilate as NdarrayOrTensor -> NdarrayOrTensor; a tensor in gives a tensor out
+        out = (
+            b
+            if self.kernel_size == 1 or b.numel() == 0
+            else cast(torch.Tensor, dilate(b.unsqueeze(1), self.kernel_size)).squeeze(1)
+        )
         return convert_to_dst_type(restore(out > 0), dst=img)[0]
 
 

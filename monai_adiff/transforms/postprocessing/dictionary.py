@@ -17,7 +17,6 @@ from monai.data import MetaTensor
 from monai.transforms import MapTransform
 
 from monai_adiff.output import CHANNELS_META_KEY, PRED_LABEL, PRED_SCORE, VALUES_META_KEY, channel_names, slice_values
-
 from monai_adiff.transforms.postprocessing.array import (
     AnomalyScore,
     AnomalyThreshold,

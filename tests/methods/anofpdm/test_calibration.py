@@ -11,8 +11,8 @@ import pytest
 import torch
 from monai.networks.schedulers import DDPMScheduler
 
-from monai_adiff.engines import best_accuracy_threshold, calibrate_fpdm, load_network_weights, select_guidance
-from monai_adiff.inferers import FPDMInferer
+from monai_adiff.engines import load_network_weights
+from monai_adiff.methods.anofpdm import FPDMInferer, best_accuracy_threshold, calibrate_fpdm, select_guidance
 
 
 def _brute(scores, labels):

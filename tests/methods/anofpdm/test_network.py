@@ -5,7 +5,7 @@ import pytest
 import torch
 from monai.networks.nets import DiffusionModelUNet
 
-from monai_adiff.networks import DropoutDiffusionModelUNet
+from monai_adiff.methods.anofpdm import DropoutDiffusionModelUNet
 
 KW = dict(
     spatial_dims=2,

@@ -7,20 +7,15 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from monai.networks.schedulers import DDPMScheduler
 from parameterized import parameterized
 
-from monai_adiff.inferers import FPDM_CHANNELS, FPDMInferer, cosine_similarity, fpdm_step_grid, fpdm_sweep
-from monai_adiff.transforms import fpdm_quantile, median_filter_mirror
+from monai_adiff.methods.anofpdm import FPDMInferer, cosine_similarity, fpdm_quantile, fpdm_step_grid, fpdm_sweep
+from monai_adiff.output import AnomalyOutput, channel_names
+from monai_adiff.transforms import median_filter_mirror
 
 T = 1000
 ABAR = np.cumprod(1 - np.linspace(1e-4, 0.02, T))
 C = {0: 0.3, 1: -0.1, 2: 0.1}  # c_y per class label: healthy, unhealthy, null
-
-
-@pytest.fixture(scope="module")
-def sched():
-    return DDPMScheduler(num_train_timesteps=T, schedule="linear_beta", beta_start=1e-4, beta_end=0.02)
 
 
 class Stub(torch.nn.Module):
@@ -101,20 +96,19 @@ def _reference(x0, xts, steps, w, ch, unguided="null"):
 
 
 @pytest.mark.parametrize("unguided", ["null", "healthy"])
-def test_ddpm_sweep_matches_equations(sched, unguided):
+def test_ddpm_sweep_matches_equations(sched_noclip, unguided):
     x0 = _x().float()
     net = Stub()
     steps = [0, 50, 100, 300, 600]
     res = fpdm_sweep(
         net,
-        sched,
+        sched_noclip,
         x0,
         steps,
         guidance=2.0,
         mode="ddpm",
         unguided=unguided,
         channels=[1],
-        clip=None,
         generator=torch.Generator().manual_seed(0),
     )
     # one network call per step on the doubled batch: healthy then null labels, the step's timestep
@@ -136,11 +130,11 @@ def test_ddpm_sweep_matches_equations(sched, unguided):
     np.testing.assert_allclose(res.cosine()[0].numpy(), cos, rtol=1e-5)
 
 
-def test_ddim_sweep_follows_eq_4(sched):
+def test_ddim_sweep_follows_eq_4(sched_noclip):
     x0 = _x().float()
     net = Stub()
     steps = [0, 10, 30, 60]
-    fpdm_sweep(net, sched, x0, steps, guidance=1.0, mode="ddim", clip=None, generator=torch.Generator().manual_seed(1))
+    fpdm_sweep(net, sched_noclip, x0, steps, guidance=1.0, mode="ddim", generator=torch.Generator().manual_seed(1))
     xts = [c[0][:3].double() for c in net.calls]
     for k in range(len(steps) - 1):
         a, a_next = ABAR[steps[k]], ABAR[steps[k + 1]]
@@ -204,9 +198,11 @@ def test_inferer_mask_threshold_and_decision(sched):
     inf = FPDMInferer(
         sched, num_steps=100, stride=10, channels=(0, 3), m_max=0.05, cos_threshold=0.9999, median_kernel=5, seed=0
     )
-    out = inf(x, net)
-    assert out.shape == (4, len(FPDM_CHANNELS), 12, 12)
-    res = inf.sweep(x[:3], Stub(bump=0.6), inf._generator())
+    packed = inf(x, net)
+    assert packed.shape == (4, 2, 12, 12) and channel_names(packed) == ["anomaly_map", "pred_mask"]
+    out = AnomalyOutput.from_image(packed)
+    assert set(out.values) == {"t_e", "m_te"} and out.pred_score.shape == out.pred_label.shape == (4,)
+    res = inf.sweep(x[:3], Stub(bump=0.6), inf.generator())
     cos = res.cosine()[0]
     amap = res.amap
     q = torch.tensor([fpdm_quantile(float(m), 0.05) for m in res.m_end[0]])
@@ -214,15 +210,16 @@ def test_inferer_mask_threshold_and_decision(sched):
     filtered = median_filter_mirror(amap, 5)
     mask = (filtered >= thr[:, None, None]) & (cos <= 0.9999)[:, None, None]
     brain = (x[:3] > -1 + 1e-3).any(1)
-    torch.testing.assert_close(out[:3, FPDM_CHANNELS["map"]], filtered * brain)
-    torch.testing.assert_close(out[:3, FPDM_CHANNELS["mask"]], (mask & brain).float())
-    torch.testing.assert_close(out[:3, FPDM_CHANNELS["label"], 5, 5], (cos <= 0.9999).float())
-    torch.testing.assert_close(out[:3, FPDM_CHANNELS["score"], 5, 5], 1 - cos)
-    assert out[:3, FPDM_CHANNELS["t_e"], 5, 5].tolist() == [10.0 * k for k in res.t_end[0].tolist()]
-    assert float(out[3].abs().sum()) == 0.0  # no brain, nothing
+    torch.testing.assert_close(out.anomaly_map[:3, 0], filtered * brain)
+    torch.testing.assert_close(out.pred_mask[:3, 0], (mask & brain).float())
+    torch.testing.assert_close(out.pred_label[:3], (cos <= 0.9999).float())
+    torch.testing.assert_close(out.pred_score[:3], 1 - cos)
+    torch.testing.assert_close(out.values["m_te"][:3], res.m_end[0])
+    assert out.values["t_e"][:3].tolist() == [10.0 * k for k in res.t_end[0].tolist()]
+    assert float(packed[3].abs().sum()) == 0.0 and float(out.pred_score[3]) == 0.0  # no brain, not scored
     # a slice classified healthy gets an empty mask whatever its map
     strict = FPDMInferer(sched, num_steps=100, stride=10, channels=(0, 3), m_max=0.05, cos_threshold=-1.0, seed=0)
-    assert float(strict(x, Stub(bump=0.6))[:, FPDM_CHANNELS["mask"]].sum()) == 0.0
+    assert float(strict.infer(x, Stub(bump=0.6)).pred_mask.sum()) == 0.0
 
 
 def test_inferer_reads_calibration(sched, tmp_path):
