@@ -33,7 +33,8 @@ def run_demo(out: str | os.PathLike, cases: int = 6, seed: int = 0, epochs: int 
         cases: phantom cases (two are held out for testing).
         seed: seed of the phantoms, the split and the training.
         epochs: training epochs over the tumour-free slices of the training cases.
-        bundle: the bundle to train (``sss``; ``anoddpm`` trains the same network but infers ~250x slower).
+        bundle: the bundle to train (``sss``; ``anoddpm`` trains the same network but needs lambda network passes
+            per slice).
     """
     t0 = time.perf_counter()
     out = Path(out).resolve()

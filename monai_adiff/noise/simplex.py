@@ -75,10 +75,9 @@ def use_compiled_kernels(enabled: bool = True) -> None:
     """Evaluate the noise with ``torch.compile``-fused kernels (default: eager tensor ops).
 
     A fused kernel reads the coordinates once and keeps the ~300 intermediate values per point in registers instead
-    of writing each to memory: on a 2-core CPU it measured ~12x faster than the eager ops and 3.7-4.9x faster than
-    ``opensimplex`` (``benchmarks/README.md``); on GPUs it replaces ~300 kernel launches per octave by one (not
-    measured yet). The first call per kernel type compiles (3D ~30-40 s, 4D ~110 s on a small CPU; needs a C++
-    compiler, or Triton on GPUs; cached on disk by Inductor afterwards, ~7 s then). The same fields come out:
+    of writing each to memory (speed and compile times: ``benchmarks/README.md``); on GPUs it replaces ~300 kernel
+    launches per octave by one. The first call per kernel type compiles (needs a C++ compiler, or Triton on GPUs;
+    cached on disk by Inductor afterwards). The same fields come out:
     Inductor's C++ backend does not contract floating-point operations, and Triton's fused multiply-add is disabled,
     so the float64 cell logic rounds like the reference. If compiling fails, a warning is issued and the eager
     kernels are used. Also set by the environment variable ``MONAI_ADIFF_NOISE_COMPILE=1``.
