@@ -127,26 +127,29 @@ def compose_bundle(bundle_dir: str | os.PathLike, base_dir: str | os.PathLike | 
     return out
 
 
-def write_bundle(bundle_dir: str | os.PathLike, base_dir: str | os.PathLike | None = None) -> list[str]:
-    """Write the generated files of a bundle (atomically); returns those whose content changed."""
-    changed = []
+def _stale(bundle_dir: str | os.PathLike, base_dir: str | os.PathLike | None) -> dict[str, str]:
+    """The generated files of a bundle that are missing or differ, with the text they should have."""
+    out = {}
     for rel, text in compose_bundle(bundle_dir, base_dir).items():
         path = Path(bundle_dir) / rel
         if not path.is_file() or path.read_text() != text:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            atomic_write_text(path, text)
-            changed.append(rel)
-    return changed
+            out[rel] = text
+    return out
+
+
+def write_bundle(bundle_dir: str | os.PathLike, base_dir: str | os.PathLike | None = None) -> list[str]:
+    """Write the generated files of a bundle (atomically); returns those whose content changed."""
+    stale = _stale(bundle_dir, base_dir)
+    for rel, text in stale.items():
+        path = Path(bundle_dir) / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(path, text)
+    return list(stale)
 
 
 def check_bundle(bundle_dir: str | os.PathLike, base_dir: str | os.PathLike | None = None) -> list[str]:
     """The generated files of a bundle that are missing or differ from what the fragment and base give."""
-    stale = []
-    for rel, text in compose_bundle(bundle_dir, base_dir).items():
-        path = Path(bundle_dir) / rel
-        if not path.is_file() or path.read_text() != text:
-            stale.append(rel)
-    return stale
+    return list(_stale(bundle_dir, base_dir))
 
 
 def _fragment_bundles(root: Path) -> list[Path]:
