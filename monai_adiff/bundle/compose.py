@@ -14,7 +14,7 @@ values; ``"_remove_": [ids]`` deletes):
 - ``metadata``: onto ``_base/metadata.json`` -> ``configs/metadata.json``;
 - ``common``: onto ``_base/common.json``, the part that ``train.json`` and ``inference.json`` share (modalities,
   network, scheduler, noise, ...);
-- ``train``, ``inference``, ``evaluate``, ``multi_gpu_train``: onto ``_base/<section>.json`` (train and inference
+- ``train``, ``inference``, ``evaluate``, ``multi_gpu_train``, ``healthy_threshold``: onto ``_base/<section>.json`` (train and inference
   after the common part);
 - ``cpu_args``: onto the CPU recipe (:func:`~monai_adiff.bundle.recipes.cpu_overrides` plus its training knobs);
 - ``configs``: further config files written as given (``{"calibrate.json": {...}}``).
@@ -53,6 +53,8 @@ CPU_TRAINING = {
     "ema_warmup_iters": 200,
 }
 _REMOVE = "_remove_"
+#: base overlay workflows every bundle gets (on top of inference.json, or train.json for multi-GPU training)
+OVERLAYS = ("evaluate", "multi_gpu_train", "healthy_threshold")
 
 
 def _child(node: Any, key: str) -> Any:
@@ -106,7 +108,7 @@ def compose_bundle(bundle_dir: str | os.PathLike, base_dir: str | os.PathLike | 
     """
     bundle_dir, base = Path(bundle_dir), Path(base_dir) if base_dir is not None else BASE_DIR
     fragment = _read_json(bundle_dir / FRAGMENT)
-    known = {"metadata", "common", "train", "inference", "evaluate", "multi_gpu_train", "cpu_args", "configs"}
+    known = {"metadata", "common", "train", "inference", "cpu_args", "configs", *OVERLAYS}
     unknown = sorted(set(fragment) - known)
     if unknown:
         raise ValueError(f"{bundle_dir / FRAGMENT}: unknown section(s) {unknown}; known: {sorted(known)}")
@@ -117,7 +119,7 @@ def compose_bundle(bundle_dir: str | os.PathLike, base_dir: str | os.PathLike | 
     for name in ("train", "inference"):
         merged = {**common, **_read_json(base / f"{name}.json")}
         files[f"{name}.json"] = apply_overrides(merged, fragment.get(name, {}))
-    for name in ("evaluate", "multi_gpu_train"):
+    for name in OVERLAYS:
         files[f"{name}.json"] = apply_overrides(_read_json(base / f"{name}.json"), fragment.get(name, {}))
     files["cpu_args.json"] = apply_overrides({**cpu_overrides(), **CPU_TRAINING}, fragment.get("cpu_args", {}))
     files.update(fragment.get("configs", {}))

@@ -12,6 +12,9 @@ phantom:
   slices at the top and the bottom of the volume;
 - white matter, a folded cortical ribbon of grey matter (sulci from the zero crossings of a smooth random
   field), deep grey matter, two lateral ventricles and the interhemispheric fissure;
+- periventricular caps: thin rims around the frontal horns of the ventricles that are normal but as bright on FLAIR
+  as a tumour (as in real FLAIR, where ependymal caps, the cortex and artefacts are hyperintense without disease),
+  so the brightest FLAIR voxels are not always lesions and a plain FLAIR threshold makes false positives;
 - smooth, spatially correlated tissue texture, a bias field per modality and mild Rician noise;
 - optional glioma-like lesions (BraTS labels 1 necrotic core, 4 enhancing rim, 2 oedema) spanning a minority of
   the axial brain slices, bright on FLAIR and T2, dark on T1, with a bright rim on T1ce;
@@ -43,18 +46,21 @@ BRATS_LABELS: dict[str, int] = {"necrosis": 1, "oedema": 2, "enhancing": 4}
 """BraTS 2017/18 label values written to ``seg``; the whole tumour is ``seg > 0``."""
 
 # tissue classes of the internal label image (the seg labels are derived from the lesion classes)
-_BG, _CSF, _GM, _WM, _DGM, _OED, _ENH, _NEC = range(8)
+_BG, _CSF, _GM, _WM, _DGM, _OED, _ENH, _NEC, _CAP = range(9)
 
 # relative intensity per modality and tissue class, ordered as in clinical MRI (brightest tissue ~1):
 # FLAIR: CSF suppressed, GM a little above WM, oedema bright; T1: WM > GM > CSF, tumour hypointense;
-# T1ce: like T1 plus a bright enhancing rim; T2: CSF brightest, tumour bright.
-#                            BG    CSF   GM    WM    DGM   OED   ENH   NEC
+# T1ce: like T1 plus a bright enhancing rim; T2: CSF brightest, tumour bright. CAP: normal periventricular caps,
+# FLAIR-bright like oedema (slightly brighter), mildly T2-bright, near-normal on T1.
+#                            BG    CSF   GM    WM    DGM   OED   ENH   NEC   CAP
 _CONTRAST: dict[str, tuple[float, ...]] = {
-    "flair": (0.0, 0.12, 0.55, 0.45, 0.50, 0.92, 0.82, 0.72),
-    "t1": (0.0, 0.22, 0.58, 0.80, 0.68, 0.52, 0.62, 0.30),
-    "t1ce": (0.0, 0.18, 0.46, 0.60, 0.52, 0.44, 1.00, 0.26),
-    "t2": (0.0, 1.00, 0.50, 0.33, 0.42, 0.76, 0.60, 0.92),
+    "flair": (0.0, 0.12, 0.55, 0.45, 0.50, 0.92, 0.82, 0.72, 0.95),
+    "t1": (0.0, 0.22, 0.58, 0.80, 0.68, 0.52, 0.62, 0.30, 0.70),
+    "t1ce": (0.0, 0.18, 0.46, 0.60, 0.52, 0.44, 1.00, 0.26, 0.55),
+    "t2": (0.0, 1.00, 0.50, 0.33, 0.42, 0.76, 0.60, 0.92, 0.60),
 }
+#: per-case range of the lesions' FLAIR brightness, as a factor on their contrast above (1: as bright as oedema)
+_LESION_FLAIR_GAIN = (0.78, 1.0)
 
 _MIN_SHAPE = 16
 _MAX_TUMOUR_SLICE_FRACTION = 0.45
@@ -301,6 +307,10 @@ def make_phantom_case(
         e = ((u - uc) / ru) ** 2 + ((v - v0) / rv) ** 2 + ((w - wc) / rw) ** 2
         ventricles |= e < 1.0 + 0.35 * d_vent
     csf = brain & (sulci | fissure | ventricles)
+    # periventricular caps: a rim of about two in-plane voxels around the frontal (anterior, v > v0) horns
+    rim = max(1, int(round(3.0 / s_ip)))
+    caps = ndimage.binary_dilation(ventricles, iterations=rim) & ~ventricles & brain & ~csf & (v > v0 + 0.12)
+    cls[caps] = _CAP
     cls[csf] = _CSF
 
     # --- lesions ---
@@ -322,8 +332,11 @@ def make_phantom_case(
     texture = (texture * lesion_tex).astype(np.float32)
     pv_sigma = [0.6 * min(spacing) / s for s in spacing]  # partial volume of ~0.6 of the finest voxel
     out: dict[str, np.ndarray] = {}
+    lesion_gain = rng.uniform(*_LESION_FLAIR_GAIN)
     for mod in MODALITIES:
         lut = np.asarray(_CONTRAST[mod], dtype=np.float32)
+        if mod == "flair":
+            lut[[_OED, _ENH, _NEC]] *= lesion_gain
         img = ndimage.gaussian_filter(lut[cls], pv_sigma, mode="constant")
         bias = 1.0 + 0.06 * _smooth_field(rng, shape, spacing, 0.7 * mean_axis)
         img *= texture * bias

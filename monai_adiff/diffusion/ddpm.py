@@ -103,13 +103,42 @@ def predict_eps(scheduler: Scheduler, x_t: torch.Tensor, x0: torch.Tensor, t: to
     return (x_t - extract(tab["abar"].sqrt(), t, x_t) * x0) / extract((1.0 - tab["abar"]).sqrt(), t, x_t)
 
 
-def posterior_mean(scheduler: Scheduler, x0: torch.Tensor, x_t: torch.Tensor, t: torch.Tensor | int) -> torch.Tensor:
-    """Mean of q(x_{t-1} | x_t, x0) (Ho et al. 2020, eq. 7)."""
-    tab = schedule_tables(scheduler, x_t.device)
-    denom = 1.0 - tab["abar"]
-    coef_x0 = extract(tab["abar_prev"].sqrt() * tab["betas"] / denom, t, x_t)
-    coef_xt = extract(tab["alphas"].sqrt() * (1.0 - tab["abar_prev"]) / denom, t, x_t)
-    return coef_x0 * x0 + coef_xt * x_t
+def _step_tables(
+    scheduler: Scheduler, t: torch.Tensor | int, prev_t: torch.Tensor | int | None, like: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``abar_t``, ``abar_s`` and the jump's ``beta = 1 - abar_t / abar_s`` for a step t -> s, shaped like ``like``.
+
+    ``s = t - 1`` by default; a strided step (``prev_t`` < t - 1, ``-1`` for the last jump to x0) is the one-step
+    DDPM of the respaced schedule (Nichol & Dhariwal 2021, section 4): the same formulas with ``beta_t`` replaced by
+    ``1 - abar_t / abar_s``.
+    """
+    tab = schedule_tables(scheduler, like.device)
+    shape = (-1, *([1] * (like.ndim - 1)))
+
+    def pick(values: torch.Tensor, idx: torch.Tensor | int) -> torch.Tensor:  # float64, unlike extract
+        out = values[torch.as_tensor(idx, dtype=torch.long, device=values.device)]
+        return (out.expand(like.shape[0]) if out.ndim == 0 else out).reshape(shape)
+
+    abar_t = pick(tab["abar"], t)
+    if prev_t is None:
+        abar_s = pick(tab["abar_prev"], t)
+    else:  # index s + 1 of [1, abar_0, ...]: s = -1 is abar = 1
+        abar_s = pick(torch.cat([tab["abar"].new_ones(1), tab["abar"]]), torch.as_tensor(prev_t) + 1)
+    return abar_t, abar_s, 1.0 - abar_t / abar_s
+
+
+def posterior_mean(
+    scheduler: Scheduler,
+    x0: torch.Tensor,
+    x_t: torch.Tensor,
+    t: torch.Tensor | int,
+    prev_t: torch.Tensor | int | None = None,
+) -> torch.Tensor:
+    """Mean of q(x_s | x_t, x0), s = ``prev_t`` (default t - 1; Ho et al. 2020, eq. 7; strided: respaced schedule)."""
+    abar_t, abar_s, beta = _step_tables(scheduler, t, prev_t, x_t)
+    coef_x0 = abar_s.sqrt() * beta / (1.0 - abar_t)
+    coef_xt = (1.0 - beta).sqrt() * (1.0 - abar_s) / (1.0 - abar_t)
+    return coef_x0.to(x_t.dtype) * x0 + coef_xt.to(x_t.dtype) * x_t
 
 
 def ddpm_reverse_step(
@@ -118,14 +147,16 @@ def ddpm_reverse_step(
     model_output: torch.Tensor,
     t: torch.Tensor | int,
     noise: torch.Tensor | None,
+    prev_t: torch.Tensor | int | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """One ancestral DDPM step ``x_t -> x_{t-1}`` with caller-supplied noise.
+    """One ancestral DDPM step ``x_t -> x_{t-1}`` (or a strided ``x_t -> x_{prev_t}``) with caller-supplied noise.
 
     ``x_{t-1} = mu(x0_hat, x_t) + sigma_t * noise`` where ``x0_hat`` is the one-step prediction (:func:`predict_x0`:
     the scheduler's ``prediction_type`` and ``clip_sample``), ``mu`` the posterior mean and ``sigma_t^2`` the
     scheduler's ``variance_type``: ``beta_t`` (``"fixed_large"``, AnoDDPM) or the posterior variance
     ``beta_t (1 - abar_{t-1}) / (1 - abar_t)`` (``"fixed_small"``, MONAI's default). No noise is added where
-    ``t == 0``.
+    ``t == 0``. A strided step (``prev_t``) uses the respaced schedule's ``beta = 1 - abar_t / abar_prev_t``
+    (Nichol & Dhariwal 2021): fewer network passes for the same noise level.
 
     Args:
         scheduler: the MONAI ``DDPMScheduler`` the network was trained with.
@@ -133,6 +164,7 @@ def ddpm_reverse_step(
         model_output: the network's prediction at (x_t, t).
         t: timestep(s), scalar or (B,).
         noise: the noise to inject (simplex, Tsimplex or Gaussian), shaped like ``x_t``; ``None`` for none.
+        prev_t: the step's target timestep(s) (default ``t - 1``; ``-1`` jumps to x0 and adds no noise).
 
     Returns:
         ``(x_prev, x0_hat)``.
@@ -144,18 +176,15 @@ def ddpm_reverse_step(
     if variance not in ("fixed_large", "fixed_small"):
         raise ValueError(f"the reverse step supports variance_type 'fixed_large' or 'fixed_small', got {variance!r}")
     x0 = predict_x0(scheduler, x_t, model_output, t)
-    mean = posterior_mean(scheduler, x0, x_t, t)
+    mean = posterior_mean(scheduler, x0, x_t, t, prev_t)
     if noise is None:
         return mean, x0
-    tab = schedule_tables(scheduler, x_t.device)
-    if variance == "fixed_large":
-        var = tab["betas"]
-    else:
-        var = tab["betas"] * (1.0 - tab["abar_prev"]) / (1.0 - tab["abar"])
-    sigma = extract(var.sqrt(), t, x_t)
-    t = torch.as_tensor(t, dtype=torch.long).to(x_t.device)
-    t_b = t.expand(x_t.shape[0]) if t.ndim == 0 else t
-    mask = (t_b > 0).to(x_t.dtype).reshape(-1, *([1] * (x_t.ndim - 1)))
+    abar_t, abar_s, beta = _step_tables(scheduler, t, prev_t, x_t)
+    var = beta if variance == "fixed_large" else beta * (1.0 - abar_s) / (1.0 - abar_t)
+    sigma = var.sqrt().to(x_t.dtype)
+    s = torch.as_tensor(t if prev_t is None else torch.as_tensor(prev_t) + 1, dtype=torch.long).to(x_t.device)
+    s_b = s.expand(x_t.shape[0]) if s.ndim == 0 else s
+    mask = (s_b > 0).to(x_t.dtype).reshape(-1, *([1] * (x_t.ndim - 1)))  # no noise on the last step, into x0
     return mean + mask * sigma * noise, x0
 
 

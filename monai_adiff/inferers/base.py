@@ -24,7 +24,14 @@ from monai_adiff.noise import NoiseSpec
 from monai_adiff.output import ANOMALY_MAP, AnomalyOutput
 from monai_adiff.transforms.postprocessing.array import AnomalyScore
 
-__all__ = ["AnomalyInferer", "brain_from_inputs", "device_generator"]
+__all__ = [
+    "AnomalyInferer",
+    "AGGREGATIONS",
+    "brain_from_inputs",
+    "device_generator",
+    "ensemble_error",
+    "reconstruction_error",
+]
 
 
 def brain_from_inputs(x: torch.Tensor, background: float = -1.0, tol: float = 1e-3) -> torch.Tensor:
@@ -34,6 +41,45 @@ def brain_from_inputs(x: torch.Tensor, background: float = -1.0, tol: float = 1e
     ``background + tol`` is brain. Works for MONAI Label inputs too, which arrive without a separate mask.
     """
     return (x > background + tol).any(dim=1, keepdim=True)
+
+
+def reconstruction_error(x: torch.Tensor, x_hat: torch.Tensor, positive: bool = False) -> torch.Tensor:
+    """Squared reconstruction error ``(x - x_hat)^2`` averaged over channels: (N, C, H, W) -> (N, H, W).
+
+    With ``positive`` only the part where the input is brighter than its reconstruction counts,
+    ``max(x - x_hat, 0)^2`` (Baur et al. 2021: lesions are hyperintense in FLAIR, so darker-than-expected
+    residuals are false positives). Squaring keeps the papers' threshold scale.
+    """
+    r = x - x_hat
+    if positive:
+        r = r.clamp_min(0)
+    return r.square().mean(dim=1)
+
+
+#: how several reconstructions of a slice (noise levels x noise draws) become one map
+AGGREGATIONS = ("map", "reconstruction")
+
+
+def ensemble_error(
+    x: torch.Tensor, recons: list[list[torch.Tensor]], aggregate: str = "map", positive: bool = False
+) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    """One anomaly map from several reconstructions of the slices ``x``: ``recons[level][draw]``, each like ``x``.
+
+    ``"map"`` (the SSS paper's common regions): the mean of the per-reconstruction errors. ``"reconstruction"``:
+    the error of the mean reconstruction; averaging the reconstructions first cancels the part of each error that
+    comes from its random noise draw (not in the papers: an option, measured in the bundles' READMEs).
+
+    Returns:
+        ``(map, per-level maps)``, each (N, H, W); a level's map aggregates its draws the same way.
+    """
+    if aggregate not in AGGREGATIONS:
+        raise ValueError(f"aggregate must be one of {AGGREGATIONS}, got {aggregate!r}")
+    if aggregate == "map":
+        per_level = [torch.stack([reconstruction_error(x, r, positive) for r in draws]).mean(0) for draws in recons]
+        return torch.stack(per_level).mean(0), per_level
+    per_level = [reconstruction_error(x, torch.stack(draws).mean(0), positive) for draws in recons]
+    mean_all = torch.stack([r for draws in recons for r in draws]).mean(0)
+    return reconstruction_error(x, mean_all, positive), per_level
 
 
 def device_generator(generator: torch.Generator | None, device: torch.device) -> torch.Generator | None:

@@ -235,6 +235,41 @@ class AnomalyEvaluation:
         out["dice_std"] = float(dice.std())  # population std (ddof=0) over volumes
         return out
 
+    def _case_metrics(self) -> dict[str, Any]:
+        """Per volume and setup: AUPRC, AUROC (of its own brain pixels) and pooled Dice of its mask; and their
+        mean and population std over volumes (the per-patient spread of a pooled number)."""
+        per_case: dict[str, Any] = {}
+        maps_ok = self.keep_maps and all(r["has_map"] for r in self._records)
+        for i, r in enumerate(self._records):
+            per_case[r["case_id"]] = {}
+            for setup in self.setups:
+                sel = r["unhealthy"] if setup == "unhealthy" else torch.ones_like(r["unhealthy"])
+                out: dict[str, Any] = {"auprc": None, "auroc": None, "dice_pooled": None, "n_slices": int(sel.sum())}
+                if not bool(sel.any()):
+                    per_case[r["case_id"]][setup] = out
+                    continue
+                if r["tp"] is not None:
+                    tp, fp = r["tp"][sel].sum(), r["fp"][sel].sum()
+                    out["dice_pooled"] = float(scores_from_counts(tp, fp, r["n_tumour"][sel].sum() - tp)["dice"])
+                if maps_ok:
+                    parts = (1,) if setup == "unhealthy" else (0, 1)
+                    labels = torch.cat([self._map_targets[k][i] for k in parts])
+                    if bool(labels.any()):
+                        ranked = ranking_metrics(torch.cat([self._map_values[k][i] for k in parts]), labels)
+                        out["auprc"], out["auroc"] = _finite_or_none(ranked["auprc"]), _finite_or_none(ranked["auroc"])
+                per_case[r["case_id"]][setup] = out
+        spread: dict[str, Any] = {}
+        for setup in self.setups:
+            spread[setup] = {}
+            for key in ("auprc", "auroc", "dice_pooled"):
+                vals = [c[setup][key] for c in per_case.values() if c[setup][key] is not None]
+                spread[setup][key] = (
+                    {"mean": float(np.mean(vals)), "std": float(np.std(vals)), "min": min(vals), "max": max(vals)}
+                    if vals
+                    else None
+                )
+        return {"per_case": per_case, "spread": spread}
+
     def _image_metrics(self) -> dict[str, Any]:
         recs = self._records
         labels = torch.cat([r["unhealthy"] for r in recs]) if recs else torch.zeros(0, dtype=torch.bool)
@@ -295,4 +330,5 @@ class AnomalyEvaluation:
         results = {s: results[s] for s in self.setups}
         results["volume"] = self._volume_metrics()
         results["image"] = self._image_metrics()
+        results.update(self._case_metrics())
         return results

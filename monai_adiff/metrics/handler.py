@@ -44,6 +44,9 @@ class AnomalyMetricsHandler:
         baselines: reference maps evaluated beside the method on the same volumes, ``{name: data key}``; channel 0 of
             the key is the map (e.g. ``{"flair_baseline": "flair_intensity"}`` with
             ``volume_preprocessing(baseline_key="flair_intensity")``: the FLAIR-intensity baseline).
+        baseline_thresholds: label-free thresholds of the baselines, ``{name: threshold}`` (from the healthy-quantile
+            file, :func:`~monai_adiff.metrics.read_threshold`): each baseline is then scored with the mask ``map >
+            threshold`` too (Dice, IoU, ...), by the same rule as the method; ``None``: baselines have maps only.
         label_key, brain_key, case_key: keys of the data dict.
         brain_slices_key: per-slice brain-slice flags (from ``BrainSliceSelectiond``); when present, only those
             slices are evaluated (the "mixed" setup is all brain slices by the same rule as training).
@@ -61,6 +64,7 @@ class AnomalyMetricsHandler:
         score_key: str | None = "pred_score",
         label_pred_key: str | None = "pred_label",
         baselines: Mapping[str, str] | None = None,
+        baseline_thresholds: Mapping[str, float] | None = None,
         label_key: str = "label",
         brain_key: str = "brain",
         case_key: str = "case",
@@ -73,6 +77,7 @@ class AnomalyMetricsHandler:
         self.method = method
         self.map_key, self.mask_key, self.score_key, self.label_pred_key = map_key, mask_key, score_key, label_pred_key
         self.baselines = dict(baselines or {})
+        self.baseline_thresholds = {k: float(v) for k, v in (baseline_thresholds or {}).items()}
         self.label_key, self.brain_key, self.case_key = label_key, brain_key, case_key
         self.brain_slices_key = brain_slices_key
         self.setups = tuple(setups)
@@ -141,7 +146,8 @@ class AnomalyMetricsHandler:
                         "volume preprocessing)"
                     )
                 amap = _slices_first(d[key]) * brain  # the baseline, like every map, counts inside the brain
-                self.evaluations[name].add_volume(case, amap, None, target, brain)
+                thr = self.baseline_thresholds.get(name)
+                self.evaluations[name].add_volume(case, amap, None if thr is None else amap > thr, target, brain)
 
     def _completed(self, engine: Engine) -> None:
         results = {n: ev.compute() for n, ev in self.evaluations.items()}

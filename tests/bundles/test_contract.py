@@ -342,3 +342,33 @@ def test_cli_infer_on_a_real_brats_volume(trained, tmp_path, capsys):
         assert img.shape == ref.shape == (240, 240, 155)
         np.testing.assert_allclose(img.affine, ref.affine)
     assert f"{case}_anomaly_mask.nii.gz" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("name", BUNDLES)
+def test_healthy_threshold_then_map_options(name, trained, tmp_path):
+    """Label-free threshold from healthy validation slices, read back by inference with the map options on."""
+    common = trained[name]["common"]
+    ckpt = str(trained[name]["work"] / "models" / "model.pt")
+    thr_file = tmp_path / "thr.json"
+    run_bundle(
+        name, "healthy_threshold", {**common, "ckpt_path": ckpt, "threshold_file": str(thr_file)}, logging_file=False
+    )
+    rec = json.loads(thr_file.read_text())
+    assert rec["n_pixels"] > 0 and np.isfinite(rec["threshold"]) and rec["q"] == 0.99
+    options = {"map_median_kernel": 3, "map_brain_erosion": 1, "positive_residual": True}
+    run_bundle(
+        name,
+        "evaluate",
+        {**common, **options, "output_dir": str(tmp_path), "ckpt_path": ckpt, "threshold_file": str(thr_file)},
+        logging_file=False,
+    )
+    report = json.loads((tmp_path / "metrics.json").read_text())
+    assert report[name]["unhealthy"]["auprc"] is not None and report[name]["spread"]["unhealthy"]["auprc"]
+    # a missing threshold file is a one-line error naming it
+    with pytest.raises(Exception, match="missing.json"):
+        run_bundle(
+            name,
+            "inference",
+            {**common, "ckpt_path": ckpt, "threshold_file": str(tmp_path / "missing.json"), "output_dir": str(tmp_path)},
+            logging_file=False,
+        )

@@ -107,3 +107,29 @@ def test_reverse_step_matches_monai_without_noise():
     torch.testing.assert_close(x0, ref_x0, atol=1e-4, rtol=2e-4)
     with pytest.raises(ValueError, match="variance_type"):
         ddpm_reverse_step(_sched(variance_type="learned"), xt, eps, 3, None)
+
+
+@pytest.mark.parametrize("variance", ["fixed_large", "fixed_small"])
+def test_strided_step_closed_form(variance):
+    """A jump t -> s is the DDPM step of the respaced schedule: beta' = 1 - abar_t / abar_s (Nichol & Dhariwal)."""
+    sched = _sched(clip_sample=False, variance_type=variance)
+    xt, eps, z = _rand(2, 1, 3, 3, seed=3), _rand(2, 1, 3, 3, seed=4), _rand(2, 1, 3, 3, seed=5)
+    t, s = 600, 450
+    x_prev, x0 = ddpm_reverse_step(sched, xt, eps, t, z, prev_t=s)
+    a_t, a_s = ABAR[t], ABAR[s]
+    beta = 1 - a_t / a_s
+    x0_ref = (xt.numpy() - np.sqrt(1 - a_t) * eps.numpy()) / np.sqrt(a_t)
+    mean = np.sqrt(a_s) * beta / (1 - a_t) * x0_ref + np.sqrt(1 - beta) * (1 - a_s) / (1 - a_t) * xt.numpy()
+    var = beta if variance == "fixed_large" else beta * (1 - a_s) / (1 - a_t)
+    np.testing.assert_allclose(x0.numpy(), x0_ref, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(x_prev.numpy(), mean + np.sqrt(var) * z.numpy(), rtol=1e-4, atol=1e-5)
+
+
+def test_strided_step_defaults_and_last_jump(sched):
+    xt, eps, z = _rand(2, 1, 3, 3, seed=6), _rand(2, 1, 3, 3, seed=7), _rand(2, 1, 3, 3, seed=8)
+    a, _ = ddpm_reverse_step(sched, xt, eps, 300, z)
+    b, _ = ddpm_reverse_step(sched, xt, eps, 300, z, prev_t=299)
+    torch.testing.assert_close(a, b)
+    # the jump to x0 (prev_t = -1) adds no noise and lands on the x0 prediction
+    last, x0 = ddpm_reverse_step(sched, xt, eps, 40, z, prev_t=-1)
+    torch.testing.assert_close(last, x0, rtol=1e-4, atol=1e-5)

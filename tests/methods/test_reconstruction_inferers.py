@@ -161,3 +161,83 @@ def test_bad_arguments(sched):
         IterativeReconstructionInferer(sched, noise_level=0)
     with pytest.raises(ValueError):
         SingleStepInferer(sched)(torch.zeros(2, 2, 2), Recorder())
+
+
+def test_positive_residual_keeps_only_brighter_pixels(sched_noclip):
+    # eps = 0: x0_hat = x_t / sqrt(abar); the positive map is max(x - x0_hat, 0)^2, the plain map (x - x0_hat)^2
+    x = _slices()
+    plain = SingleStepInferer(sched_noclip, timesteps=300, seed=2)(x, Recorder(0.0))
+    net = Recorder(0.0)
+    pos = SingleStepInferer(sched_noclip, timesteps=300, seed=2, positive_residual=True)(x, net)
+    ((x_t, _),) = net.calls
+    r = x.double() - x_t.double() / np.sqrt(ABAR[300])
+    brain = (x > -1 + 1e-3).double()
+    torch.testing.assert_close(pos.double(), r.clamp_min(0) ** 2 * brain, atol=2e-5, rtol=1e-4)
+    torch.testing.assert_close(plain.double(), r**2 * brain, atol=2e-5, rtol=1e-4)
+    assert bool((r < 0).any()) and float(pos.sum()) < float(plain.sum())
+
+
+def test_anoddpm_strided_steps(sched_anoddpm):
+    """num_inference_steps = 3 from lambda = 10: network calls at t = 9, 4 (rounded 4.5), 0, and the respaced update
+    (beta' = 1 - abar_t / abar_s) written out here; the last step jumps to x0 without noise."""
+    lam, x = 10, _slices(n=2, size=16)
+    net = Recorder(scale=0.2)
+    out = IterativeReconstructionInferer(sched_anoddpm, noise_level=lam, num_inference_steps=3, seed=3)(x, net)
+    assert [int(c[1][0]) for c in net.calls] == [9, 4, 0]
+    g = torch.Generator().manual_seed(3)
+    xt = torch.as_tensor(np.sqrt(ABAR[9]) * x.double().numpy()) + np.sqrt(1 - ABAR[9]) * make_noise(
+        "simplex", x.shape, torch.full((2,), 9), generator=g
+    ).double()
+    for t, s in ((9, 4), (4, 0), (0, -1)):
+        a_s = 1.0 if s < 0 else ABAR[s]
+        beta = 1 - ABAR[t] / a_s
+        x0 = ((xt - np.sqrt(1 - ABAR[t]) * 0.2 * xt) / np.sqrt(ABAR[t])).clamp(-1, 1)
+        xt = (np.sqrt(a_s) * beta * x0 + np.sqrt(1 - beta) * (1 - a_s) * xt) / (1 - ABAR[t])
+        if s >= 0:
+            xt = xt + np.sqrt(beta) * make_noise("simplex", x.shape, torch.full((2,), t), generator=g).double()
+    torch.testing.assert_close(out.double(), ((x.double() - xt) ** 2) * (x > -1 + 1e-3), atol=1e-4, rtol=1e-3)
+    with pytest.raises(ValueError, match="num_inference_steps"):
+        IterativeReconstructionInferer(sched_anoddpm, noise_level=10, num_inference_steps=11)
+
+
+@pytest.mark.parametrize("aggregate", ["map", "reconstruction"])
+def test_sss_samples_and_aggregation(sched_noclip, aggregate):
+    """Two timesteps x two draws; eps = 0 so each reconstruction is x_t / sqrt(abar_t), recomputed here."""
+    x = _slices()
+    net = Recorder(0.0)
+    inf = SingleStepInferer(sched_noclip, timesteps=(200, 300), num_samples=2, aggregate=aggregate, threshold=0.05)
+    res = AnomalyOutput.from_image(inf(x, net))
+    assert [int(c[1][0]) for c in net.calls] == [200, 200, 300, 300]
+    rec = [c[0].double() / np.sqrt(ABAR[int(c[1][0])]) for c in net.calls]
+    brain = (x > -1 + 1e-3).double()
+    xd = x.double()
+    if aggregate == "map":
+        per_t = [((xd - rec[0]) ** 2 + (xd - rec[1]) ** 2) / 2, ((xd - rec[2]) ** 2 + (xd - rec[3]) ** 2) / 2]
+        ref = (per_t[0] + per_t[1]) / 2
+    else:
+        per_t = [(xd - (rec[0] + rec[1]) / 2) ** 2, (xd - (rec[2] + rec[3]) / 2) ** 2]
+        ref = (xd - sum(rec) / 4) ** 2
+    torch.testing.assert_close(res.anomaly_map.double(), ref * brain, atol=2e-5, rtol=1e-4)
+    votes = ((per_t[0] > 0.05).double() + (per_t[1] > 0.05).double()) / 2 * brain
+    torch.testing.assert_close(res.maps["vote"].double(), votes)
+    with pytest.raises(ValueError, match="aggregate"):
+        SingleStepInferer(sched_noclip, aggregate="median")
+    with pytest.raises(ValueError, match="num_samples"):
+        SingleStepInferer(sched_noclip, num_samples=0)
+
+
+def test_anoddpm_samples_average_reconstructions(sched_anoddpm):
+    x = _slices(n=2)
+    one = IterativeReconstructionInferer(sched_anoddpm, noise_level=3, seed=4)
+    two = IterativeReconstructionInferer(sched_anoddpm, noise_level=3, seed=4, num_samples=2, aggregate="reconstruction")
+    g = one.generator()
+    r1 = one.reconstruct(x, Recorder(0.2), g)
+    r2 = one.reconstruct(x, Recorder(0.2), g)
+    ref = ((x.double() - (r1.double() + r2.double()) / 2) ** 2) * (x > -1 + 1e-3)
+    torch.testing.assert_close(two(x, Recorder(0.2)).double(), ref, atol=1e-4, rtol=1e-3)
+
+
+def test_sss_without_vote_gives_only_the_map(sched_noclip):
+    x = _slices()
+    out = SingleStepInferer(sched_noclip, timesteps=(250, 300), vote_threshold=None)(x, Recorder(0.0))
+    assert channel_names(out) == ["anomaly_map"]

@@ -108,6 +108,22 @@ class TestHandExample(unittest.TestCase):
     def setUpClass(cls):
         cls.res = _evaluate(VOL_A, VOL_B)
 
+    def test_per_case_and_spread(self):
+        # unhealthy, case A (slice A1): positives .9 .4, negatives .6 .1 -> AUROC 3/4; thr .9: P 1 R 1/2, .4: P 2/3
+        # R 1 -> AP 1/2 + 1/2 * 2/3; pred 1010: tp 1 fp 1 fn 1 -> Dice 1/2. Case B (slice B0): perfect ranking,
+        # pred 1100: tp 1 fp 1 fn 0 -> Dice 2/3.
+        a, b = self.res["per_case"]["A"]["unhealthy"], self.res["per_case"]["B"]["unhealthy"]
+        self.assertAlmostEqual(a["auroc"], 3 / 4)
+        self.assertAlmostEqual(a["auprc"], 1 / 2 + 1 / 3)
+        self.assertAlmostEqual(a["dice_pooled"], 1 / 2)
+        self.assertEqual(a["n_slices"], 1)
+        self.assertAlmostEqual(b["auprc"], 1.0)
+        self.assertAlmostEqual(b["dice_pooled"], 2 / 3)
+        spread = self.res["spread"]["unhealthy"]["auprc"]
+        self.assertAlmostEqual(spread["mean"], 11 / 12)
+        self.assertAlmostEqual(spread["std"], 1 / 12)
+        self.assertAlmostEqual(spread["min"], 5 / 6)
+
     @parameterized.expand([(s, k) for s in EXPECTED for k in EXPECTED[s]])
     def test_setup_metric(self, setup, key):
         got, expected = self.res[setup][key], EXPECTED[setup][key]
@@ -139,7 +155,7 @@ class TestHandExample(unittest.TestCase):
         self.assertEqual((img["n_slices"], img["n_unhealthy"]), (4, 2))
 
     def test_section_keys_and_oracle_names(self):
-        self.assertEqual(list(self.res), ["mixed", "unhealthy", "volume", "image"])
+        self.assertEqual(list(self.res), ["mixed", "unhealthy", "volume", "image", "per_case", "spread"])
         self.assertEqual(ORACLE_KEYS, ("best_dice", "best_threshold", "iou_at_best"))
 
     def test_compute_is_repeatable_and_order_free(self):
@@ -207,7 +223,7 @@ class TestMissingPieces(unittest.TestCase):
 
     def test_single_setup(self):
         res = _evaluate(VOL_A, VOL_B, setups=("unhealthy",))
-        self.assertEqual(list(res), ["unhealthy", "volume", "image"])
+        self.assertEqual(list(res), ["unhealthy", "volume", "image", "per_case", "spread"])
         with self.assertRaises(ValueError):
             AnomalyEvaluation(setups=("healthy",))
 

@@ -340,3 +340,33 @@ def test_cuda_matches_cpu():
         assert out.device.type == "cuda"
         torch.testing.assert_close(out.cpu(), t(inp))
     torch.testing.assert_close(AnomalyScore()(x.cuda(), mask.cuda()).cpu(), AnomalyScore()(x, mask))
+
+
+@pytest.mark.parametrize("iterations", [0, 1, 2])
+def test_brain_erosion_mask_matches_scipy(iterations):
+    from monai_adiff.transforms import BrainErosionMask, BrainErosionMaskd
+
+    rng = np.random.default_rng(iterations)
+    brain = np.zeros((1, 12, 10, 3), bool)
+    brain[0, 2:10, 1:9] = True
+    brain[0, 0:4, 0:3, 1] = True  # touches the image border: outside counts as background
+    brain[0, 5, 4, 2] = False  # a hole
+    amap = rng.random((2, 12, 10, 3)).astype(np.float32)
+    out = BrainErosionMask(iterations, slice_axis=-1)(torch.as_tensor(amap), torch.as_tensor(brain))
+    keep = np.stack(
+        [
+            ndimage.binary_erosion(brain[0, ..., s], np.ones((3, 3)), iterations=iterations, border_value=0)
+            if iterations
+            else brain[0, ..., s]
+            for s in range(3)
+        ],
+        axis=-1,
+    )
+    np.testing.assert_array_equal(out.numpy(), amap * keep[None])
+    d = BrainErosionMaskd("pred", iterations=iterations)({"pred": MetaTensor(amap), "brain": brain})
+    np.testing.assert_array_equal(np.asarray(d["pred"]), amap * keep[None])
+    assert d["brain"] is brain  # the evaluated brain mask is untouched
+    with pytest.raises(KeyError, match="brain"):
+        BrainErosionMaskd("pred")({"pred": amap})
+    with pytest.raises(ValueError, match="iterations"):
+        BrainErosionMask(-1)

@@ -9,7 +9,7 @@ import torch
 from monai.networks.schedulers import Scheduler
 
 from monai_adiff.diffusion import ddpm_reverse_step
-from monai_adiff.inferers import AnomalyInferer
+from monai_adiff.inferers import AnomalyInferer, ensemble_error
 from monai_adiff.noise import NoiseSpec
 from monai_adiff.output import ANOMALY_MAP
 
@@ -29,6 +29,15 @@ class IterativeReconstructionInferer(AnomalyInferer):
         scheduler: the DDPM scheduler the network was trained with.
         noise_level: lambda, the number of reverse steps (AnoDDPM: 250).
         noise: the training noise (AnoDDPM: simplex, 6 octaves, persistence 0.8, frequency 64).
+        num_inference_steps: network passes of the reverse process; ``None`` = lambda (the paper's one step per
+            timestep). Fewer take strided steps over an even grid from lambda - 1 to 0 (the respaced DDPM of
+            Nichol & Dhariwal 2021, :func:`~monai_adiff.diffusion.ddpm_reverse_step` with ``prev_t``): about
+            lambda / num_inference_steps times faster.
+        num_samples: reconstructions per slice, each from its own noise (1: the paper).
+        aggregate: ``"map"`` (mean of their maps) or ``"reconstruction"`` (map of their mean; not in the paper), see
+            :func:`~monai_adiff.inferers.ensemble_error`.
+        positive_residual: score only ``max(x - x_hat, 0)^2`` (Baur et al. 2021, for hyperintense FLAIR lesions;
+            not in the paper: off by default).
         slice_batch_size, autocast_dtype, brain_tol, seed, progress: see :class:`AnomalyInferer`.
     """
 
@@ -37,6 +46,10 @@ class IterativeReconstructionInferer(AnomalyInferer):
         scheduler: Scheduler,
         noise_level: int = 250,
         noise: NoiseSpec | str = "simplex",
+        num_inference_steps: int | None = None,
+        num_samples: int = 1,
+        aggregate: str = "map",
+        positive_residual: bool = False,
         slice_batch_size: int = 64,
         autocast_dtype: str | None = None,
         brain_tol: float = 1e-3,
@@ -48,6 +61,22 @@ class IterativeReconstructionInferer(AnomalyInferer):
             raise ValueError(f"noise_level must lie in [1, {scheduler.num_train_timesteps}], got {noise_level}")
         self.scheduler = scheduler
         self.noise_level = int(noise_level)
+        if num_inference_steps is not None and not 1 <= num_inference_steps <= noise_level:
+            raise ValueError(f"num_inference_steps must lie in [1, noise_level={noise_level}], got {num_inference_steps}")
+        self.num_inference_steps = None if num_inference_steps is None else int(num_inference_steps)
+        if int(num_samples) < 1:
+            raise ValueError(f"num_samples must be >= 1, got {num_samples}")
+        self.num_samples = int(num_samples)
+        self.aggregate = aggregate
+        ensemble_error(torch.zeros(1, 1, 1, 1), [[torch.zeros(1, 1, 1, 1)]], aggregate)  # validates the name
+        self.positive_residual = bool(positive_residual)
+
+    def step_grid(self) -> list[tuple[int, int]]:
+        """The reverse steps ``(t, prev_t)`` from lambda - 1 down to x0 (``prev_t = -1``)."""
+        t0 = self.noise_level - 1
+        n = self.noise_level if self.num_inference_steps is None else self.num_inference_steps
+        grid = sorted({int(round(t0 - i * t0 / max(n - 1, 1))) for i in range(n)}, reverse=True) if n > 1 else [t0]
+        return list(zip(grid, grid[1:] + [-1]))
 
     def reconstruct(
         self, x: torch.Tensor, network: Callable[..., torch.Tensor], generator: torch.Generator | None
@@ -57,19 +86,20 @@ class IterativeReconstructionInferer(AnomalyInferer):
         t0 = self.noise_level - 1
         tt = torch.full((n,), t0, device=x.device, dtype=torch.long)
         x_t = self.scheduler.add_noise(x, self.noise_like(x, tt, generator), tt)
-        steps = range(t0, -1, -1)
+        steps = self.step_grid()
         if self.progress:
             from tqdm import tqdm
 
             steps = tqdm(steps, desc="reverse steps", leave=False)
-        for t in steps:
+        for t, prev in steps:
             tt = torch.full((n,), t, device=x.device, dtype=torch.long)
             out = self.network_call(network, x_t, timesteps=tt)
-            noise = self.noise_like(x, tt, generator) if t > 0 else None
-            x_t, _ = ddpm_reverse_step(self.scheduler, x_t, out, t, noise)
+            noise = self.noise_like(x, tt, generator) if prev >= 0 else None
+            x_t, _ = ddpm_reverse_step(self.scheduler, x_t, out, t, noise, prev_t=prev)
         return x_t
 
     def score_slices(
         self, x: torch.Tensor, network: Callable[..., torch.Tensor], generator: torch.Generator | None
     ) -> dict[str, torch.Tensor]:
-        return {ANOMALY_MAP: ((x - self.reconstruct(x, network, generator)) ** 2).mean(dim=1)}
+        recons = [[self.reconstruct(x, network, generator) for _ in range(self.num_samples)]]
+        return {ANOMALY_MAP: ensemble_error(x, recons, self.aggregate, self.positive_residual)[0]}

@@ -10,7 +10,7 @@ import torch
 from monai.networks.schedulers import Scheduler
 
 from monai_adiff.diffusion import predict_x0
-from monai_adiff.inferers import AnomalyInferer
+from monai_adiff.inferers import AnomalyInferer, ensemble_error
 from monai_adiff.noise import NoiseSpec
 from monai_adiff.output import ANOMALY_MAP, PRED_MASK
 
@@ -33,7 +33,15 @@ class SingleStepInferer(AnomalyInferer):
         timesteps: noise level(s) t (paper: 250-400, best 300; MONAI's 0-based index).
         noise: the training noise (paper: simplex, 6 octaves, persistence 0.8, frequency 64).
         threshold: per-t map threshold of the vote (paper: 0.3); unused with one timestep.
-        vote_threshold: the common-regions mask is ``vote > vote_threshold``; unused with one timestep.
+        vote_threshold: the common-regions mask is ``vote > vote_threshold``; unused with one timestep. ``None``:
+            no vote, several timesteps only give the aggregated map (thresholded by the bundle like one timestep's).
+        num_samples: noise draws per timestep (1: the paper).
+        aggregate: ``"map"``, the mean of the per-reconstruction maps (the paper's common regions), or
+            ``"reconstruction"``, the map of the mean reconstruction (less noise-draw variance; not in the paper);
+            see :func:`~monai_adiff.inferers.ensemble_error`. The vote counts per-timestep maps aggregated the same way.
+        positive_residual: score only where the input is brighter than its reconstruction,
+            ``max(x0 - x0_hat, 0)^2`` (Baur et al. 2021, for hyperintense FLAIR lesions; not in the paper: off by
+            default).
         slice_batch_size, autocast_dtype, brain_tol, seed, progress: see :class:`AnomalyInferer`.
     """
 
@@ -43,7 +51,10 @@ class SingleStepInferer(AnomalyInferer):
         timesteps: int | Sequence[int] = 300,
         noise: NoiseSpec | str = "simplex",
         threshold: float = 0.3,
-        vote_threshold: float = 0.5,
+        vote_threshold: float | None = 0.5,
+        num_samples: int = 1,
+        aggregate: str = "map",
+        positive_residual: bool = False,
         slice_batch_size: int = 64,
         autocast_dtype: str | None = None,
         brain_tol: float = 1e-3,
@@ -59,8 +70,14 @@ class SingleStepInferer(AnomalyInferer):
         if any(not 0 <= t < n for t in self.timesteps):
             raise ValueError(f"timesteps must lie in [0, {n}), got {self.timesteps}")
         self.threshold = float(threshold)
-        self.vote_threshold = float(vote_threshold)
-        self.map_names = () if len(self.timesteps) == 1 else (PRED_MASK, "vote")
+        self.vote_threshold = None if vote_threshold is None else float(vote_threshold)
+        if int(num_samples) < 1:
+            raise ValueError(f"num_samples must be >= 1, got {num_samples}")
+        self.num_samples = int(num_samples)
+        self.aggregate = aggregate
+        ensemble_error(torch.zeros(1, 1, 1, 1), [[torch.zeros(1, 1, 1, 1)]], aggregate)  # validates the name
+        self.positive_residual = bool(positive_residual)
+        self.map_names = () if len(self.timesteps) == 1 or self.vote_threshold is None else (PRED_MASK, "vote")
 
     def reconstruct(
         self, x: torch.Tensor, network: Callable[..., torch.Tensor], t: int, generator: torch.Generator | None
@@ -73,10 +90,9 @@ class SingleStepInferer(AnomalyInferer):
     def score_slices(
         self, x: torch.Tensor, network: Callable[..., torch.Tensor], generator: torch.Generator | None
     ) -> dict[str, torch.Tensor]:
-        maps = torch.stack(
-            [((x - self.reconstruct(x, network, t, generator)) ** 2).mean(dim=1) for t in self.timesteps]
-        )  # (T, N, H, W)
-        if len(self.timesteps) == 1:
-            return {ANOMALY_MAP: maps[0]}
-        votes = (maps > self.threshold).float().mean(dim=0)
-        return {ANOMALY_MAP: maps.mean(dim=0), "vote": votes, PRED_MASK: (votes > self.vote_threshold).float()}
+        recons = [[self.reconstruct(x, network, t, generator) for _ in range(self.num_samples)] for t in self.timesteps]
+        amap, per_t = ensemble_error(x, recons, self.aggregate, self.positive_residual)
+        if len(self.timesteps) == 1 or self.vote_threshold is None:
+            return {ANOMALY_MAP: amap}
+        votes = (torch.stack(per_t) > self.threshold).float().mean(dim=0)
+        return {ANOMALY_MAP: amap, "vote": votes, PRED_MASK: (votes > self.vote_threshold).float()}

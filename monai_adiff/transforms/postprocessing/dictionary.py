@@ -20,6 +20,7 @@ from monai_adiff.output import CHANNELS_META_KEY, PRED_LABEL, PRED_SCORE, VALUES
 from monai_adiff.transforms.postprocessing.array import (
     AnomalyScore,
     AnomalyThreshold,
+    BrainErosionMask,
     Dilate,
     KeepLargestComponents,
     MedianFilter,
@@ -43,6 +44,9 @@ __all__ = [
     "MedianFilterd",
     "MedianFilterD",
     "MedianFilterDict",
+    "BrainErosionMaskd",
+    "BrainErosionMaskD",
+    "BrainErosionMaskDict",
     "RemoveSmallComponentsd",
     "RemoveSmallComponentsD",
     "RemoveSmallComponentsDict",
@@ -196,6 +200,35 @@ class MedianFilterd(_InPlaced):
         self.transform = MedianFilter(kernel_size, slice_axis)
 
 
+class BrainErosionMaskd(MapTransform):
+    """Dictionary version of :class:`BrainErosionMask`: zero ``keys`` (the map) outside the eroded ``brain_key``.
+
+    The brain mask under ``brain_key`` is not changed (evaluation still counts every brain pixel).
+    """
+
+    backend = BrainErosionMask.backend
+
+    def __init__(
+        self,
+        keys: KeysCollection = "pred",
+        brain_key: str = "brain",
+        iterations: int = 3,
+        slice_axis: int | None = -1,
+        allow_missing_keys: bool = False,
+    ) -> None:
+        super().__init__(keys, allow_missing_keys)
+        self.brain_key = brain_key
+        self.transform = BrainErosionMask(iterations, slice_axis)
+
+    def __call__(self, data: Mapping[Hashable, NdarrayOrTensor]) -> dict[Hashable, NdarrayOrTensor]:
+        d = dict(data)
+        if self.brain_key not in d:
+            raise KeyError(f"BrainErosionMaskd: brain mask key {self.brain_key!r} not in the data (keys: {list(d)})")
+        for key in self.key_iterator(d):
+            d[key] = self.transform(d[key], d[self.brain_key])
+        return d
+
+
 class RemoveSmallComponentsd(_InPlaced):
     """Dictionary version of :class:`RemoveSmallComponents` (in place on ``keys``)."""
 
@@ -267,5 +300,6 @@ AnomalyThresholdD = AnomalyThresholdDict = AnomalyThresholdd
 DilateD = DilateDict = Dilated
 KeepLargestComponentsD = KeepLargestComponentsDict = KeepLargestComponentsd
 MedianFilterD = MedianFilterDict = MedianFilterd
+BrainErosionMaskD = BrainErosionMaskDict = BrainErosionMaskd
 RemoveSmallComponentsD = RemoveSmallComponentsDict = RemoveSmallComponentsd
 AnomalyScoreD = AnomalyScoreDict = AnomalyScored
