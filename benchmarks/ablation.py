@@ -50,6 +50,7 @@ def bundle_parser(bundle: str, data: str, args_file: str | None, overrides: dict
     if args_file:
         for k, v in json.loads(Path(args_file).read_text()).items():
             parser[k] = v
+    parser["threshold_file"] = None  # thresholds are set here, per row, from the validation patients
     for k, v in overrides.items():
         parser[k] = v
     return parser
@@ -70,7 +71,7 @@ def load_volumes(parser: ConfigParser, sections: list[str]) -> dict[str, list[di
         for item in mdata.with_image_key(all_cases[section], parser["modalities"]):
             d = prep(item)
             keep = torch.as_tensor(d["brain_slices"]).bool()
-            sl = lambda v: v[0].as_subclass(torch.Tensor).permute(2, 0, 1)[keep]  # noqa: E731  (S, H, W)
+            sl = lambda v, keep=keep: v[0].as_subclass(torch.Tensor).permute(2, 0, 1)[keep]  # noqa: E731  (S, H, W)
             vols.append(
                 {
                     "case": item["case"],
@@ -172,7 +173,8 @@ def markdown(rows: list[dict[str, Any]]) -> str:
         lines.append(
             f"| {r['name']} | {_fmt(u['auprc'])} | {_fmt(u['auprc_case_mean'])} ± {_fmt(u['auprc_case_std'])} "
             f"| {_fmt(u['auroc'])} | {_fmt(u['dice_pooled'])} | {_fmt(u['dice_pooled_case_mean'])} ± "
-            f"{_fmt(u['dice_pooled_case_std'])} | {_fmt(u['best_dice'])} | {_fmt(m['auprc'])} | {_fmt(m['dice_pooled'])} |"
+            f"{_fmt(u['dice_pooled_case_std'])} | {_fmt(u['best_dice'])} | {_fmt(m['auprc'])} "
+            f"| {_fmt(m['dice_pooled'])} |"
         )
     return "\n".join(lines)
 
@@ -190,8 +192,14 @@ def main() -> None:
     p.add_argument("--medians", default="0,3,5")
     p.add_argument("--erosions", default="0,1,2,3")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--samples", type=int, default=1, help="noise draws per level (their maps or reconstructions averaged)")
-    p.add_argument("--aggregations", default="map", help="map (mean of squared residuals) and/or recon (square of the mean residual)")
+    p.add_argument(
+        "--samples", type=int, default=1, help="noise draws per level (their maps or reconstructions averaged)"
+    )
+    p.add_argument(
+        "--aggregations",
+        default="map",
+        help="map (mean of squared residuals) and/or recon (square of the mean residual)",
+    )
     p.add_argument("--out", required=True, help="JSON of every row")
     a = p.parse_args()
     torch.set_num_threads(max(1, torch.get_num_threads()))
@@ -200,8 +208,10 @@ def main() -> None:
     t0 = time.perf_counter()
     vols = load_volumes(parser, ["validation", "test"])
     val, test = vols["validation"], vols["test"]
-    print(f"validation {[v['case'] for v in val]}, test {[v['case'] for v in test]}, "
-          f"{sum(v['x'].shape[0] for v in test)} test slices ({time.perf_counter() - t0:.0f} s)")
+    print(
+        f"validation {[v['case'] for v in val]}, test {[v['case'] for v in test]}, "
+        f"{sum(v['x'].shape[0] for v in test)} test slices ({time.perf_counter() - t0:.0f} s)"
+    )
     network = load_network_weights(parser.get_parsed_content("network_def"), a.checkpoint).eval()
     inferer = parser.get_parsed_content("inferer")
     levels = [int(s) for s in (a.timesteps if a.bundle == "sss" else a.steps).split(",")]
@@ -213,7 +223,10 @@ def main() -> None:
         resid[level] = {
             s: [
                 torch.stack(
-                    [reconstruct(inferer, network, v["x"], level, a.bundle, batch, a.seed + k) for k in range(a.samples)]
+                    [
+                        reconstruct(inferer, network, v["x"], level, a.bundle, batch, a.seed + k)
+                        for k in range(a.samples)
+                    ]
                 )
                 for v in vols[s]
             ]
@@ -241,17 +254,24 @@ def main() -> None:
     for level_set, agg, positive, med, ero, q in grid:
         vm = [post(m, v["brain"], med, ero) for m, v in zip(method_maps(level_set, positive, "validation", agg), val)]
         tm = [post(m, v["brain"], med, ero) for m, v in zip(method_maps(level_set, positive, "test", agg), test)]
-        name = (f"{a.bundle} {'t' if a.bundle == 'sss' else 'steps'}={'+'.join(map(str, level_set))} x{a.samples} "
-                f"{agg} {'pos' if positive else 'sq'} med{med} ero{ero} q{q}")
+        name = (
+            f"{a.bundle} {'t' if a.bundle == 'sss' else 'steps'}={'+'.join(map(str, level_set))} x{a.samples} "
+            f"{agg} {'pos' if positive else 'sq'} med{med} ero{ero} q{q}"
+        )
         row = score_variant(name, vm, tm, val, test, q, a.bundle == "sss")
-        row.update(levels=list(level_set), samples=a.samples, aggregation=agg, positive=positive, median=med, erosion=ero)
+        row.update(
+            levels=list(level_set), samples=a.samples, aggregation=agg, positive=positive, median=med, erosion=ero
+        )
         row["method"] = a.bundle
         rows.append(row)
         u = row["unhealthy"]
-        print(f"{name:48s} AUPRC {u['auprc']:.3f} AUROC {u['auroc']:.3f} Dice(pooled, label-free) "
-              f"{u['dice_pooled']:.3f} best {u['best_dice']:.3f}", flush=True)
+        print(
+            f"{name:48s} AUPRC {u['auprc']:.3f} AUROC {u['auroc']:.3f} Dice(pooled, label-free) "
+            f"{u['dice_pooled']:.3f} best {u['best_dice']:.3f}",
+            flush=True,
+        )
     if a.bundle == "sss" and len(levels) > 1:  # the paper's common-regions vote (per-t squared maps > 0.3)
-        sq = {lv: [(r ** 2).mean(0) for r in resid[lv]["test"]] for lv in levels}
+        sq = {lv: [(r**2).mean(0) for r in resid[lv]["test"]] for lv in levels}
         votes = [torch.stack([sq[lv][i] > 0.3 for lv in levels]).float().mean(0) for i in range(len(test))]
         vmap = method_maps(tuple(levels), False, "test")
         row = {"name": "sss common regions (paper: t>0.3 vote > 0.5)", **evaluate(vmap, [v > 0.5 for v in votes], test)}
@@ -264,8 +284,11 @@ def main() -> None:
         row.update(method="flair", median=med, erosion=ero)
         rows.append(row)
         u = row["unhealthy"]
-        print(f"{row['name']:48s} AUPRC {u['auprc']:.3f} AUROC {u['auroc']:.3f} Dice(pooled, label-free) "
-              f"{u['dice_pooled']:.3f} best {u['best_dice']:.3f}", flush=True)
+        print(
+            f"{row['name']:48s} AUPRC {u['auprc']:.3f} AUROC {u['auroc']:.3f} Dice(pooled, label-free) "
+            f"{u['dice_pooled']:.3f} best {u['best_dice']:.3f}",
+            flush=True,
+        )
     result = {
         "bundle": a.bundle,
         "checkpoint": a.checkpoint,

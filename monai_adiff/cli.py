@@ -202,11 +202,16 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    p = sub.add_parser("demo", help="train, infer and evaluate a tiny SSS model on synthetic data (CPU, minutes)")
+    p = sub.add_parser(
+        "demo",
+        help="train a tiny SSS model on synthetic data, infer and evaluate beside the FLAIR baseline (CPU, minutes)",
+    )
     p.add_argument("--out", default="monai-adiff-demo", help="output folder (default ./monai-adiff-demo)")
-    p.add_argument("--cases", type=int, default=6, help="phantom cases (2 held out; default 6)")
+    p.add_argument(
+        "--cases", type=int, default=8, help="phantom cases (2 test, 1 threshold, the rest train; default 8)"
+    )
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    p.add_argument("--epochs", type=int, default=40, help="training epochs (default 40)")
+    p.add_argument("--epochs", type=int, default=100, help="training epochs (default 100)")
     p.set_defaults(func=_cmd_demo)
 
     p = sub.add_parser("infer", help="score NIfTI volumes with a bundle: <case>_anomaly_map/_anomaly_mask.nii.gz")

@@ -29,14 +29,14 @@ __all__ = ["run_demo", "DEMO_NETWORK", "DEMO_INFERENCE"]
 #: slice size as in the CPU recipe (AnoDDPM's 64 px at 256 px -> 12 px at 48 px), so lesions are hidden by the noise
 DEMO_NETWORK = {**cpu_overrides(spatial_size=48), "modalities": ["flair"], "noise#frequency": 12}
 #: the demo's map: the CPU recipe's options (mean reconstruction of several noise draws, positive residuals,
-#: median filter), sized for 48 px slices
+#: median filter, brain-rim erosion), sized for 48 px slices
 DEMO_INFERENCE = {
-    "sss_timesteps": [200, 300, 400],
-    "vote_threshold": None,
-    "num_samples": 2,
+    "sss_timesteps": 100,
+    "num_samples": 8,
     "aggregate": "reconstruction",
     "positive_residual": True,
     "map_median_kernel": 3,
+    "map_brain_erosion": 2,
 }
 
 
@@ -53,7 +53,7 @@ def _summary(metrics: dict[str, Any], method: str) -> str:
     return "\n".join([head, *rows])
 
 
-def run_demo(out: str | os.PathLike, cases: int = 8, seed: int = 0, epochs: int = 40, bundle: str = "sss") -> dict:
+def run_demo(out: str | os.PathLike, cases: int = 8, seed: int = 0, epochs: int = 100, bundle: str = "sss") -> dict:
     """Run the demo into ``out`` and return the paths it wrote and the metrics.
 
     Args:

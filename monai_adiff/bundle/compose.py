@@ -14,9 +14,10 @@ values; ``"_remove_": [ids]`` deletes):
 - ``metadata``: onto ``_base/metadata.json`` -> ``configs/metadata.json``;
 - ``common``: onto ``_base/common.json``, the part that ``train.json`` and ``inference.json`` share (modalities,
   network, scheduler, noise, ...);
-- ``train``, ``inference``, ``evaluate``, ``multi_gpu_train``, ``healthy_threshold``: onto ``_base/<section>.json`` (train and inference
-  after the common part);
-- ``cpu_args``: onto the CPU recipe (:func:`~monai_adiff.bundle.recipes.cpu_overrides` plus its training knobs);
+- ``train``, ``inference``, ``evaluate``, ``multi_gpu_train``, ``healthy_threshold``: onto ``_base/<section>.json``
+  (train and inference after the common part);
+- ``cpu_args``: onto the CPU recipe (:func:`~monai_adiff.bundle.recipes.cpu_overrides` plus its training knobs),
+  merged flat: its keys are the args file's override ids (``"noise#frequency"``);
 - ``configs``: further config files written as given (``{"calibrate.json": {...}}``).
 
 ``logging.conf`` and the repository's ``LICENSE`` are copied. Run ``python -m monai_adiff.bundle`` after
@@ -121,7 +122,9 @@ def compose_bundle(bundle_dir: str | os.PathLike, base_dir: str | os.PathLike | 
         files[f"{name}.json"] = apply_overrides(merged, fragment.get(name, {}))
     for name in OVERLAYS:
         files[f"{name}.json"] = apply_overrides(_read_json(base / f"{name}.json"), fragment.get(name, {}))
-    files["cpu_args.json"] = apply_overrides({**cpu_overrides(), **CPU_TRAINING}, fragment.get("cpu_args", {}))
+    # an args file is flat: its keys are override ids ("noise#frequency"), merged as they are
+    cpu = {**cpu_overrides(), **CPU_TRAINING, **fragment.get("cpu_args", {})}
+    files["cpu_args.json"] = {k: v for k, v in cpu.items() if k != _REMOVE and k not in cpu.get(_REMOVE, [])}
     files.update(fragment.get("configs", {}))
     out = {f"configs/{name}": _dump(cfg) for name, cfg in files.items()}
     out["configs/logging.conf"] = (base / "logging.conf").read_text()

@@ -12,9 +12,10 @@ phantom:
   slices at the top and the bottom of the volume;
 - white matter, a folded cortical ribbon of grey matter (sulci from the zero crossings of a smooth random
   field), deep grey matter, two lateral ventricles and the interhemispheric fissure;
-- periventricular caps: thin rims around the frontal horns of the ventricles that are normal but as bright on FLAIR
-  as a tumour (as in real FLAIR, where ependymal caps, the cortex and artefacts are hyperintense without disease),
-  so the brightest FLAIR voxels are not always lesions and a plain FLAIR threshold makes false positives;
+- periventricular caps: thin rims around the frontal and occipital horns of the ventricles that are normal but as
+  bright on FLAIR as a tumour (as in real FLAIR, where ependymal caps, the cortex and artefacts are hyperintense
+  without disease), so the brightest FLAIR voxels are not always lesions and a plain FLAIR threshold makes false
+  positives;
 - smooth, spatially correlated tissue texture, a bias field per modality and mild Rician noise;
 - optional glioma-like lesions (BraTS labels 1 necrotic core, 4 enhancing rim, 2 oedema) spanning a minority of
   the axial brain slices, bright on FLAIR and T2, dark on T1, with a bright rim on T1ce;
@@ -60,7 +61,7 @@ _CONTRAST: dict[str, tuple[float, ...]] = {
     "t2": (0.0, 1.00, 0.50, 0.33, 0.42, 0.76, 0.60, 0.92, 0.60),
 }
 #: per-case range of the lesions' FLAIR brightness, as a factor on their contrast above (1: as bright as oedema)
-_LESION_FLAIR_GAIN = (0.78, 1.0)
+_LESION_FLAIR_GAIN = (0.72, 0.95)
 
 _MIN_SHAPE = 16
 _MAX_TUMOUR_SLICE_FRACTION = 0.45
@@ -307,9 +308,9 @@ def make_phantom_case(
         e = ((u - uc) / ru) ** 2 + ((v - v0) / rv) ** 2 + ((w - wc) / rw) ** 2
         ventricles |= e < 1.0 + 0.35 * d_vent
     csf = brain & (sulci | fissure | ventricles)
-    # periventricular caps: a rim of about two in-plane voxels around the frontal (anterior, v > v0) horns
-    rim = max(1, int(round(3.0 / s_ip)))
-    caps = ndimage.binary_dilation(ventricles, iterations=rim) & ~ventricles & brain & ~csf & (v > v0 + 0.12)
+    # periventricular caps and bands: a rim of about 4 mm around the frontal and occipital horns (|v - v0| > 0.12)
+    rim = max(1, int(round(4.0 / s_ip)))
+    caps = ndimage.binary_dilation(ventricles, iterations=rim) & ~ventricles & brain & ~csf & (np.abs(v - v0) > 0.12)
     cls[caps] = _CAP
     cls[csf] = _CSF
 

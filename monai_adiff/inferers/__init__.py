@@ -2,7 +2,14 @@
 """Shared inferer layers: the slice-wise anomaly inferer base (every method's inferer builds on it) and the
 class-conditional training forward pass. The methods' own inferers live in :mod:`monai_adiff.methods`."""
 
-from .base import AGGREGATIONS, AnomalyInferer, brain_from_inputs, device_generator, ensemble_error, reconstruction_error
+from .base import (
+    AGGREGATIONS,
+    AnomalyInferer,
+    brain_from_inputs,
+    device_generator,
+    ensemble_error,
+    reconstruction_error,
+)
 from .conditional import ConditionalDiffusionInferer
 
 __all__ = [

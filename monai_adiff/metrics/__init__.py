@@ -21,8 +21,8 @@ from monai_adiff.metrics.functional import (
     scores_from_counts,
 )
 from monai_adiff.metrics.handler import AnomalyMetricsHandler
-from monai_adiff.metrics.threshold import HealthyQuantileHandler, healthy_quantile, read_threshold
 from monai_adiff.metrics.report import TABLE_COLUMNS, flatten_results, format_table, to_jsonable, write_report
+from monai_adiff.metrics.threshold import HealthyQuantileHandler, healthy_quantile, read_threshold
 
 __all__ = [
     "AnomalyEvaluation",

@@ -147,7 +147,9 @@ class HealthyQuantileHandler:
             keep = None if keep is None else torch.as_tensor(keep).as_subclass(torch.Tensor).cpu().flatten()
             missing = [k for k in self.values if k not in d]
             if missing:
-                raise KeyError(f"case {case}: no {missing} in the data (a baseline needs the preprocessing's baseline_key)")
+                raise KeyError(
+                    f"case {case}: no {missing} in the data (a baseline needs the preprocessing's baseline_key)"
+                )
             maps = {k: _slices_first(d[k]) for k in self.values}
             self.add(maps, _slices_first(d[self.label_key]), _slices_first(d[self.brain_key]), keep)
             self.cases.append(case)

@@ -3,9 +3,10 @@
 numbers are stored in ``reference_outputs.json``; ``test_reference_outputs.py`` checks that refactoring leaves them
 unchanged.
 
-The reference was recorded with the code as it stood before the configs were layered and the methods moved into
-``monai_adiff.methods``: the refactor had to reproduce it. Re-record it (``python -m tests.bundles.reference_run``)
-only for a deliberate behaviour change, and say so in the bundle's changelog.
+The reference was first recorded before the configs were layered and the methods moved into ``monai_adiff.methods``
+(the refactor reproduced it), and re-recorded when the phantoms gained FLAIR-bright normal caps and per-case lesion
+contrast (bundles 0.3.0). Re-record it (``python -m tests.bundles.reference_run``) only for a deliberate behaviour
+change, and say so in the bundle's changelog.
 """
 
 from __future__ import annotations

@@ -369,6 +369,11 @@ def test_healthy_threshold_then_map_options(name, trained, tmp_path):
         run_bundle(
             name,
             "inference",
-            {**common, "ckpt_path": ckpt, "threshold_file": str(tmp_path / "missing.json"), "output_dir": str(tmp_path)},
+            {
+                **common,
+                "ckpt_path": ckpt,
+                "threshold_file": str(tmp_path / "missing.json"),
+                "output_dir": str(tmp_path),
+            },
             logging_file=False,
         )

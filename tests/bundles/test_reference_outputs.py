@@ -1,7 +1,6 @@
 # SPDX-License-Identifier: Apache-2.0
 """Refactoring leaves every bundle's numbers unchanged: a fixed-seed train / calibrate / infer / evaluate run
-(:mod:`tests.bundles.reference_run`) against the numbers recorded before the configs were layered and the methods
-moved into ``monai_adiff.methods``."""
+(:mod:`tests.bundles.reference_run`) against the recorded numbers (see that module for when they were recorded)."""
 
 from __future__ import annotations
 
@@ -15,13 +14,7 @@ from tests.bundles.reference_run import REFERENCE, make_data, run_reference
 pytestmark = pytest.mark.slow
 
 #: numbers that changed on purpose, with the reason (checked exactly otherwise)
-CHANGED = {
-    "anofpdm/metrics/anofpdm/image/auroc": "AnoFPDM's slice score is now its exact 1 - cos per slice. Before, it was "
-    "broadcast into an image channel, zeroed outside the inferer's brain mask and max-reduced over the (larger) "
-    "preprocessing brain mask, which turned negative rounding-level values (|1 - cos| < 1e-6, an untrained "
-    "network) into 0; clamping the new scores at 0 gives the reference's 0.533 again.",
-    "anofpdm/metrics/anofpdm/image/auprc": "same as image/auroc",
-}
+CHANGED: dict[str, str] = {}
 
 
 def _close(a, b, path=""):

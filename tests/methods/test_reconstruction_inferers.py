@@ -185,9 +185,10 @@ def test_anoddpm_strided_steps(sched_anoddpm):
     out = IterativeReconstructionInferer(sched_anoddpm, noise_level=lam, num_inference_steps=3, seed=3)(x, net)
     assert [int(c[1][0]) for c in net.calls] == [9, 4, 0]
     g = torch.Generator().manual_seed(3)
-    xt = torch.as_tensor(np.sqrt(ABAR[9]) * x.double().numpy()) + np.sqrt(1 - ABAR[9]) * make_noise(
-        "simplex", x.shape, torch.full((2,), 9), generator=g
-    ).double()
+    xt = (
+        torch.as_tensor(np.sqrt(ABAR[9]) * x.double().numpy())
+        + np.sqrt(1 - ABAR[9]) * make_noise("simplex", x.shape, torch.full((2,), 9), generator=g).double()
+    )
     for t, s in ((9, 4), (4, 0), (0, -1)):
         a_s = 1.0 if s < 0 else ABAR[s]
         beta = 1 - ABAR[t] / a_s
@@ -229,7 +230,9 @@ def test_sss_samples_and_aggregation(sched_noclip, aggregate):
 def test_anoddpm_samples_average_reconstructions(sched_anoddpm):
     x = _slices(n=2)
     one = IterativeReconstructionInferer(sched_anoddpm, noise_level=3, seed=4)
-    two = IterativeReconstructionInferer(sched_anoddpm, noise_level=3, seed=4, num_samples=2, aggregate="reconstruction")
+    two = IterativeReconstructionInferer(
+        sched_anoddpm, noise_level=3, seed=4, num_samples=2, aggregate="reconstruction"
+    )
     g = one.generator()
     r1 = one.reconstruct(x, Recorder(0.2), g)
     r2 = one.reconstruct(x, Recorder(0.2), g)

@@ -36,7 +36,13 @@ def test_handler_uses_only_healthy_brain_slices(tmp_path):
     brain[0, 1, 1, 0] = False
     label = torch.zeros(1, 2, 2, 3)
     label[0, 0, 0, 1] = 1
-    data = {"pred": amap, "label": label, "brain": brain, "brain_slices": torch.tensor([True, True, False]), "case": "a"}
+    data = {
+        "pred": amap,
+        "label": label,
+        "brain": brain,
+        "brain_slices": torch.tensor([True, True, False]),
+        "case": "a",
+    }
     data["flair"] = amap * 10
     out = tmp_path / "thr.json"
     handler = HealthyQuantileHandler(str(out), q=0.5, baselines={"flair_baseline": "flair"})

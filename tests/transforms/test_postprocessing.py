@@ -355,9 +355,11 @@ def test_brain_erosion_mask_matches_scipy(iterations):
     out = BrainErosionMask(iterations, slice_axis=-1)(torch.as_tensor(amap), torch.as_tensor(brain))
     keep = np.stack(
         [
-            ndimage.binary_erosion(brain[0, ..., s], np.ones((3, 3)), iterations=iterations, border_value=0)
-            if iterations
-            else brain[0, ..., s]
+            (
+                ndimage.binary_erosion(brain[0, ..., s], np.ones((3, 3)), iterations=iterations, border_value=0)
+                if iterations
+                else brain[0, ..., s]
+            )
             for s in range(3)
         ],
         axis=-1,

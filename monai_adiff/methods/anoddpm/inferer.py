@@ -62,7 +62,9 @@ class IterativeReconstructionInferer(AnomalyInferer):
         self.scheduler = scheduler
         self.noise_level = int(noise_level)
         if num_inference_steps is not None and not 1 <= num_inference_steps <= noise_level:
-            raise ValueError(f"num_inference_steps must lie in [1, noise_level={noise_level}], got {num_inference_steps}")
+            raise ValueError(
+                f"num_inference_steps must lie in [1, noise_level={noise_level}], got {num_inference_steps}"
+            )
         self.num_inference_steps = None if num_inference_steps is None else int(num_inference_steps)
         if int(num_samples) < 1:
             raise ValueError(f"num_samples must be >= 1, got {num_samples}")

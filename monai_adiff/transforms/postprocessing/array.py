@@ -396,10 +396,12 @@ class BrainErosionMask(Transform):
         flat, restore = _to_batch(b.float(), self.slice_axis)
         flat = flat[:, None]
         for _ in range(self.iterations):
-            flat = erode(flat, 3, pad_value=0.0)
+            flat = cast(torch.Tensor, erode(flat, 3, pad_value=0.0))
         return restore(flat[:, 0]) > 0.5
 
-    def __call__(self, img: NdarrayOrTensor, brain: NdarrayOrTensor) -> NdarrayOrTensor:
+    def __call__(self, img: NdarrayOrTensor, brain: NdarrayOrTensor | None = None) -> NdarrayOrTensor:
+        if brain is None:
+            raise ValueError("BrainErosionMask needs the brain mask")
         x = convert_to_tensor(img, track_meta=False)
         _check_image(x.ndim, type(self).__name__)
         keep = self.eroded(brain).to(x.device)
