@@ -22,6 +22,7 @@ from monai_adiff.bundle import bundle_config_files, cpu_overrides, find_bundle, 
 from monai_adiff.data import case_slice_table, scan_brats_folder, write_datalist
 from monai_adiff.data.synthetic import make_demo_dataset
 from monai_adiff.engines import latest_checkpoint
+from monai_adiff.errors import find_input_error
 
 # every train / infer / evaluate cycle here is a slow test (the fast tier is `pytest -m "not slow"`)
 pytestmark = pytest.mark.slow
@@ -364,16 +365,14 @@ def test_healthy_threshold_then_map_options(name, trained, tmp_path):
     )
     report = json.loads((tmp_path / "metrics.json").read_text())
     assert report[name]["unhealthy"]["auprc"] is not None and report[name]["spread"]["unhealthy"]["auprc"]
-    # a missing threshold file is a one-line error naming it
-    with pytest.raises(Exception, match="missing.json"):
+    # a missing threshold file is an InputError naming it (behind MONAI's ConfigExpression wrapper; the CLI prints it)
+    missing = tmp_path / "missing.json"
+    with pytest.raises(Exception) as raised:
         run_bundle(
             name,
             "inference",
-            {
-                **common,
-                "ckpt_path": ckpt,
-                "threshold_file": str(tmp_path / "missing.json"),
-                "output_dir": str(tmp_path),
-            },
+            {**common, "ckpt_path": ckpt, "threshold_file": str(missing), "output_dir": str(tmp_path)},
             logging_file=False,
         )
+    err = find_input_error(raised.value)
+    assert err is not None and err.path.endswith("missing.json") and "healthy_threshold" in err.problem
