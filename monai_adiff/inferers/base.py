@@ -28,6 +28,7 @@ __all__ = [
     "AnomalyInferer",
     "AGGREGATIONS",
     "brain_from_inputs",
+    "check_ensemble",
     "device_generator",
     "ensemble_error",
     "reconstruction_error",
@@ -58,6 +59,19 @@ def reconstruction_error(x: torch.Tensor, x_hat: torch.Tensor, positive: bool = 
 
 #: how several reconstructions of a slice (noise levels x noise draws) become one map
 AGGREGATIONS = ("map", "reconstruction")
+
+
+def check_ensemble(num_samples: int, aggregate: str) -> int:
+    """Validate the ensemble options of a reconstruction inferer; returns ``num_samples`` as an int.
+
+    Raises:
+        ValueError: ``num_samples < 1`` or an unknown ``aggregate``.
+    """
+    if int(num_samples) < 1:
+        raise ValueError(f"num_samples must be >= 1, got {num_samples}")
+    if aggregate not in AGGREGATIONS:
+        raise ValueError(f"aggregate must be one of {AGGREGATIONS}, got {aggregate!r}")
+    return int(num_samples)
 
 
 def ensemble_error(

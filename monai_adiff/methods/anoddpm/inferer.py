@@ -9,7 +9,7 @@ import torch
 from monai.networks.schedulers import Scheduler
 
 from monai_adiff.diffusion import ddpm_reverse_step
-from monai_adiff.inferers import AnomalyInferer, ensemble_error
+from monai_adiff.inferers import AnomalyInferer, check_ensemble, ensemble_error
 from monai_adiff.noise import NoiseSpec
 from monai_adiff.output import ANOMALY_MAP
 
@@ -66,11 +66,8 @@ class IterativeReconstructionInferer(AnomalyInferer):
                 f"num_inference_steps must lie in [1, noise_level={noise_level}], got {num_inference_steps}"
             )
         self.num_inference_steps = None if num_inference_steps is None else int(num_inference_steps)
-        if int(num_samples) < 1:
-            raise ValueError(f"num_samples must be >= 1, got {num_samples}")
-        self.num_samples = int(num_samples)
+        self.num_samples = check_ensemble(num_samples, aggregate)
         self.aggregate = aggregate
-        ensemble_error(torch.zeros(1, 1, 1, 1), [[torch.zeros(1, 1, 1, 1)]], aggregate)  # validates the name
         self.positive_residual = bool(positive_residual)
 
     def step_grid(self) -> list[tuple[int, int]]:

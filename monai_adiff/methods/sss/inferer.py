@@ -10,7 +10,7 @@ import torch
 from monai.networks.schedulers import Scheduler
 
 from monai_adiff.diffusion import predict_x0
-from monai_adiff.inferers import AnomalyInferer, ensemble_error
+from monai_adiff.inferers import AnomalyInferer, check_ensemble, ensemble_error
 from monai_adiff.noise import NoiseSpec
 from monai_adiff.output import ANOMALY_MAP, PRED_MASK
 
@@ -71,11 +71,8 @@ class SingleStepInferer(AnomalyInferer):
             raise ValueError(f"timesteps must lie in [0, {n}), got {self.timesteps}")
         self.threshold = float(threshold)
         self.vote_threshold = None if vote_threshold is None else float(vote_threshold)
-        if int(num_samples) < 1:
-            raise ValueError(f"num_samples must be >= 1, got {num_samples}")
-        self.num_samples = int(num_samples)
+        self.num_samples = check_ensemble(num_samples, aggregate)
         self.aggregate = aggregate
-        ensemble_error(torch.zeros(1, 1, 1, 1), [[torch.zeros(1, 1, 1, 1)]], aggregate)  # validates the name
         self.positive_residual = bool(positive_residual)
         self.map_names = () if len(self.timesteps) == 1 or self.vote_threshold is None else (PRED_MASK, "vote")
 
