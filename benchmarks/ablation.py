@@ -127,24 +127,14 @@ def healthy_values(maps: list[torch.Tensor], vols: list[dict]) -> np.ndarray:
 
 
 def evaluate(maps: list[torch.Tensor], masks: list[torch.Tensor] | None, vols: list[dict]) -> dict[str, Any]:
-    """Pooled metrics over the test volumes and per-patient values (unhealthy setup)."""
+    """Pooled metrics over the test volumes, per-patient values and their spread (AnomalyEvaluation's own)."""
     ev = AnomalyEvaluation()
-    per_case = {}
     for i, v in enumerate(vols):
-        mask = None if masks is None else masks[i]
-        ev.add_volume(v["case"], maps[i], mask, v["label"], v["brain"])
-        one = AnomalyEvaluation(("unhealthy",))
-        one.add_volume(v["case"], maps[i], mask, v["label"], v["brain"])
-        r = one.compute()["unhealthy"]
-        per_case[v["case"]] = {k: r[k] for k in ("auprc", "auroc", "dice_pooled", "dice", "best_dice")}
+        ev.add_volume(v["case"], maps[i], None if masks is None else masks[i], v["label"], v["brain"])
     res = ev.compute()
     keys = ("auprc", "auroc", "best_dice", "dice", "dice_pooled", "iou", "precision", "recall")
-    out = {s: {k: res[s][k] for k in keys} for s in ("mixed", "unhealthy")}
-    out["per_case"] = per_case
-    for k in ("auprc", "dice_pooled"):
-        vals = [c[k] for c in per_case.values() if c[k] is not None]
-        out["unhealthy"][f"{k}_case_mean"] = float(np.mean(vals)) if vals else None
-        out["unhealthy"][f"{k}_case_std"] = float(np.std(vals)) if vals else None
+    out: dict[str, Any] = {s: {k: res[s][k] for k in keys} for s in ("mixed", "unhealthy")}
+    out["per_case"], out["spread"] = res["per_case"], res["spread"]
     return out
 
 
@@ -169,12 +159,14 @@ def markdown(rows: list[dict[str, Any]]) -> str:
         "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for r in rows:
-        u, m = r["unhealthy"], r["mixed"]
+        u, m, sp = r["unhealthy"], r["mixed"], r["spread"]["unhealthy"]
+
+        def spread(key: str, sp=sp) -> str:
+            return "-" if sp[key] is None else f"{sp[key]['mean']:.3f} ± {sp[key]['std']:.3f}"
+
         lines.append(
-            f"| {r['name']} | {_fmt(u['auprc'])} | {_fmt(u['auprc_case_mean'])} ± {_fmt(u['auprc_case_std'])} "
-            f"| {_fmt(u['auroc'])} | {_fmt(u['dice_pooled'])} | {_fmt(u['dice_pooled_case_mean'])} ± "
-            f"{_fmt(u['dice_pooled_case_std'])} | {_fmt(u['best_dice'])} | {_fmt(m['auprc'])} "
-            f"| {_fmt(m['dice_pooled'])} |"
+            f"| {r['name']} | {_fmt(u['auprc'])} | {spread('auprc')} | {_fmt(u['auroc'])} | {_fmt(u['dice_pooled'])} "
+            f"| {spread('dice_pooled')} | {_fmt(u['best_dice'])} | {_fmt(m['auprc'])} | {_fmt(m['dice_pooled'])} |"
         )
     return "\n".join(lines)
 

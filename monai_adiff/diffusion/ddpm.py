@@ -120,10 +120,8 @@ def _step_tables(
         return (out.expand(like.shape[0]) if out.ndim == 0 else out).reshape(shape)
 
     abar_t = pick(tab["abar"], t)
-    if prev_t is None:
-        abar_s = pick(tab["abar_prev"], t)
-    else:  # index s + 1 of [1, abar_0, ...]: s = -1 is abar = 1
-        abar_s = pick(torch.cat([tab["abar"].new_ones(1), tab["abar"]]), torch.as_tensor(prev_t) + 1)
+    # abar_prev[k] is abar_{k-1} (1 at k = 0), so abar_s = abar_prev[s + 1] covers s = -1 (x0) without a new table
+    abar_s = pick(tab["abar_prev"], t if prev_t is None else torch.as_tensor(prev_t) + 1)
     return abar_t, abar_s, 1.0 - abar_t / abar_s
 
 

@@ -21,7 +21,7 @@ from ignite.engine import Engine, Events
 from monai_adiff.metrics.evaluation import SETUPS, AnomalyEvaluation
 from monai_adiff.metrics.report import format_table, write_report
 
-__all__ = ["AnomalyMetricsHandler"]
+__all__ = ["AnomalyMetricsHandler", "engine_items"]
 
 logger = logging.getLogger(__name__)
 
@@ -31,6 +31,21 @@ def _slices_first(x: torch.Tensor) -> torch.Tensor:
     x = torch.as_tensor(x).as_subclass(torch.Tensor).detach().cpu()
     x = x[0]
     return x.permute(2, 0, 1) if x.ndim == 3 else x[None]
+
+
+def engine_items(engine: Engine) -> list[dict]:
+    """The current iteration's items, each the input dict merged with its post-processed output.
+
+    Raises:
+        ValueError: the evaluator does not decollate (its output is one dict for the whole batch).
+    """
+    # ignite types State.batch / State.output as int | None; they hold the (decollated) data
+    batch: Any = engine.state.batch
+    output: Any = engine.state.output
+    if isinstance(output, dict):  # not decollated: one item per batch element
+        raise ValueError("anomaly handlers need a decollating evaluator (decollate=True, the default)")
+    batch = batch if isinstance(batch, list) else [{}] * len(output)
+    return [{**b, **o} for b, o in zip(batch, output)]
 
 
 class AnomalyMetricsHandler:
@@ -102,18 +117,9 @@ class AnomalyMetricsHandler:
     def _started(self, engine: Engine) -> None:
         self._t0 = time.perf_counter()
 
-    def _items(self, engine: Engine) -> list[dict]:
-        # ignite types State.batch / State.output as int | None; they hold the (decollated) data
-        batch: Any = engine.state.batch
-        output: Any = engine.state.output
-        if isinstance(output, dict):  # not decollated: one item per batch element
-            raise ValueError("AnomalyMetricsHandler needs a decollating evaluator (decollate=True, the default)")
-        batch = batch if isinstance(batch, list) else [{}] * len(output)
-        return [{**b, **o} for b, o in zip(batch, output)]
-
     def _iteration(self, engine: Engine) -> None:
         self.seconds.append(time.perf_counter() - self._t0)
-        for i, d in enumerate(self._items(engine)):
+        for i, d in enumerate(engine_items(engine)):
             case = d.get(self.case_key) or f"case_{engine.state.iteration:04d}_{i}"
             if self.label_key not in d:
                 raise KeyError(f"case {case}: no '{self.label_key}' to evaluate against")

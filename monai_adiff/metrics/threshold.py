@@ -23,7 +23,7 @@ import torch
 from ignite.engine import Engine, Events
 
 from monai_adiff.errors import InputError
-from monai_adiff.metrics.handler import _slices_first
+from monai_adiff.metrics.handler import _slices_first, engine_items
 from monai_adiff.utils import atomic_write_text
 
 __all__ = ["HealthyQuantileHandler", "healthy_quantile", "read_threshold"]
@@ -135,11 +135,7 @@ class HealthyQuantileHandler:
         self.n_slices += int((healthy & inside.flatten(1).any(dim=1)).sum())
 
     def _iteration(self, engine: Engine) -> None:
-        batch: Any = engine.state.batch
-        output: Any = engine.state.output
-        batch = batch if isinstance(batch, list) else [{}] * len(output)
-        for b, o in zip(batch, output):
-            d = {**b, **o}
+        for d in engine_items(engine):
             case = str(d.get(self.case_key, f"case_{len(self.cases)}"))
             if self.label_key not in d:
                 raise KeyError(f"case {case}: no '{self.label_key}': healthy slices need slice labels")
