@@ -19,7 +19,10 @@ from typing import Any
 
 from monai_adiff.bundle.runner import list_bundles
 
-__all__ = ["main", "build_parser"]
+__all__ = ["main", "build_parser", "EXIT_PARTIAL"]
+
+#: exit status when some requested cases failed and the others were written (1: nothing done, 2: usage)
+EXIT_PARTIAL = 3
 
 
 def _cmd_make_data(args: argparse.Namespace) -> int:
@@ -67,9 +70,9 @@ def _cmd_datalist(args: argparse.Namespace) -> int:
     good_cases = {r["case"] for r in rows}
     items = [it for it in items if it["case"] in good_cases]
     for e in errors:
-        print(f"skipped: {e}", file=sys.stderr)
+        print(f"error: skipped {e}", file=sys.stderr)
     if not items:
-        print(f"no usable case in {args.root}", file=sys.stderr)
+        print(f"error: no usable case in {args.root}", file=sys.stderr)
         return 1
     summary = summarize_slice_table(rows)
     if args.summary:
@@ -102,7 +105,7 @@ def _cmd_datalist(args: argparse.Namespace) -> int:
             f"wrote {path} ({n['training']} training, {n['validation']} validation, {n['test']} test cases; "
             f"{len(errors)} skipped) and {csv_path}"
         )
-    return 0
+    return EXIT_PARTIAL if errors else 0
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
@@ -128,31 +131,64 @@ def _parse_set(pairs: Sequence[str]) -> dict:
     return out
 
 
+def _output_folder(path: str) -> str:
+    """The absolute output folder, created and checked writable before any work starts."""
+    from monai_adiff.errors import InputError
+
+    out = os.path.abspath(path)
+    if os.path.exists(out) and not os.path.isdir(out):
+        raise InputError(out, "output path exists and is not a folder")
+    try:
+        os.makedirs(out, exist_ok=True)
+        import tempfile
+
+        with tempfile.NamedTemporaryFile(dir=out, prefix=".write-check-"):
+            pass
+    except OSError as e:
+        raise InputError(out, f"output folder cannot be written ({e.strerror or e})") from e
+    return out
+
+
+def _single_volume_item(vol: str) -> dict:
+    """A CLI item for one NIfTI file, with ``<case>_brainmask.nii.gz`` beside it when there is one."""
+    from monai_adiff.data import case_id_from_path
+
+    path = os.path.abspath(vol)
+    case = case_id_from_path(path)
+    item = {"case": case, "image": path}
+    for ext in (".nii.gz", ".nii"):
+        mask = os.path.join(os.path.dirname(path), f"{case}_brainmask{ext}")
+        if os.path.isfile(mask) and mask != path:
+            item["brainmask"] = mask
+            break
+    return item
+
+
 def _cmd_infer(args: argparse.Namespace) -> int:
     import json
 
     from monai_adiff.bundle import find_bundle, run_bundle
-    from monai_adiff.data import (
-        BRATS_MODALITIES,
-        InputError,
-        case_id_from_path,
-        scan_brats_folder,
-        validate_items,
-        with_image_key,
-    )
+    from monai_adiff.data import BRATS_MODALITIES, InputError, scan_brats_folder, split_items, with_image_key
+    from monai_adiff.engines import checkpoint_info, read_checkpoint, recorded_overrides
 
+    # every argument is checked before any volume is read
     bundle = find_bundle(args.bundle)
-    overrides = {}
+    ckpt_path = os.path.abspath(args.checkpoint)
+    # the checkpoint's record rebuilds its network (size, resolution, noise); an args file and --set refine it
+    overrides = recorded_overrides(checkpoint_info(read_checkpoint(ckpt_path)))
     if args.args_file:
-        with open(args.args_file) as f:
-            overrides.update(json.load(f))
+        try:
+            with open(args.args_file) as f:
+                overrides.update(json.load(f))
+        except (OSError, json.JSONDecodeError) as e:
+            raise InputError(args.args_file, f"args file cannot be read as JSON ({e})") from e
     overrides.update(_parse_set(args.set or []))
     if "modalities" not in overrides:
         with open(bundle / "configs" / "inference.json") as f:
             overrides["modalities"] = json.load(f).get("modalities", ["flair"])
     modalities = overrides["modalities"]
-    out = os.path.abspath(args.out)
-    items = []
+    out = _output_folder(args.out)
+    items, failed = [], []
     for vol in args.volumes:
         if os.path.isdir(vol):  # a BraTS-style case folder, or a folder of case folders
             found, errors = scan_brats_folder(
@@ -160,34 +196,37 @@ def _cmd_infer(args: argparse.Namespace) -> int:
                 [m for m in BRATS_MODALITIES if m in modalities],
                 validate=False,
             )
-            for e in errors:
-                print(f"skipped: {e}", file=sys.stderr)
             if _is_case(vol):
-                found = [it for it in found if it["case"] == os.path.basename(os.path.abspath(vol))]
+                case = os.path.basename(os.path.abspath(vol))
+                found = [it for it in found if it["case"] == case]
+                errors = [e for e in errors if e.path and os.path.basename(e.path.rstrip(os.sep)) == case]
+            failed += errors
             items += with_image_key(found, modalities)
         else:
             if len(modalities) != 1:
                 raise InputError(vol, f"this bundle needs {len(modalities)} modalities {modalities}: give case folders")
-            items.append({"case": case_id_from_path(vol), "image": os.path.abspath(vol)})
-        for it in items:
-            srcs = it["image"] if isinstance(it["image"], list) else [it["image"]]
-            if any(os.path.dirname(os.path.abspath(p)) == out for p in srcs):
-                raise InputError(out, "output folder is an input folder; choose another one")
-    items = validate_items(items, ["image"], label_key=None)  # bad volumes are listed and skipped
-    overrides.update(
-        {
-            "data": items,
-            "output_dir": out,
-            "ckpt_path": os.path.abspath(args.checkpoint),
-            "save_overlay": not args.no_overlay,
-        }
-    )
-    if not os.path.isfile(overrides["ckpt_path"]):
-        raise InputError(overrides["ckpt_path"], "checkpoint file does not exist")
+            items.append(_single_volume_item(vol))
+    for it in items:
+        srcs = it["image"] if isinstance(it["image"], list) else [it["image"]]
+        if any(os.path.dirname(os.path.abspath(p)) == out for p in srcs):
+            raise InputError(out, "output folder is an input folder; choose another one")
+    items, bad = split_items(items, ["image"], label_key=None)
+    failed += bad
+    for problem in failed:
+        print(f"error: {problem}", file=sys.stderr)
+    if not items:
+        print(f"error: none of the {len(failed)} requested case(s) can be scored", file=sys.stderr)
+        return 1
+    overrides.update({"data": items, "output_dir": out, "ckpt_path": ckpt_path, "save_overlay": not args.no_overlay})
     run_bundle(bundle, "inference", overrides, logging_file=None if args.verbose else False)
     for it in items:
         for suffix in ("anomaly_map", "anomaly_mask"):
             print(os.path.join(out, f"{it['case']}_{suffix}.nii.gz"))
+    if failed:
+        print(
+            f"error: {len(failed)} of {len(failed) + len(items)} requested cases failed (listed above)", file=sys.stderr
+        )
+        return EXIT_PARTIAL
     return 0
 
 
@@ -262,11 +301,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return args.func(args)
     except Exception as e:  # a clean one-line error for known bad input, a traceback for bugs
-        from monai_adiff.errors import InputError, find_input_error
+        from monai_adiff.errors import InputError, config_error_line, find_input_error
 
         err = e if isinstance(e, InputError) else find_input_error(e)
         if err is not None:
             print(f"error: {err}", file=sys.stderr)
+            return 1
+        line = config_error_line(e)
+        if line is not None and not args.verbose:  # a bad override: one line (-v shows the traceback)
+            print(f"error: {line}", file=sys.stderr)
             return 1
         raise
 

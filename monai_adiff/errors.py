@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import os
 
-__all__ = ["InputError", "find_input_error"]
+__all__ = ["InputError", "find_input_error", "config_error_line"]
 
 
 class InputError(ValueError):
@@ -37,3 +37,28 @@ def find_input_error(exc: BaseException | None) -> InputError | None:
         seen.add(id(exc))
         exc = exc.__cause__ or exc.__context__
     return None
+
+
+_CONFIG_FAILURES = ("Failed to instantiate component", "Failed to evaluate ConfigExpression")
+
+
+def config_error_line(exc: BaseException | None) -> str | None:
+    """One line for an error raised while MONAI's bundle parser built a config item (a bad override such as a
+    network size the class refuses), or ``None`` for any other error.
+
+    MONAI wraps the cause in ``RuntimeError("Failed to instantiate component '<target>' ...")``; the line names the
+    component and the innermost cause.
+    """
+    seen: set[int] = set()
+    where, cause = None, exc
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        msg = str(exc)
+        if where is None and isinstance(exc, RuntimeError) and msg.startswith(_CONFIG_FAILURES):
+            where = msg.splitlines()[0]
+        cause = exc
+        exc = exc.__cause__ or exc.__context__
+    if where is None or cause is None:
+        return None
+    detail = str(cause).strip().splitlines()[0] if str(cause).strip() else type(cause).__name__
+    return f"{where}: {type(cause).__name__}: {detail}"

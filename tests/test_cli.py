@@ -6,8 +6,9 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import torch
 
-from monai_adiff.cli import main
+from monai_adiff.cli import EXIT_PARTIAL, main
 from tests.conftest import save_nifti
 
 
@@ -34,9 +35,12 @@ def test_datalist_reports_bad_case(tmp_path, capsys):
     demo = tmp_path / "demo"
     main(["make-data", "--out", str(demo), "--cases", "2", "--shape", "32", "32", "16"])
     (demo / "Demo_001" / "Demo_001_t2.nii.gz").write_bytes(b"broken")
-    assert main(["datalist", str(demo), "--summary"]) == 0
+    # the good case is summarised, the bad one reported once, and the exit status says a case failed
+    assert main(["datalist", str(demo), "--summary"]) == EXIT_PARTIAL
     captured = capsys.readouterr()
-    assert "Demo_001_t2.nii.gz" in captured.err and "Demo_000" in captured.out and "Demo_001" not in captured.out
+    assert "Demo_000" in captured.out and "Demo_001" not in captured.out
+    lines = captured.err.strip().splitlines()
+    assert len(lines) == 1 and "Demo_001_t2.nii.gz: cannot be read as NIfTI" in lines[0] and "not a gzip" in lines[0]
 
 
 def test_infer_rejects_bad_inputs(tmp_path, capsys):
@@ -44,6 +48,11 @@ def test_infer_rejects_bad_inputs(tmp_path, capsys):
     bad = save_nifti(good_dir / "flat.nii.gz", np.ones((8, 8), np.float32))
     ckpt = tmp_path / "model.pt"
     ckpt.write_bytes(b"")
+    # an unreadable checkpoint is refused before any volume is read
+    code = main(["infer", "sss", str(bad), "--checkpoint", str(ckpt), "--out", str(tmp_path / "o")])
+    err = capsys.readouterr().err
+    assert code == 1 and err.strip() == f"error: {ckpt}: checkpoint file is empty"
+    torch.save({"model": {}}, ckpt)
     # every input bad: a clean one-line error naming the file
     code = main(["infer", "sss", str(bad), "--checkpoint", str(ckpt), "--out", str(tmp_path / "o")])
     err = capsys.readouterr().err

@@ -13,7 +13,7 @@ values; ``"_remove_": [ids]`` deletes):
 
 - ``metadata``: onto ``_base/metadata.json`` -> ``configs/metadata.json``;
 - ``common``: onto ``_base/common.json``, the part that ``train.json`` and ``inference.json`` share (modalities,
-  network, scheduler, noise, ...);
+  network, scheduler, noise, ...); ``checkpoint_config`` (what checkpoints record) is generated from it;
 - ``train``, ``inference``, ``evaluate``, ``multi_gpu_train``, ``healthy_threshold``: onto ``_base/<section>.json``
   (train and inference after the common part);
 - ``cpu_args``: onto the CPU recipe (:func:`~monai_adiff.bundle.recipes.cpu_overrides` plus its training knobs),
@@ -54,6 +54,10 @@ CPU_TRAINING = {
     "ema_warmup_iters": 200,
 }
 _REMOVE = "_remove_"
+#: config ids recorded in every checkpoint besides the network's arguments (see ``CheckpointInfo``)
+RECORDED_IDS = ("modalities", "spatial_size", "intensity_clip", "range_mode", "num_train_timesteps", "noise")
+#: network arguments that are runtime choices, not architecture (not recorded)
+UNRECORDED_NETWORK_ARGS = ("_target_", "use_flash_attention")
 #: base overlay workflows every bundle gets (on top of inference.json, or train.json for multi-GPU training)
 OVERLAYS = ("evaluate", "multi_gpu_train", "healthy_threshold")
 
@@ -91,6 +95,14 @@ def apply_overrides(config: Mapping[str, Any], overrides: Mapping[str, Any]) -> 
     return out
 
 
+def checkpoint_config(common: Mapping[str, Any]) -> list[list[str]]:
+    """``[[id, "@id"], ...]``: what a checkpoint records of its config (network arguments, data settings, noise),
+    so inference can rebuild the network and a loader can say what differs."""
+    ids = [f"network_def#{k}" for k in common.get("network_def", {}) if k not in UNRECORDED_NETWORK_ARGS]
+    ids += [k for k in RECORDED_IDS if k in common]
+    return [[i, f"@{i}"] for i in ids]
+
+
 def _read_json(path: Path) -> dict[str, Any]:
     with open(path) as f:
         return json.load(f)
@@ -114,6 +126,7 @@ def compose_bundle(bundle_dir: str | os.PathLike, base_dir: str | os.PathLike | 
     if unknown:
         raise ValueError(f"{bundle_dir / FRAGMENT}: unknown section(s) {unknown}; known: {sorted(known)}")
     common = apply_overrides(_read_json(base / "common.json"), fragment.get("common", {}))
+    common["checkpoint_config"] = checkpoint_config(common)
     files: dict[str, Any] = {
         "metadata.json": apply_overrides(_read_json(base / "metadata.json"), fragment.get("metadata", {}))
     }

@@ -42,7 +42,7 @@ def find_bundle(name_or_path: str | os.PathLike) -> Path:
     """A bundle folder from a path, or from a bundle name (``"sss"``) looked up in this repository's ``bundles/``.
 
     Raises:
-        FileNotFoundError: naming what was tried.
+        InputError: naming what was tried.
     """
     path = Path(name_or_path)
     if _is_bundle(path):
@@ -50,9 +50,11 @@ def find_bundle(name_or_path: str | os.PathLike) -> Path:
     repo_bundle = BUNDLES_DIR / str(name_or_path)
     if _is_bundle(repo_bundle):
         return repo_bundle
-    raise FileNotFoundError(
-        f"{name_or_path}: not a bundle folder (no configs/metadata.json) and not one of the bundles "
-        f"{list_bundles()} of this repository"
+    from monai_adiff.errors import InputError
+
+    raise InputError(
+        os.fspath(name_or_path),
+        f"not a bundle folder (no configs/metadata.json) and not one of the bundles {list_bundles()}",
     )
 
 

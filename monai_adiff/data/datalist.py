@@ -28,6 +28,7 @@ __all__ = [
     "write_datalist",
     "split_cases",
     "validate_items",
+    "split_items",
     "with_image_key",
     "load_cases",
     "case_id_from_path",
@@ -55,6 +56,9 @@ def scan_brats_folder(
     validate: bool = True,
 ) -> tuple[list[dict], list[InputError]]:
     """Find the cases of a BraTS-style folder ``<root>/<case>/<case>_{flair,t1,t1ce,t2,seg}.nii.gz``.
+
+    An optional ``<case>_brainmask.nii.gz`` is listed under ``brainmask`` (for scans whose background is not a
+    constant value, see :class:`~monai_adiff.transforms.StandardizeBackground`).
 
     Bad cases are reported and skipped; the good ones are returned.
 
@@ -91,11 +95,13 @@ def scan_brats_folder(
                 item["label"] = seg
             elif require_label:
                 raise InputError(case_dir, f"missing segmentation (expected {case}_seg.nii.gz)")
+            mask = _find_file(case_dir, case, "brainmask")  # optional: marks the brain of unusual scans
+            if mask is not None:
+                item["brainmask"] = mask
             if validate:
                 check_case(item, modalities)
-        except InputError as e:
+        except InputError as e:  # returned, for the caller to report once
             errors.append(e)
-            logger.warning("skipping case %s: %s", case, e)
             continue
         items.append(item)
     if not items and not errors:
@@ -207,6 +213,21 @@ def split_cases(
     }
 
 
+def split_items(
+    items: Sequence[dict], image_keys: Sequence[str], label_key: str | None = "label"
+) -> tuple[list[dict], list[InputError]]:
+    """``(good items, errors)``: each item checked by :func:`~monai_adiff.data.io.check_case`; nothing is logged, so
+    a caller (the CLI) reports every bad case exactly once."""
+    good, bad = [], []
+    for item in items:
+        try:
+            check_case(item, image_keys, label_key)
+            good.append(item)
+        except InputError as e:
+            bad.append(e)
+    return good, bad
+
+
 def validate_items(items: Sequence[dict], image_keys: Sequence[str], label_key: str | None = "label") -> list[dict]:
     """Keep the items whose files pass :func:`~monai_adiff.data.io.check_case`; log one line per dropped item.
 
@@ -215,16 +236,9 @@ def validate_items(items: Sequence[dict], image_keys: Sequence[str], label_key: 
     Raises:
         InputError: when no item is left.
     """
-    good, bad = [], []
-    for item in items:
-        try:
-            check_case(item, image_keys, label_key)
-            good.append(item)
-        except InputError as e:
-            bad.append(e)
-            logger.error("skipping %s: %s", item.get("case", "item"), e)
-    if bad:
-        logger.error("%d of %d cases skipped:\n  %s", len(bad), len(items), "\n  ".join(str(e) for e in bad))
+    good, bad = split_items(items, image_keys, label_key)
+    for e in bad:
+        logger.error("skipping case: %s", e)
     if not good:
         raise InputError(None, f"no usable case among {len(items)}: " + "; ".join(str(e) for e in bad))
     return good
@@ -245,6 +259,14 @@ def with_image_key(items: Sequence[dict], modalities: Sequence[str], image_key: 
             new[image_key] = [new[m] for m in modalities]
         out.append(new)
     return out
+
+
+def _scan(dataset_dir: str, modalities: Sequence[str]) -> list[dict]:
+    """The cases of a folder (file names only), logging each skipped one."""
+    items, errors = scan_brats_folder(dataset_dir, modalities, validate=False)
+    for e in errors:
+        logger.warning("skipping case: %s", e)
+    return items
 
 
 def load_cases(
@@ -279,7 +301,7 @@ def load_cases(
         elif dataset_dir is None:
             raise ValueError("give dataset_dir (a BraTS-style folder) or datalist (a datalist JSON)")
         else:
-            items, _ = scan_brats_folder(dataset_dir, modalities, validate=False)
+            items = _scan(dataset_dir, modalities)
         return {"all": validate_items(items, modalities) if validate else items}
     if datalist:
         out = {}
@@ -294,7 +316,7 @@ def load_cases(
             out = {k: validate_items(v, modalities) if v else v for k, v in out.items()}
     elif dataset_dir:
         # the split only needs the file names; reading every volume is left to the sections actually used
-        items, _ = scan_brats_folder(dataset_dir, modalities, validate=False)
+        items = _scan(dataset_dir, modalities)
         out = split_cases(items, val_fraction, test_fraction, seed)
         if section:
             out = {section: out[section]}

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 
 import nibabel as nib
 import numpy as np
+import torch
 
 from monai_adiff.errors import InputError
 
@@ -29,7 +30,8 @@ def volume_header(path: str | os.PathLike) -> nib.Nifti1Image:
     try:
         img = nib.load(path)
     except Exception as e:  # nibabel raises many types for truncated or non-NIfTI files
-        raise InputError(path, f"cannot be read as NIfTI ({type(e).__name__}: {e})") from e
+        why = str(e).replace(f"File {path} ", "").replace(path, "the file")  # the path leads the message already
+        raise InputError(path, f"cannot be read as NIfTI ({type(e).__name__}: {why})") from e
     if not isinstance(img, (nib.Nifti1Image, nib.Nifti2Image)):
         raise InputError(path, f"is a {type(img).__name__}, expected a NIfTI image")
     return img
@@ -83,12 +85,16 @@ def check_volume(data: np.ndarray, path: str | os.PathLike | None, *, require_fo
 
 def check_case(item: dict, image_keys: Sequence[str], label_key: str | None = "label") -> None:
     """Check one datalist item without keeping its data: every image readable, 3D, finite, non-empty, and every
-    image and the label on the same voxel grid.
+    image, the label and the brain mask (``brainmask``, when given) on the same voxel grid; without a mask, the
+    images must have a constant background (see :class:`~monai_adiff.transforms.StandardizeBackground`).
 
     Raises:
         InputError: naming the first offending file.
     """
+    from monai_adiff.transforms.intensity.array import StandardizeBackground
+
     ref_shape, ref_path = None, None
+    arrays = []
     for key in image_keys:
         if key not in item or item[key] in (None, ""):
             where = item.get("case_dir") or item.get("case") or "datalist item"
@@ -100,12 +106,23 @@ def check_case(item: dict, image_keys: Sequence[str], label_key: str | None = "l
                 ref_shape, ref_path = data.shape, p
             elif data.shape != ref_shape:
                 raise InputError(p, f"shape {data.shape} does not match {ref_path} of shape {ref_shape}")
-    if label_key and item.get(label_key):
-        seg, _ = read_volume(item[label_key], require_foreground=False)
-        if ref_shape is not None and seg.shape != ref_shape:
-            raise InputError(
-                item[label_key], f"label shape {seg.shape} does not match image shape {ref_shape} ({ref_path})"
-            )
+            arrays.append((p, data))
+    mask = None
+    checks: tuple[tuple[str | None, str, bool], ...] = ((label_key, "label", False), ("brainmask", "brain mask", True))
+    for extra, name, foreground in checks:
+        if extra and item.get(extra):
+            seg, _ = read_volume(item[extra], require_foreground=foreground)
+            if ref_shape is not None and seg.shape != ref_shape:
+                raise InputError(
+                    item[extra], f"{name} shape {seg.shape} does not match image shape {ref_shape} ({ref_path})"
+                )
+            mask = seg if extra == "brainmask" else mask
+    if mask is None:
+        for p, data in arrays:
+            try:
+                StandardizeBackground().background(torch.as_tensor(data))
+            except InputError as e:
+                raise InputError(p, e.problem) from e
 
 
 def ras_axial(data: np.ndarray, affine: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -14,6 +14,7 @@ import numpy as np
 
 from monai_adiff.data.io import ras_axial, read_volume
 from monai_adiff.errors import InputError
+from monai_adiff.transforms.intensity.array import StandardizeBackground
 from monai_adiff.transforms.slices.array import BrainMask, BrainSliceSelection, SliceLabel, slice_areas
 
 __all__ = ["SLICE_TABLE_FIELDS", "case_slice_table", "build_slice_table", "summarize_slice_table", "table_to_csv"]
@@ -28,8 +29,10 @@ def case_slice_table(
 ) -> list[dict]:
     """Slice table of one case, computed from its NIfTI files at their native resolution.
 
-    A voxel is brain when any of ``modalities`` is non-zero there; a slice is a brain slice when its brain area
-    exceeds ``min_brain_fraction`` of the largest slice's; its label is 1 when the segmentation has any voxel > 0.
+    A voxel is brain when any of ``modalities`` differs from its background (0 for BraTS files; see
+    :class:`~monai_adiff.transforms.StandardizeBackground`), or where the item's ``brainmask`` says so; a slice is
+    a brain slice when its brain area exceeds ``min_brain_fraction`` of the largest slice's; its label is 1 when the
+    segmentation has any voxel > 0.
     Without a segmentation, ``tumour_area`` and ``label`` are ``None``.
     """
     stack = []
@@ -41,7 +44,14 @@ def case_slice_table(
     shapes = {a.shape for a in stack}
     if len(shapes) != 1:
         raise InputError(item.get("case"), f"modalities have different shapes {sorted(shapes)}")
-    image = np.stack(stack)
+    mask = None
+    if item.get("brainmask"):
+        mask_data, mask_affine = read_volume(item["brainmask"], require_foreground=True)
+        mask = ras_axial(mask_data, mask_affine)[0]
+    try:
+        image = StandardizeBackground()(np.stack(stack), mask)
+    except InputError as e:  # name the case's files, not an in-memory array
+        raise InputError(e.path or item.get("brainmask") or item[modalities[0]], e.problem) from e
     brain = BrainSliceSelection(min_brain_fraction)(image).numpy()
     area = slice_areas(BrainMask()(image)).numpy()
     tumour = label = None
@@ -74,9 +84,8 @@ def build_slice_table(
     for item in items:
         try:
             rows += case_slice_table(item, modalities, min_brain_fraction, label_key)
-        except InputError as e:
+        except InputError as e:  # returned, for the caller to report once
             errors.append(e)
-            logger.warning("slice table: skipping %s: %s", item.get("case"), e)
     return rows, errors
 
 

@@ -8,9 +8,13 @@ One definition, so a model is always scored on slices prepared exactly as it was
 
 from __future__ import annotations
 
-from monai.transforms import AsDiscreted, CopyItemsd, LoadImaged, MapTransform, Orientationd, Resized
+from monai.transforms import AsDiscreted, CopyItemsd, DeleteItemsd, LoadImaged, MapTransform, Orientationd, Resized
 
-from monai_adiff.transforms.intensity.dictionary import ScaleByPercentiled, ScaleToSymmetricRanged
+from monai_adiff.transforms.intensity.dictionary import (
+    ScaleByPercentiled,
+    ScaleToSymmetricRanged,
+    StandardizeBackgroundd,
+)
 from monai_adiff.transforms.slices.dictionary import BrainMaskd, BrainSliceSelectiond, SliceLabeld
 from monai_adiff.transforms.utility.dictionary import CheckImaged
 
@@ -32,13 +36,17 @@ def volume_preprocessing(
     num_channels: int | None = None,
     load: bool = True,
     baseline_key: str | None = None,
+    brainmask_key: str = "brainmask",
+    foreground_key: str | None = None,
 ) -> list[MapTransform]:
     """Dictionary transforms from NIfTI paths to a model-ready RAS volume with per-slice bookkeeping.
 
     Steps: load (modalities as channels) -> check (3D, channel count, finite, non-empty, label on the image grid) ->
-    binarise the label (whole tumour, ``label > 0``) -> reorient to RAS (axial slices on the last axis) -> per-slice
-    brain selection and image-level labels (at the native resolution, so small lesions count) -> divide by the
-    foreground percentile (clipped or not) -> in-plane resize to ``spatial_size`` -> brain mask -> map to [-1, 1]
+    background to 0 and the brain positive (:class:`~monai_adiff.transforms.StandardizeBackground`: z-scored,
+    offset or min-max scaled scans, or an explicit brain mask) -> binarise the label (whole tumour, ``label > 0``) ->
+    reorient to RAS (axial slices on the last axis) -> per-slice brain selection and image-level labels (at the
+    native resolution, so small lesions count) -> divide by the foreground percentile (clipped or not) -> in-plane
+    resize to ``spatial_size`` -> brain mask -> map to [-1, 1]
     (``range_mode`` "global": fixed [0, 1] -> [-1, 1] after clipping, else per-volume min-max; "slice": per-slice
     min-max as AnoFPDM).
 
@@ -60,14 +68,22 @@ def volume_preprocessing(
         baseline_key: also write the intensity baseline of the evaluation protocol under this key: every channel
             divided by its 99th foreground percentile *with* clipping, in [0, 1], resized like the image, whatever
             the method's own scaling (so every bundle is compared with the same FLAIR-intensity baseline).
+        brainmask_key: key of an optional brain-mask path (loaded when present; without it the brain is every voxel
+            off the background).
+        foreground_key: also keep the brain mask on the input's own grid and orientation under this key (to keep
+            masks that are inverted back to the input grid inside the brain).
     """
     keys = [image_key, label_key]
     xforms: list[MapTransform] = []
     if load:
-        xforms.append(LoadImaged(keys=keys, ensure_channel_first=True, image_only=True, allow_missing_keys=True))
+        xforms.append(
+            LoadImaged(keys=[*keys, brainmask_key], ensure_channel_first=True, image_only=True, allow_missing_keys=True)
+        )
     fixed = range_mode == "global" and clip
     xforms += [
         CheckImaged(keys=image_key, label_key=label_key, spatial_dims=3, num_channels=num_channels),
+        StandardizeBackgroundd(keys=image_key, mask_key=brainmask_key, foreground_key=foreground_key),
+        DeleteItemsd(keys=brainmask_key),
         AsDiscreted(keys=label_key, threshold=0.5, allow_missing_keys=True),
         Orientationd(keys=keys, axcodes="RAS", labels=RAS_LABELS, allow_missing_keys=True),
         BrainSliceSelectiond(keys=image_key, min_fraction=min_brain_fraction),

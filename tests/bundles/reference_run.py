@@ -4,9 +4,10 @@ numbers are stored in ``reference_outputs.json``; ``test_reference_outputs.py`` 
 unchanged.
 
 The reference was first recorded before the configs were layered and the methods moved into ``monai_adiff.methods``
-(the refactor reproduced it), and re-recorded when the phantoms gained FLAIR-bright normal caps and per-case lesion
-contrast (bundles 0.3.0). Re-record it (``python -m tests.bundles.reference_run``) only for a deliberate behaviour
-change, and say so in the bundle's changelog.
+(the refactor reproduced it), re-recorded when the phantoms gained FLAIR-bright normal caps and per-case lesion
+contrast (bundles 0.3.0), and when saved maps and masks became zero outside the input's own brain (bundles 0.4.0;
+every other number was checked unchanged first). Re-record it (``python -m tests.bundles.reference_run``) only for a
+deliberate behaviour change, and say so in the bundle's changelog.
 """
 
 from __future__ import annotations
@@ -76,7 +77,7 @@ def run_reference(name: str, work: Path, datalist: str, overrides: dict | None =
     }
     run_bundle(name, "training", common, logging_file=False)
     ckpt = work / "models" / "model.pt"
-    state = torch.load(ckpt, weights_only=True)
+    state = torch.load(ckpt, weights_only=True)["model"]  # {"model": weights, "info": record}
     out: dict = {"weights_sum": float(sum(v.double().sum() for v in state.values()))}
     if (find_bundle(name) / "configs" / "calibrate.json").is_file():
         run_bundle(name, "calibrate", {**common, "ckpt_path": str(ckpt)}, logging_file=False)

@@ -200,9 +200,20 @@ def test_train_writes_resumable_checkpoints(name, trained):
     state = torch.load(latest, weights_only=True)  # the second run resumed from epoch 1 and stopped after epoch 2
     trainer = state["trainer"]  # Ignite's state: iteration counts every epoch, the resumed one included
     assert trainer["iteration"] == 2 * trainer["epoch_length"] and {"model", "ema", "optimizer"} <= set(state)
-    # model.pt holds the EMA weights as a bare state dict (what MONAI's CheckpointLoader and MONAI Label load)
-    model = torch.load(work / "models" / "model.pt", weights_only=True)
+    # model.pt holds the EMA weights under "model" (what MONAI's CheckpointLoader and MONAI Label load) and the
+    # record that rebuilds the network (bundle, version, network arguments, data settings)
+    saved = torch.load(work / "models" / "model.pt", weights_only=True)
+    model, info = saved["model"], saved["info"]
     assert set(model) == set(state["ema"]) and "conv_in.conv.weight" in model
+    assert (
+        info["bundle"] == name
+        and info["version"] == json.loads((find_bundle(name) / "configs" / "metadata.json").read_text())["version"]
+    )
+    assert (
+        info["config"]["network_def#channels"] == TINY["network_def#channels"]
+        and info["config"]["spatial_size"] == SIZE
+    )
+    assert state["info"] == info
     assert not torch.equal(model["conv_in.conv.weight"], state["model"]["conv_in.conv.weight"])  # EMA != online
 
 

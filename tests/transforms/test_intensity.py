@@ -8,7 +8,14 @@ from monai.data import MetaTensor
 from parameterized import parameterized
 
 from monai_adiff.data import InputError
-from monai_adiff.transforms import ScaleByPercentile, ScaleByPercentiled, ScaleToSymmetricRange, ScaleToSymmetricRanged
+from monai_adiff.transforms import (
+    ScaleByPercentile,
+    ScaleByPercentiled,
+    ScaleToSymmetricRange,
+    ScaleToSymmetricRanged,
+    StandardizeBackground,
+    StandardizeBackgroundd,
+)
 
 
 def _volume(seed=0, shape=(2, 10, 12, 6)):
@@ -106,3 +113,68 @@ def test_symmetric_dict_and_bad_args():
         ScaleToSymmetricRange(vmin=0.0)
     with pytest.raises(ValueError):
         ScaleToSymmetricRange(vmin=1.0, vmax=1.0)
+
+
+def _skull_stripped(shape=(1, 12, 12, 8), seed=0):
+    """A 'brain' block in the middle (values 1..200, min near 0 as real MRI), background 0 on every border."""
+    rng = np.random.default_rng(seed)
+    x = np.zeros(shape, np.float32)
+    x[:, 2:-2, 2:-2, 1:-1] = rng.uniform(1, 200, (shape[0], shape[1] - 4, shape[2] - 4, shape[3] - 2))
+    return x
+
+
+def test_standardize_background_leaves_brats_style_volumes_alone():
+    x = torch.as_tensor(_skull_stripped())
+    assert StandardizeBackground()(x) is x
+
+
+def test_standardize_background_undoes_an_offset_exactly():
+    x = np.round(_skull_stripped())  # integer intensities, as int16 scans with an offset
+    out = StandardizeBackground()(torch.as_tensor((x + 1000).astype(np.int16)))
+    np.testing.assert_array_equal(out.numpy(), x)
+
+
+def test_standardize_background_of_a_z_scored_volume_matches_the_closed_form():
+    x = _skull_stripped()
+    brain = x[0] != 0
+    z = np.full_like(x, -1.5)
+    z[0][brain] = (x[0][brain] - x[0][brain].mean()) / x[0][brain].std()
+    out = StandardizeBackground()(torch.as_tensor(z)).numpy()
+    lo, hi = z[0][brain].min(), z[0][brain].max()
+    shift = lo - 1e-3 * (hi - lo)  # brain values lie below the background: re-base on the brain minimum
+    np.testing.assert_allclose(out[0][brain], z[0][brain] - shift, rtol=1e-6)
+    assert (out[0][~brain] == 0).all() and (out[0][brain] > 0).all()
+    # after percentile scaling it is the original up to the brain minimum (1 of ~200 here)
+    a = ScaleByPercentile(99.0, clip=True)(torch.as_tensor(x)).numpy()
+    b = ScaleByPercentile(99.0, clip=True)(torch.as_tensor(out)).numpy()
+    assert np.abs(a - b).max() < 0.01
+
+
+def test_standardize_background_with_a_mask_and_without_a_constant_background():
+    x = _skull_stripped()
+    noisy = x + np.random.default_rng(1).uniform(0, 5, x.shape).astype(np.float32) * (x == 0)
+    img = MetaTensor(torch.as_tensor(noisy), meta={"filename_or_obj": "/data/head.nii.gz"})
+    with pytest.raises(InputError, match=r"/data/head.nii.gz: has no constant background .*brainmask"):
+        StandardizeBackground()(img)
+    mask = x[0] != 0
+    out = StandardizeBackground()(torch.as_tensor(noisy), torch.as_tensor(mask[None]))
+    np.testing.assert_array_equal(out.numpy(), x)  # outside the mask 0, the brain (> 0) unchanged
+    with pytest.raises(InputError, match="brain mask shape"):
+        StandardizeBackground()(torch.as_tensor(noisy), torch.as_tensor(mask[:-1]))
+
+
+def test_standardize_backgroundd_keeps_the_native_foreground():
+    x = _skull_stripped()
+    d = StandardizeBackgroundd(keys="image", foreground_key="fg")({"image": torch.as_tensor(x - 1.5)})
+    np.testing.assert_array_equal(d["fg"].numpy(), x != 0)
+
+
+def test_percentile_scaling_ignores_a_saturated_plateau():
+    x = _skull_stripped()
+    sat = x.copy()
+    sat[0, 2:6] = np.where(sat[0, 2:6] != 0, 32767.0, 0)  # a third of the brain at the int16 maximum
+    out = ScaleByPercentile(99.0, clip=True)(torch.as_tensor(sat)).numpy()
+    rest = (sat[0] != 0) & (sat[0] < 32767)
+    p = np.percentile(sat[0][rest], 99.0)  # the percentile of the unsaturated voxels sets the scale
+    np.testing.assert_allclose(out[0][rest], np.minimum(sat[0][rest], p) / p, rtol=1e-5)
+    assert (out[0][sat[0] == 32767] == 1.0).all()

@@ -9,7 +9,7 @@ import torch
 from monai.config import DtypeLike, KeysCollection, NdarrayOrTensor
 from monai.transforms import MapTransform
 
-from monai_adiff.transforms.intensity.array import ScaleByPercentile, ScaleToSymmetricRange
+from monai_adiff.transforms.intensity.array import ScaleByPercentile, ScaleToSymmetricRange, StandardizeBackground
 
 __all__ = [
     "ScaleByPercentiled",
@@ -18,6 +18,9 @@ __all__ = [
     "ScaleToSymmetricRanged",
     "ScaleToSymmetricRangeD",
     "ScaleToSymmetricRangeDict",
+    "StandardizeBackgroundd",
+    "StandardizeBackgroundD",
+    "StandardizeBackgroundDict",
 ]
 
 
@@ -71,5 +74,43 @@ class ScaleToSymmetricRanged(MapTransform):
         return d
 
 
+class StandardizeBackgroundd(MapTransform):
+    """Dictionary version of :class:`StandardizeBackground`.
+
+    Args:
+        keys: the image key(s).
+        mask_key: key of an optional brain mask (e.g. a loaded ``<case>_brainmask.nii.gz``); used when present.
+        foreground_key: where to store the brain mask on the input's own grid (bool, (1, *spatial)), e.g. to keep
+            inverted output masks inside the brain; ``None`` stores nothing.
+        min_border_fraction: see :class:`StandardizeBackground`.
+        allow_missing_keys: don't raise for missing image keys.
+    """
+
+    backend = StandardizeBackground.backend
+
+    def __init__(
+        self,
+        keys: KeysCollection,
+        mask_key: str | None = "brainmask",
+        foreground_key: str | None = None,
+        min_border_fraction: float = 0.5,
+        allow_missing_keys: bool = False,
+    ) -> None:
+        super().__init__(keys, allow_missing_keys)
+        self.mask_key = mask_key
+        self.foreground_key = foreground_key
+        self.standardize = StandardizeBackground(min_border_fraction)
+
+    def __call__(self, data: Mapping[Hashable, NdarrayOrTensor]) -> dict[Hashable, NdarrayOrTensor]:
+        d = dict(data)
+        mask = d.get(self.mask_key) if self.mask_key else None
+        for key in self.key_iterator(d):
+            if self.foreground_key:
+                d[self.foreground_key] = self.standardize.foreground(d[key], mask)
+            d[key] = self.standardize(d[key], mask)
+        return d
+
+
 ScaleByPercentileD = ScaleByPercentileDict = ScaleByPercentiled
 ScaleToSymmetricRangeD = ScaleToSymmetricRangeDict = ScaleToSymmetricRanged
+StandardizeBackgroundD = StandardizeBackgroundDict = StandardizeBackgroundd
