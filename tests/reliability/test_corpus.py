@@ -376,3 +376,53 @@ def test_bad_config_override_is_one_line(tmp_path, tiny_ckpt, reference):
     assert code == 1 and len(err) == 1, err
     assert err[0].startswith("error: Failed to instantiate component 'monai.networks.nets.DiffusionModelUNet'")
     assert err[0].endswith("ValueError: DiffusionModelUNet expects all num_channels being multiple of norm_num_groups")
+
+
+def test_checkpoint_of_another_bundle_with_its_record(tmp_path):
+    """An SSS checkpoint given to the 4-modality AnoFPDM bundle: named as the other bundle's, in one line."""
+    sss = save_checkpoint(tmp_path / "sss.pt", "sss", TINY_NET)
+    root = tmp_path / "data"
+    write_case(root, "Case")
+    args = tmp_path / "a.json"
+    args.write_text(json.dumps({**TINY_NET, "modalities": ["flair", "t1", "t1ce", "t2"], "num_steps": 4}))
+    import io
+    from contextlib import redirect_stderr, redirect_stdout
+
+    err = io.StringIO()
+    with redirect_stderr(err), redirect_stdout(io.StringIO()):
+        code = main(
+            [
+                "infer",
+                "anofpdm",
+                str(root / "Case"),
+                "--checkpoint",
+                str(sss),
+                "--args-file",
+                str(args),
+                "--out",
+                str(tmp_path / "o"),
+            ]
+        )
+    lines = [ln for ln in err.getvalue().strip().splitlines() if ln.startswith("error:")]
+    assert code == 1 and lines == [
+        f"error: {sss}: is a checkpoint of the 'sss' bundle 0.4.0, whose network does not fit the anofpdm bundle's"
+    ]
+
+
+def test_case_folder_with_a_brain_mask(tmp_path, tiny_ckpt):
+    """A BraTS-style case folder whose FLAIR has a noisy background and ``<case>_brainmask.nii.gz`` beside it."""
+    root = tmp_path / "data"
+    item = write_case(root, "Noisy")
+    flair = nib.load(item["flair"])
+    data = np.asarray(flair.dataobj).astype(np.float32)
+    brain = data != 0
+    noisy = np.where(brain, data, np.random.default_rng(0).uniform(1, 20, data.shape)).astype(np.float32)
+    save_nifti(Path(item["flair"]), noisy, flair.affine)
+    case_dir = root / "Noisy"
+    code, err, _ = infer(tmp_path, tiny_ckpt, case_dir, out="o1")
+    assert code == 1 and "has no constant background" in err[0]
+    save_nifti(case_dir / "Noisy_brainmask.nii.gz", brain.astype(np.uint8), flair.affine)
+    code, err, dest = infer(tmp_path, tiny_ckpt, case_dir, out="o2")
+    assert code == 0, err
+    amap, mask = (np.asarray(i.dataobj) for i in outputs(dest, "Noisy"))
+    assert amap[brain].any() and not amap[~brain].any() and not mask[~brain].any()
