@@ -141,6 +141,11 @@ def read_checkpoint(path: str | os.PathLike) -> Any:
     if os.path.getsize(path) == 0:
         raise InputError(path, "checkpoint file is empty")
     try:
+        # memory-mapped: checks and records need no copy of the weights (paper-size UNets are hundreds of MB)
+        return torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except Exception:
+        pass  # not a zip-format checkpoint, or not a checkpoint: a plain read gives the real error
+    try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # pickle, zip and torch errors; torch's own advice (weights_only=False) is unsafe
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
