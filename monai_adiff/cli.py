@@ -218,6 +218,8 @@ def _cmd_infer(args: argparse.Namespace) -> int:
         print(f"error: none of the {len(failed)} requested case(s) can be scored", file=sys.stderr)
         return 1
     overrides.update({"data": items, "output_dir": out, "ckpt_path": ckpt_path, "save_overlay": not args.no_overlay})
+    if not args.verbose:  # MONAI's workflow logs its own set-up lines (workflow type, logging file) on stdout
+        logging.getLogger("monai.bundle.workflows").setLevel(logging.ERROR)
     run_bundle(bundle, "inference", overrides, logging_file=None if args.verbose else False)
     for it in items:
         for suffix in ("anomaly_map", "anomaly_mask"):
