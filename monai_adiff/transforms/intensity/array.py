@@ -226,6 +226,10 @@ class StandardizeBackground(Transform):
     def foreground(self, img: NdarrayOrTensor, mask: NdarrayOrTensor | None = None) -> torch.Tensor:
         """The brain (foreground) of a channel-first image: the mask where given, else any channel off its
         background. Returns a bool tensor shaped (1, *spatial)."""
+        return self._foreground(img, mask)[0][None]
+
+    def _foreground(self, img: NdarrayOrTensor, mask: NdarrayOrTensor | None) -> tuple[torch.Tensor, list[float]]:
+        """``(foreground (*spatial), background value per channel)``; 0 for every channel with a mask."""
         x = convert_to_tensor(img, track_meta=False)
         if mask is not None:
             m = convert_to_tensor(mask, track_meta=False) > 0
@@ -236,11 +240,12 @@ class StandardizeBackground(Transform):
                     source_name(mask) or source_name(img),
                     f"brain mask shape {tuple(m.shape)} does not match the image's {tuple(x.shape[1:])}",
                 )
-            return m[None]
+            return m, [0.0] * x.shape[0]
+        backgrounds = [self.background(x[c], img) for c in range(x.shape[0])]
         fg = torch.zeros(x.shape[1:], dtype=torch.bool)
-        for c in range(x.shape[0]):
-            fg |= x[c] != self.background(x[c], img)
-        return fg[None]
+        for c, bg in enumerate(backgrounds):
+            fg |= x[c] != bg
+        return fg, backgrounds
 
     def background(self, channel: torch.Tensor, src=None) -> float:
         """The background value of one channel: the border's most frequent value (see the class doc)."""
@@ -258,8 +263,14 @@ class StandardizeBackground(Transform):
 
     def __call__(self, img: NdarrayOrTensor, mask: NdarrayOrTensor | None = None) -> NdarrayOrTensor:
         """Standardise ``img`` (C, *spatial); ``mask`` (any shape holding the spatial grid) marks the brain."""
+        return self.standardize(img, mask)[0]
+
+    def standardize(
+        self, img: NdarrayOrTensor, mask: NdarrayOrTensor | None = None
+    ) -> tuple[NdarrayOrTensor, torch.Tensor]:
+        """``(standardised image, foreground (1, *spatial) bool)``: :meth:`__call__` and :meth:`foreground` at once."""
         x = convert_to_tensor(img, track_meta=False)
-        fg = self.foreground(img, mask)[0]
+        fg, backgrounds = self._foreground(img, mask)
         if not bool(fg.any()):
             raise InputError(source_name(img), "has an empty foreground (no voxel differs from the background)")
         channels, changed = [], mask is not None
@@ -267,7 +278,7 @@ class StandardizeBackground(Transform):
             xc = x[c].float()
             brain = xc[fg]
             lo, hi = float(brain.min()), float(brain.max())
-            bg = 0.0 if mask is not None else self.background(x[c], img)
+            bg = backgrounds[c]
             if bg == 0.0 and lo > 0.0:
                 shift = 0.0
             elif lo > bg:
@@ -279,5 +290,5 @@ class StandardizeBackground(Transform):
                 logger.info("%s: channel %d rebased by %g (background %g)", source_name(img) or "image", c, shift, bg)
             channels.append(torch.where(fg, xc - shift, torch.zeros_like(xc)))
         if not changed:
-            return img
-        return convert_to_dst_type(torch.stack(channels), img, dtype=torch.float32)[0]
+            return img, fg[None]
+        return convert_to_dst_type(torch.stack(channels), img, dtype=torch.float32)[0], fg[None]

@@ -105,9 +105,9 @@ class StandardizeBackgroundd(MapTransform):
         d = dict(data)
         mask = d.get(self.mask_key) if self.mask_key else None
         for key in self.key_iterator(d):
+            d[key], foreground = self.standardize.standardize(d[key], mask)
             if self.foreground_key:
-                d[self.foreground_key] = self.standardize.foreground(d[key], mask)
-            d[key] = self.standardize(d[key], mask)
+                d[self.foreground_key] = foreground
         return d
 
 
