@@ -63,6 +63,12 @@ def _cmd_datalist(args: argparse.Namespace) -> int:
     if not args.out and not args.summary:
         print("nothing to do: give --out FILE and/or --summary", file=sys.stderr)
         return 2
+    if args.out:  # checked before the (slow) scan of every file
+        from monai_adiff.errors import InputError
+
+        if os.path.isdir(args.out):
+            raise InputError(os.path.abspath(args.out), "is a folder; --out names the datalist JSON file to write")
+        _output_folder(os.path.dirname(os.path.abspath(args.out)))
     # the slice table reads and checks every file, so the scan itself only checks that files exist
     items, errors = scan_brats_folder(args.root, args.modalities, validate=False)
     rows, table_errors = build_slice_table(items, args.modalities, args.min_brain_fraction)

@@ -426,3 +426,24 @@ def test_case_folder_with_a_brain_mask(tmp_path, tiny_ckpt):
     assert code == 0, err
     amap, mask = (np.asarray(i.dataobj) for i in outputs(dest, "Noisy"))
     assert amap[brain].any() and not amap[~brain].any() and not mask[~brain].any()
+
+
+@pytest.mark.parametrize("kind", ["out-is-folder", "out-under-file"])
+def test_datalist_checks_its_output_before_scanning(kind, tmp_path):
+    root = tmp_path / "data"
+    write_case(root, "Good")
+    blocker = tmp_path / "file.txt"
+    blocker.write_text("x")
+    out = tmp_path if kind == "out-is-folder" else blocker / "dl.json"
+    import io
+    from contextlib import redirect_stderr, redirect_stdout
+
+    err = io.StringIO()
+    with redirect_stderr(err), redirect_stdout(io.StringIO()):
+        code = main(["datalist", str(root), "--out", str(out)])
+    lines = err.getvalue().strip().splitlines()
+    expected = {
+        "out-is-folder": f"error: {tmp_path}: is a folder; --out names the datalist JSON file to write",
+        "out-under-file": f"error: {blocker}: output path exists and is not a folder",
+    }[kind]
+    assert code == 1 and len(lines) == 1 and lines[0].startswith(expected), lines
