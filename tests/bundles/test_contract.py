@@ -310,6 +310,28 @@ def test_multi_gpu_config_under_torchrun(name, dataset, tmp_path):
     assert (tmp_path / "m" / "model.pt").is_file() and (tmp_path / "m" / "checkpoint_epoch=1.pt").is_file()
 
 
+def test_anofpdm_ungated_mask_is_written_and_scored(trained, dataset, tmp_path):
+    """AnoFPDM's mask before the healthy/unhealthy gate: saved beside the gated one, never smaller, and scored by
+    the evaluation with ``metrics_handler#mask_key``; small components removed per slice on request."""
+    common = {**trained["anofpdm"]["common"], "ckpt_path": str(trained["anofpdm"]["work"] / "models" / "model.pt")}
+    out = tmp_path / "pred"
+    run_bundle(
+        "anofpdm", "inference", {**common, "output_dir": str(out), "component_slice_axis": -1}, logging_file=False
+    )
+    for item in dataset["test"]:
+        gated = np.asarray(nib.load(out / f"{item['case']}_anomaly_mask.nii.gz").dataobj)
+        ungated = np.asarray(nib.load(out / f"{item['case']}_anomaly_mask_ungated.nii.gz").dataobj)
+        assert ungated.shape == gated.shape and not (gated & ~ungated).any()
+    run_bundle(
+        "anofpdm",
+        "evaluate",
+        {**common, "output_dir": str(tmp_path / "ev"), "metrics_handler#mask_key": "ungated_mask"},
+        logging_file=False,
+    )
+    report = json.loads((tmp_path / "ev" / "metrics.json").read_text())
+    assert report["anofpdm"]["unhealthy"]["n_slices"] > 0 and "dice_pooled" in report["anofpdm"]["unhealthy"]
+
+
 @pytest.mark.parametrize("name", [b for b in BUNDLES if (find_bundle(b) / "configs" / "calibrate.json").is_file()])
 def test_calibration_without_pixel_labels(name, trained, dataset):
     weak = json.loads(Path(dataset["weak_datalist"]).read_text())

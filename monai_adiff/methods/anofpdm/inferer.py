@@ -18,12 +18,14 @@ from monai_adiff.methods.anofpdm.threshold import fpdm_quantile
 from monai_adiff.output import ANOMALY_MAP, PRED_LABEL, PRED_MASK, PRED_SCORE
 from monai_adiff.transforms.postprocessing.array import median_filter_mirror
 
-__all__ = ["FPDMInferer", "CALIBRATED_KEYS"]
+__all__ = ["FPDMInferer", "CALIBRATED_KEYS", "UNGATED_MASK"]
 
 logger = logging.getLogger(__name__)
 
 #: the values label-free calibration chooses (``run calibrate``); a calibration file's values win over the config's
 CALIBRATED_KEYS = ("guidance", "cos_threshold", "m_max")
+#: Algorithm 1's mask before the healthy/unhealthy gate (the public code scores this one in the unhealthy setup)
+UNGATED_MASK = "ungated_mask"
 
 
 class FPDMInferer(AnomalyInferer):
@@ -31,7 +33,8 @@ class FPDMInferer(AnomalyInferer):
 
     Outputs (:class:`~monai_adiff.output.AnomalyOutput`): ``anomaly_map`` the aggregated map ``H`` (eq. 20,
     median-filtered), ``pred_mask`` the method's own mask (``H >= Q*``, Algorithm 1, empty for slices classified
-    healthy), per slice ``pred_score`` ``1 - cos`` (eq. 18), ``pred_label`` (1 = unhealthy), and the extras ``t_e``
+    healthy), ``ungated_mask`` the same mask without the healthy/unhealthy gate (what the public code scores in the
+    unhealthy setup, whose slices are all unhealthy by construction: the paper's 61.5 Dice), per slice ``pred_score`` ``1 - cos`` (eq. 18), ``pred_label`` (1 = unhealthy), and the extras ``t_e``
     (the timestep of the divergence peak, eq. 21) and ``m_te`` (the peak divergence ``M_te``).
 
     Guidance strength, cosine threshold and ``M_max`` come from label-free calibration
@@ -53,7 +56,7 @@ class FPDMInferer(AnomalyInferer):
         slice_batch_size, autocast_dtype, brain_tol, seed, progress: see :class:`AnomalyInferer`.
     """
 
-    map_names = (PRED_MASK,)
+    map_names = (PRED_MASK, UNGATED_MASK)
     value_names = (PRED_SCORE, PRED_LABEL, "t_e", "m_te")
 
     def __init__(
@@ -153,10 +156,11 @@ class FPDMInferer(AnomalyInferer):
         thr = rowwise_quantile(amap.flatten(1), q)
         if self.median_kernel:
             amap = median_filter_mirror(amap, self.median_kernel)
-        mask = (amap >= thr.reshape(-1, 1, 1)) & unhealthy.reshape(-1, 1, 1)
+        ungated = amap >= thr.reshape(-1, 1, 1)
         return {
             ANOMALY_MAP: amap,
-            PRED_MASK: mask.float(),
+            PRED_MASK: (ungated & unhealthy.reshape(-1, 1, 1)).float(),
+            UNGATED_MASK: ungated.float(),
             PRED_SCORE: 1.0 - cos,
             PRED_LABEL: unhealthy.float(),
             "t_e": res.timesteps.to(x.device)[res.t_end[0]].float(),

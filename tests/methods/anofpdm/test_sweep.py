@@ -199,7 +199,8 @@ def test_inferer_mask_threshold_and_decision(sched):
         sched, num_steps=100, stride=10, channels=(0, 3), m_max=0.05, cos_threshold=0.9999, median_kernel=5, seed=0
     )
     packed = inf(x, net)
-    assert packed.shape == (4, 2, 12, 12) and channel_names(packed) == ["anomaly_map", "pred_mask"]
+    assert packed.shape == (4, 3, 12, 12)
+    assert channel_names(packed) == ["anomaly_map", "pred_mask", "ungated_mask"]
     out = AnomalyOutput.from_image(packed)
     assert set(out.values) == {"t_e", "m_te"} and out.pred_score.shape == out.pred_label.shape == (4,)
     res = inf.sweep(x[:3], Stub(bump=0.6), inf.generator())
@@ -212,14 +213,23 @@ def test_inferer_mask_threshold_and_decision(sched):
     brain = (x[:3] > -1 + 1e-3).any(1)
     torch.testing.assert_close(out.anomaly_map[:3, 0], filtered * brain)
     torch.testing.assert_close(out.pred_mask[:3, 0], (mask & brain).float())
+    # the ungated mask is Algorithm 1's mask before the healthy/unhealthy decision
+    torch.testing.assert_close(out.maps["ungated_mask"][:3, 0], ((filtered >= thr[:, None, None]) & brain).float())
     torch.testing.assert_close(out.pred_label[:3], (cos <= 0.9999).float())
     torch.testing.assert_close(out.pred_score[:3], 1 - cos)
     torch.testing.assert_close(out.values["m_te"][:3], res.m_end[0])
     assert out.values["t_e"][:3].tolist() == [10.0 * k for k in res.t_end[0].tolist()]
     assert float(packed[3].abs().sum()) == 0.0 and float(out.pred_score[3]) == 0.0  # no brain, not scored
     # a slice classified healthy gets an empty mask whatever its map
-    strict = FPDMInferer(sched, num_steps=100, stride=10, channels=(0, 3), m_max=0.05, cos_threshold=-1.0, seed=0)
-    assert float(strict.infer(x, Stub(bump=0.6)).pred_mask.sum()) == 0.0
+    strict = FPDMInferer(
+        sched, num_steps=100, stride=10, channels=(0, 3), m_max=0.05, cos_threshold=-1.0, median_kernel=None, seed=0
+    )
+    gated = strict.infer(x, Stub(bump=0.6))
+    assert float(gated.pred_mask.sum()) == 0.0
+    # ... while the ungated mask keeps Algorithm 1's pixels (no median filter here: H >= Q* on H itself)
+    ungated = (amap >= thr[:, None, None]) & brain
+    assert bool(ungated.any())
+    torch.testing.assert_close(gated.maps["ungated_mask"][:3, 0], ungated.float())
 
 
 def test_inferer_reads_calibration(sched, tmp_path):
