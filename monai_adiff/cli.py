@@ -245,7 +245,12 @@ def _is_case(path: str) -> bool:
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``monai-adiff``."""
-    parser = argparse.ArgumentParser(prog="monai-adiff", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="monai-adiff",
+        description=__doc__.split("\n\n")[0],
+        epilog="exit status: 0 every requested case written; 3 some cases failed (each listed on stderr, the others "
+        "written); 1 nothing done (bad arguments, unreadable checkpoint or input, unwritable --out); 2 usage error",
+    )
     parser.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
     sub = parser.add_subparsers(dest="command", required=True)
 

@@ -34,8 +34,9 @@ class FPDMInferer(AnomalyInferer):
     Outputs (:class:`~monai_adiff.output.AnomalyOutput`): ``anomaly_map`` the aggregated map ``H`` (eq. 20,
     median-filtered), ``pred_mask`` the method's own mask (``H >= Q*``, Algorithm 1, empty for slices classified
     healthy), ``ungated_mask`` the same mask without the healthy/unhealthy gate (what the public code scores in the
-    unhealthy setup, whose slices are all unhealthy by construction: the paper's 61.5 Dice), per slice ``pred_score`` ``1 - cos`` (eq. 18), ``pred_label`` (1 = unhealthy), and the extras ``t_e``
-    (the timestep of the divergence peak, eq. 21) and ``m_te`` (the peak divergence ``M_te``).
+    unhealthy setup, whose slices are all unhealthy by construction: the paper's 61.5 Dice), per slice
+    ``pred_score`` ``1 - cos`` (eq. 18), ``pred_label`` (1 = unhealthy), and the extras ``t_e`` (the timestep of the
+    divergence peak, eq. 21) and ``m_te`` (the peak divergence ``M_te``).
 
     Guidance strength, cosine threshold and ``M_max`` come from label-free calibration
     (:func:`~monai_adiff.methods.anofpdm.calibrate_fpdm`, ``run calibrate``). Precedence: when ``calibration_file``
