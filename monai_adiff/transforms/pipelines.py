@@ -33,6 +33,7 @@ def volume_preprocessing(
     clip: bool = True,
     range_mode: str = "global",
     min_brain_fraction: float = 0.1,
+    slice_rule: str = "area",
     num_channels: int | None = None,
     load: bool = True,
     baseline_key: str | None = None,
@@ -63,6 +64,8 @@ def volume_preprocessing(
         clip: clip at that percentile (then intensities lie in [0, 1]).
         range_mode: ``"global"`` or ``"slice"``, see :class:`~monai_adiff.transforms.ScaleToSymmetricRange`.
         min_brain_fraction: see :class:`~monai_adiff.transforms.BrainSliceSelection`.
+        slice_rule: ``"area"`` (brain area above ``min_brain_fraction`` of the largest) or ``"intensity"`` (the
+            public AnoFPDM code's contiguous range), see :class:`~monai_adiff.transforms.BrainSliceSelection`.
         num_channels: expected channel count (number of modalities) for the input check.
         load: start with ``LoadImaged`` (False when the dict already holds images, e.g. MONAI Label tensors).
         baseline_key: also write the intensity baseline of the evaluation protocol under this key: every channel
@@ -86,7 +89,7 @@ def volume_preprocessing(
         DeleteItemsd(keys=brainmask_key),
         AsDiscreted(keys=label_key, threshold=0.5, allow_missing_keys=True),
         Orientationd(keys=keys, axcodes="RAS", labels=RAS_LABELS, allow_missing_keys=True),
-        BrainSliceSelectiond(keys=image_key, min_fraction=min_brain_fraction),
+        BrainSliceSelectiond(keys=image_key, min_fraction=min_brain_fraction, rule=slice_rule),
         SliceLabeld(keys=label_key, allow_missing_keys=True),
     ]
     if baseline_key:

@@ -1,6 +1,7 @@
 # SPDX-License-Identifier: Apache-2.0
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
@@ -73,3 +74,27 @@ def test_dict_versions():
     assert d["brain_slices"].tolist() == [False, False, True, True, True]
     assert d["brain_area"].tolist() == [0, 1, 16, 8, 2]
     assert d["slice_label"].tolist() == [0, 0, 1, 0, 0] and d["tumour_area"].tolist() == [0, 0, 1, 0, 0]
+
+
+def test_intensity_rule_is_a_contiguous_range():
+    # the public AnoFPDM code: channels / their 99th foreground percentile (numpy's), channel mean summed per slice,
+    # every slice from the first to the last sum > 0.5
+    x = torch.zeros(2, 4, 4, 7)
+    x[0, 0, 0, 1] = 1.0  # one dim voxel: sum below 0.5
+    x[:, 1, 1, 2] = torch.tensor([3.0, 5.0])
+    x[0, :2, :2, 4] = torch.tensor([[2.0, 3.0], [4.0, 3.0]])  # slice 3 is empty but inside the range
+    x[1, 0, 0, 5] = 1.0
+    a = x.numpy()
+    scaled = np.stack([c / np.percentile(c[c != 0], 99) for c in a])
+    sums = scaled.mean(0).sum((0, 1))
+    above = np.nonzero(sums > 0.5)[0]
+    expected = [above[0] <= k <= above[-1] for k in range(7)]
+    assert expected == [False, False, True, True, True, False, False]  # the hand-checked reading of this volume
+    got = BrainSliceSelection(rule="intensity")(x)
+    assert got.tolist() == expected
+    # the area rule drops the empty slice and keeps the dim ones
+    assert BrainSliceSelection(min_fraction=0.0)(x).tolist() == [False, True, True, False, True, True, False]
+    d = BrainSliceSelectiond(keys="image", rule="intensity")({"image": x})
+    assert d["brain_slices"].tolist() == expected
+    with pytest.raises(ValueError, match="rule"):
+        BrainSliceSelection(rule="sum")

@@ -2,21 +2,26 @@
 """AnoFPDM (Che et al. 2025): see ``README.md`` beside this file.
 
 ``sweep``: the forward process (eqs. 2-4, 7, 10, 12, 18-21); ``threshold``: Algorithm 1's quantile; ``inferer``: the
-bundle's inferer; ``calibration``: the label-free choice of guidance, cosine threshold and ``M_max``; ``network``:
-the dropout UNet of the public code.
+bundle's inferer; ``calibration``: the label-free choice of guidance, cosine threshold and ``M_max``; ``gap``: the
+conditioning gap and its training handler; ``network``: the UNet with the public code's dropout and conditioning.
 """
 
-from .calibration import best_accuracy_threshold, calibrate_fpdm, conditioning_gap, select_guidance
+from .calibration import best_accuracy_threshold, calibrate_fpdm, select_guidance
+from .gap import GAP_FIELDS, ConditioningGapHandler, conditioning_gap, summarize_gap
 from .inferer import CALIBRATED_KEYS, FPDMInferer
-from .network import DropoutDiffusionModelUNet
+from .network import CLASS_CONDITIONING, CFGDiffusionModelUNet, NullableClassEmbedding
 from .sweep import FPDMSweep, cosine_similarity, fpdm_step_grid, fpdm_sweep, rowwise_quantile
 from .threshold import fpdm_quantile
 
 __all__ = [
     "CALIBRATED_KEYS",
-    "DropoutDiffusionModelUNet",
+    "CLASS_CONDITIONING",
+    "ConditioningGapHandler",
+    "GAP_FIELDS",
+    "CFGDiffusionModelUNet",
     "FPDMInferer",
     "FPDMSweep",
+    "NullableClassEmbedding",
     "best_accuracy_threshold",
     "calibrate_fpdm",
     "conditioning_gap",
@@ -26,4 +31,5 @@ __all__ = [
     "fpdm_sweep",
     "rowwise_quantile",
     "select_guidance",
+    "summarize_gap",
 ]

@@ -19,12 +19,12 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from monai_adiff.engines.checkpoint import load_network_weights
-from monai_adiff.inferers import device_generator
+from monai_adiff.methods.anofpdm.gap import conditioning_gap, summarize_gap
 from monai_adiff.methods.anofpdm.inferer import FPDMInferer
 from monai_adiff.metrics.functional import auroc
 from monai_adiff.utils import atomic_write_text
 
-__all__ = ["best_accuracy_threshold", "select_guidance", "calibrate_fpdm", "conditioning_gap"]
+__all__ = ["best_accuracy_threshold", "select_guidance", "calibrate_fpdm"]
 
 logger = logging.getLogger(__name__)
 
@@ -75,36 +75,6 @@ def select_guidance(accuracies: dict[float, float], tolerance: float = 0.99) -> 
     return max(w for w, acc in accuracies.items() if acc >= tolerance * best)
 
 
-def conditioning_gap(
-    network: torch.nn.Module, inferer: FPDMInferer, x: torch.Tensor, labels: torch.Tensor, generator: torch.Generator
-) -> dict[str, torch.Tensor]:
-    """Per-slice noise-prediction MSE with the true, the swapped and the null class label (same ``t``, same noise).
-
-    A network that learnt the class conditioning predicts the noise better with the slice's own label than with the
-    other one; if the three agree, guidance has nothing to amplify and AnoFPDM cannot work. Image labels only.
-
-    Args:
-        network: the class-conditional noise predictor.
-        inferer: gives the scheduler, the null label and the (autocast) network call.
-        x: clean slices (N, C, H, W).
-        labels: (N,) 0 healthy, 1 unhealthy.
-        generator: CPU generator for ``t`` and the noise.
-
-    Returns:
-        ``{"true", "swapped", "null"}``: (N,) MSEs.
-    """
-    gen = device_generator(generator, x.device)  # drawn on the data's device: no host-to-device noise copy
-    t = torch.randint(0, inferer.scheduler.num_train_timesteps, (x.shape[0],), generator=gen, device=x.device)
-    noise = torch.randn(x.shape, generator=gen, device=x.device, dtype=x.dtype)
-    x_t = inferer.scheduler.add_noise(x, noise, t)
-    y = labels.to(x.device).long()
-    out = {}
-    for name, lab in (("true", y), ("swapped", 1 - y), ("null", torch.full_like(y, inferer.null_label))):
-        eps = inferer.network_call(network, x_t, timesteps=t, class_labels=lab)
-        out[name] = ((eps - noise) ** 2).flatten(1).mean(1).cpu()
-    return out
-
-
 @torch.no_grad()
 def calibrate_fpdm(
     network: torch.nn.Module,
@@ -153,11 +123,14 @@ def calibrate_fpdm(
         cos.append(res.cosine().cpu())
         m_end.append(res.m_end.cpu())
         labels.append(torch.as_tensor(batch[label_key]).long().flatten())
-        gaps.append(conditioning_gap(network, inferer, x, labels[-1], gap_generator))
+        gaps.append(
+            conditioning_gap(
+                network, inferer.scheduler, x, labels[-1], gap_generator, inferer.null_label, inferer.network_call
+            )
+        )
     cos_all, m_all, y = torch.cat(cos, dim=1), torch.cat(m_end, dim=1), torch.cat(labels)
     gap = {k: torch.cat([g[k] for g in gaps]) for k in ("true", "swapped", "null")}
-    conditioning = {f"noise_mse_{k}": float(v.mean()) for k, v in gap.items()}
-    conditioning["true_label_better_fraction"] = float((gap["swapped"] > gap["true"]).float().mean())
+    conditioning = summarize_gap(gap)
     if len(torch.unique(y)) < 2:
         raise ValueError(
             f"calibration needs healthy and unhealthy validation slices; labels present: {y.unique().tolist()}"
@@ -184,14 +157,16 @@ def calibrate_fpdm(
         logger.warning(
             "AnoFPDM calibration: no cosine threshold separates healthy from unhealthy validation slices clearly "
             "better than calling every slice %s (accuracy %.3f, image-level AUROC %.3f); noise MSE with the true / "
-            "swapped class label %.5f / %.5f (the true label is better on %.0f%% of slices): if these barely differ, "
-            "the network has not learnt its class conditioning (train longer); masks will follow that decision.",
+            "swapped / null class label %.5f / %.5f / %.5f (the true label is better than the null on %.0f%% of "
+            "slices): if these barely differ, the network has not learnt its class conditioning (train longer); "
+            "masks will follow that decision.",
             "unhealthy" if float((y == 1).float().mean()) >= 0.5 else "healthy",
             chosen["accuracy"],
             chosen["auroc"],
             conditioning["noise_mse_true"],
             conditioning["noise_mse_swapped"],
-            100 * conditioning["true_label_better_fraction"],
+            conditioning["noise_mse_null"],
+            100 * conditioning["true_below_null_fraction"],
         )
     result = {
         "guidance": w_star,

@@ -63,12 +63,14 @@ class BrainSliceSelectiond(MapTransform):
         min_fraction: float = 0.1,
         slice_axis: int = -1,
         threshold: float = 0.0,
+        rule: str = "area",
+        min_intensity_sum: float = 0.5,
         allow_missing_keys: bool = False,
     ) -> None:
         super().__init__(keys, allow_missing_keys)
         self.output_key = output_key
         self.area_key = area_key
-        self.selector = BrainSliceSelection(min_fraction, slice_axis, threshold)
+        self.selector = BrainSliceSelection(min_fraction, slice_axis, threshold, rule, min_intensity_sum)
 
     def __call__(self, data: Mapping[Hashable, NdarrayOrTensor]) -> dict[Hashable, NdarrayOrTensor]:
         d = dict(data)

@@ -12,7 +12,13 @@ import torch
 from monai.networks.schedulers import DDPMScheduler
 
 from monai_adiff.engines import load_network_weights
-from monai_adiff.methods.anofpdm import FPDMInferer, best_accuracy_threshold, calibrate_fpdm, select_guidance
+from monai_adiff.methods.anofpdm import (
+    GAP_FIELDS,
+    FPDMInferer,
+    best_accuracy_threshold,
+    calibrate_fpdm,
+    select_guidance,
+)
 
 
 def _brute(scores, labels):
@@ -100,7 +106,7 @@ def test_calibrate_end_to_end(tmp_path, caplog):
     assert saved["majority_accuracy"] == 0.5 and saved["auroc"] == 1.0
     # the label changes Net's prediction (the healthy label adds a term), so the MSEs differ
     cond = saved["conditioning"]
-    assert set(cond) == {"noise_mse_true", "noise_mse_swapped", "noise_mse_null", "true_label_better_fraction"}
+    assert set(cond) == set(GAP_FIELDS) - {"epoch"}
     assert cond["noise_mse_true"] != cond["noise_mse_swapped"] and cond["noise_mse_swapped"] != cond["noise_mse_null"]
     assert saved["guidance"] == 8.0  # every w separates perfectly: the largest one
     chosen = next(r for r in saved["grid"] if r["guidance"] == 8.0)
@@ -113,7 +119,7 @@ def test_calibrate_end_to_end(tmp_path, caplog):
     # the label changes nothing: equal MSEs, the true label never better
     c = flat["conditioning"]
     assert c["noise_mse_true"] == c["noise_mse_swapped"] == c["noise_mse_null"]
-    assert c["true_label_better_fraction"] == 0.0
+    assert c["true_below_null_fraction"] == c["true_below_swapped_fraction"] == c["relative_gap_null"] == 0.0
     # a single-class validation set cannot calibrate a classifier
     with pytest.raises(ValueError, match="healthy and unhealthy"):
         calibrate_fpdm(net, inferer, [dict(it, slice_label=torch.tensor(0)) for it in items], str(out))

@@ -5,7 +5,7 @@ import pytest
 import torch
 from monai.networks.nets import DiffusionModelUNet
 
-from monai_adiff.methods.anofpdm import DropoutDiffusionModelUNet
+from monai_adiff.methods.anofpdm import CFGDiffusionModelUNet
 
 KW = dict(
     spatial_dims=2,
@@ -21,7 +21,7 @@ KW = dict(
 
 
 def test_same_state_dict_and_eval_output():
-    ours = DropoutDiffusionModelUNet(dropout=0.1, **KW)
+    ours = CFGDiffusionModelUNet(dropout=0.1, **KW)
     with torch.no_grad():
         for p in ours.parameters():
             p.add_(torch.randn_like(p) * 0.05)  # MONAI zero-initialises conv2: perturb so dropout matters
@@ -36,9 +36,70 @@ def test_same_state_dict_and_eval_output():
 
 
 def test_no_dropout_and_bad_value():
-    net = DropoutDiffusionModelUNet(**KW)
+    net = CFGDiffusionModelUNet(**KW)
     net.train()
     x, t, y = torch.rand(1, 4, 16, 16), torch.tensor([3]), torch.tensor([1])
     torch.testing.assert_close(net(x, t, class_labels=y), net(x, t, class_labels=y))
     with pytest.raises(ValueError):
-        DropoutDiffusionModelUNet(dropout=1.0, **KW)
+        CFGDiffusionModelUNet(dropout=1.0, **KW)
+
+
+def _perturbed(net: torch.nn.Module) -> torch.nn.Module:
+    """MONAI zero-initialises output projections; random weights everywhere make every path visible."""
+    torch.manual_seed(0)
+    with torch.no_grad():
+        for p in net.parameters():
+            p.add_(torch.randn_like(p) * 0.1)
+    return net.eval()
+
+
+def _changes_with_label(net: torch.nn.Module) -> bool:
+    x, t = torch.rand(2, 4, 16, 16, generator=torch.Generator().manual_seed(1)), torch.tensor([50, 500])
+    with torch.no_grad():
+        out = [net(x, t, class_labels=torch.full((2,), y)) for y in (0, 1, 2)]
+    return all((a - b).abs().max() > 1e-4 for i, a in enumerate(out) for b in out[i + 1 :])
+
+
+class _LabelBlind(torch.nn.Module):
+    def __init__(self, net):
+        super().__init__()
+        self.net = net
+
+    def forward(self, x, t, class_labels=None):
+        return self.net(x, t, class_labels=torch.full_like(class_labels, 2))
+
+
+@pytest.mark.parametrize("mode", ["time", "time+attention"])
+def test_prediction_changes_with_the_label(mode):
+    net = _perturbed(CFGDiffusionModelUNet(class_conditioning=mode, **KW))
+    assert _changes_with_label(net)
+    assert not _changes_with_label(_LabelBlind(net))  # the check can fail
+
+
+def test_attention_path_carries_the_class_and_null_is_zero():
+    net = _perturbed(CFGDiffusionModelUNet(class_conditioning="time+attention", **KW))
+    x, t, n = torch.rand(2, 4, 16, 16), torch.tensor([10, 300]), torch.full((2,), 2)
+    d = 4 * KW["channels"][0]
+    with torch.no_grad():
+        # null label: zero class embedding, zero context (not a learnt row)
+        assert torch.equal(net.class_embedding(n), torch.zeros(2, d))
+        zero_ctx = DiffusionModelUNet.forward(net, x, t, context=torch.zeros(2, d, d), class_labels=n)
+        torch.testing.assert_close(net(x, t, class_labels=n), zero_ctx)
+        # the class reaches the output through the attention alone (time embedding kept at the null's)
+        e = net.class_embedding(torch.tensor([1, 1]))
+        ctx = torch.einsum("ni,nj->nij", e, e)
+        assert (DiffusionModelUNet.forward(net, x, t, context=ctx, class_labels=n) - zero_ctx).abs().max() > 1e-4
+    # and the class table is trained through it
+    net.train()
+    net(x, t, class_labels=torch.tensor([0, 1])).square().mean().backward()
+    assert net.class_embedding.table.weight.grad.abs().sum() > 0
+
+
+def test_conditioning_arguments_checked():
+    with pytest.raises(ValueError, match="class_conditioning"):
+        CFGDiffusionModelUNet(class_conditioning="attention", **KW)
+    with pytest.raises(ValueError, match="num_class_embeds"):
+        CFGDiffusionModelUNet(class_conditioning="time+attention", **{**KW, "num_class_embeds": None})
+    net = CFGDiffusionModelUNet(class_conditioning="time+attention", **KW)
+    with pytest.raises(ValueError, match="class labels"):
+        net(torch.rand(1, 4, 16, 16), torch.tensor([1]), class_labels=torch.tensor([3]))
