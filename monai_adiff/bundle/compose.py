@@ -67,7 +67,8 @@ def _child(node: Any, key: str) -> Any:
 
 
 def apply_overrides(config: Mapping[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:
-    """A copy of ``config`` with ``monai.bundle``-style overrides applied (``"a#b#0"`` ids, ``"_remove_"``).
+    """A copy of ``config`` with ``monai.bundle``-style overrides applied (``"a#b#0"`` ids, ``"_remove_"``); a list
+    index one past the end appends.
 
     A new top-level key goes last; an existing one keeps its place, so generated files read like the base.
 
@@ -82,7 +83,9 @@ def apply_overrides(config: Mapping[str, Any], overrides: Mapping[str, Any]) -> 
         node: Any = out
         for p in parents:
             node = _child(node, p)
-        if isinstance(node, list):
+        if isinstance(node, list) and int(last) == len(node):  # one past the end appends (compose time only)
+            node.append(copy.deepcopy(value))
+        elif isinstance(node, list):
             node[int(last)] = copy.deepcopy(value)
         else:
             node[last] = copy.deepcopy(value)

@@ -36,6 +36,9 @@ def test_apply_overrides():
     assert base["net"]["channels"] == [8, 16] and "z" in base  # the input is not modified
     with pytest.raises(KeyError):
         apply_overrides(base, {"missing#x": 1})
+    assert apply_overrides(base, {"list#2": {"k": 3}})["list"] == [{"k": 1}, {"k": 2}, {"k": 3}]  # one past: append
+    with pytest.raises(IndexError):
+        apply_overrides(base, {"list#3": {"k": 3}})
 
 
 @pytest.mark.parametrize("name", [b for b in list_bundles() if (BUNDLES_DIR / b / FRAGMENT).is_file()])

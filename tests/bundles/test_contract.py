@@ -312,7 +312,7 @@ def test_multi_gpu_config_under_torchrun(name, dataset, tmp_path):
 
 def test_anofpdm_ungated_mask_is_written_and_scored(trained, dataset, tmp_path):
     """AnoFPDM's mask before the healthy/unhealthy gate: saved beside the gated one, never smaller, and scored by
-    the evaluation with ``metrics_handler#mask_key``; small components removed per slice on request."""
+    the evaluation beside it (``metrics_ungated.json``); small components removed per slice on request."""
     common = {**trained["anofpdm"]["common"], "ckpt_path": str(trained["anofpdm"]["work"] / "models" / "model.pt")}
     out = tmp_path / "pred"
     run_bundle(
@@ -322,14 +322,13 @@ def test_anofpdm_ungated_mask_is_written_and_scored(trained, dataset, tmp_path):
         gated = np.asarray(nib.load(out / f"{item['case']}_anomaly_mask.nii.gz").dataobj)
         ungated = np.asarray(nib.load(out / f"{item['case']}_anomaly_mask_ungated.nii.gz").dataobj)
         assert ungated.shape == gated.shape and not (gated & ~ungated).any()
-    run_bundle(
-        "anofpdm",
-        "evaluate",
-        {**common, "output_dir": str(tmp_path / "ev"), "metrics_handler#mask_key": "ungated_mask"},
-        logging_file=False,
-    )
-    report = json.loads((tmp_path / "ev" / "metrics.json").read_text())
-    assert report["anofpdm"]["unhealthy"]["n_slices"] > 0 and "dice_pooled" in report["anofpdm"]["unhealthy"]
+    run_bundle("anofpdm", "evaluate", {**common, "output_dir": str(tmp_path / "ev")}, logging_file=False)
+    gated = json.loads((tmp_path / "ev" / "metrics.json").read_text())["anofpdm"]["unhealthy"]
+    ungated = json.loads((tmp_path / "ev" / "metrics_ungated.json").read_text())["anofpdm_ungated"]["unhealthy"]
+    assert ungated["n_slices"] == gated["n_slices"] > 0
+    # the ungated mask contains the gated one: it can only find more tumour
+    assert ungated["recall_pooled"] >= gated["recall_pooled"]
+    assert ungated["auprc"] == gated["auprc"]  # the same map
 
 
 @pytest.mark.parametrize("name", [b for b in BUNDLES if (find_bundle(b) / "configs" / "calibrate.json").is_file()])
