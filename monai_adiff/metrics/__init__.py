@@ -17,6 +17,7 @@ from monai_adiff.metrics.functional import (
     precision_score,
     pro_score,
     ranking_metrics,
+    spearman,
     recall_score,
     scores_from_counts,
 )
@@ -44,6 +45,7 @@ __all__ = [
     "precision_score",
     "pro_score",
     "ranking_metrics",
+    "spearman",
     "recall_score",
     "scores_from_counts",
     "write_report",

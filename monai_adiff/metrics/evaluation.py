@@ -22,6 +22,7 @@ from monai_adiff.metrics.functional import (
     _to_tensor,
     ranking_metrics,
     scores_from_counts,
+    spearman,
 )
 
 __all__ = ["AnomalyEvaluation", "SETUPS", "RANKING_KEYS", "ORACLE_KEYS"]
@@ -280,16 +281,23 @@ class AnomalyEvaluation:
             "accuracy": None,
             "sensitivity": None,
             "specificity": None,
+            "brain_area_auroc": None,
+            "score_area_spearman": None,
             "n_slices": int(labels.numel()),
             "n_unhealthy": n_pos,
         }
         if labels.numel() == 0:
             return out
+        # what a slice score reaches by tracking brain size alone (tumours sit in the large central slices): a
+        # method's image AUROC near it, or near 1 - it, with a strong score-area correlation, is a size detector
+        area = torch.cat([r["n_pixels"] for r in recs]).double()
+        out["brain_area_auroc"] = _finite_or_none(ranking_metrics(area, labels)["auroc"])
         if all(r["slice_scores"] is not None for r in recs):
             scores = torch.cat([r["slice_scores"] for r in recs])
             ranked = ranking_metrics(scores, labels)
             out["auroc"] = _finite_or_none(ranked["auroc"])
             out["auprc"] = _finite_or_none(ranked["auprc"])
+            out["score_area_spearman"] = _finite_or_none(spearman(scores, area))
         if all(r["slice_labels_pred"] is not None for r in recs):
             pred = torch.cat([r["slice_labels_pred"] for r in recs])
             tp = int((pred & labels).sum())
@@ -319,7 +327,9 @@ class AnomalyEvaluation:
             a ``"volume"`` entry: ``dice_mean``, ``dice_std`` (ddof=0), ``n_volumes`` and ``per_case``
             (3D Dice of each volume's mask over its brain pixels); and an ``"image"`` entry: ``auroc`` and
             ``auprc`` of the slice scores against the slice labels (any tumour) over brain slices, ``accuracy``,
-            ``sensitivity``, ``specificity`` of the predicted slice labels, ``n_slices``, ``n_unhealthy``.
+            ``sensitivity``, ``specificity`` of the predicted slice labels, ``brain_area_auroc`` (the AUROC of the
+            slices' brain area used as the score: what tracking slice size alone reaches), ``score_area_spearman``
+            (rank correlation of the slice scores with the brain area), ``n_slices``, ``n_unhealthy``.
             Metrics that cannot be computed are None (e.g. no tumour slices: the unhealthy setup has
             ``n_slices`` 0 and None metrics; no tumour at all: AUROC/AUPRC/best-Dice None).
         """

@@ -49,6 +49,7 @@ __all__ = [
     "average_precision",
     "best_dice_threshold",
     "ranking_metrics",
+    "spearman",
     "pro_score",
 ]
 
@@ -415,6 +416,35 @@ def best_dice_threshold(scores: Any, labels: Any) -> tuple[float, float]:
     fps, tps, thr = binary_clf_curve(scores, labels)
     dice, threshold, _ = _best_dice_from_curve(fps, tps, thr)
     return dice, threshold
+
+
+def _average_ranks(x: torch.Tensor) -> torch.Tensor:
+    order = torch.argsort(x, stable=True)
+    v = x[order]
+    # ties share the mean of their positions: group boundaries of the sorted values
+    starts = torch.cat([torch.tensor([True]), v[1:] != v[:-1]])
+    group = torch.cumsum(starts.long(), 0) - 1
+    pos = torch.arange(1, len(x) + 1, dtype=torch.float64)
+    mean_pos = torch.zeros(int(group[-1]) + 1, dtype=torch.float64).index_add_(0, group, pos)
+    mean_pos /= torch.bincount(group).double()
+    ranks = torch.empty(len(x), dtype=torch.float64)
+    ranks[order] = mean_pos[group]
+    return ranks
+
+
+def spearman(a: Any, b: Any) -> float:
+    """Spearman's rank correlation of two equally long 1-D sequences (ties get their average rank); NaN when either
+    is constant or shorter than 2."""
+    x = _to_tensor(a, "a").detach().cpu().double().flatten()
+    y = _to_tensor(b, "b").detach().cpu().double().flatten()
+    if x.numel() != y.numel():
+        raise ValueError(f"need equally long sequences, got {x.numel()} and {y.numel()}")
+    if x.numel() < 2:
+        return float("nan")
+    rx, ry = _average_ranks(x), _average_ranks(y)
+    rx, ry = rx - rx.mean(), ry - ry.mean()
+    den = float(rx.norm() * ry.norm())
+    return float((rx * ry).sum()) / den if den > 0 else float("nan")
 
 
 def ranking_metrics(scores: Any, labels: Any) -> dict[str, float]:

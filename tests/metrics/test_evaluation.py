@@ -153,6 +153,11 @@ class TestHandExample(unittest.TestCase):
         self.assertAlmostEqual(img["sensitivity"], 1.0)
         self.assertAlmostEqual(img["specificity"], 1 / 2)
         self.assertEqual((img["n_slices"], img["n_unhealthy"]), (4, 2))
+        # brain areas A1 4 (unhealthy), A2 3, B0 4 (unhealthy), B1 4: positives beat 3 twice and tie 4 twice -> 3/4
+        self.assertAlmostEqual(img["brain_area_auroc"], 3 / 4)
+        # ranks: scores .7 .8 .9 .5 -> 2 3 4 1; areas 4 3 4 4 -> 3 1 3 3 (ties averaged): centred products sum to
+        # -1, norms sqrt(5) and sqrt(3)
+        self.assertAlmostEqual(img["score_area_spearman"], -1 / 15**0.5)
 
     def test_section_keys_and_oracle_names(self):
         self.assertEqual(list(self.res), ["mixed", "unhealthy", "volume", "image", "per_case", "spread"])

@@ -9,7 +9,7 @@ import unittest
 import numpy as np
 import torch
 from parameterized import parameterized
-from scipy.stats import rankdata
+from scipy.stats import rankdata, spearmanr
 
 from monai_adiff.metrics.functional import (
     auroc,
@@ -25,6 +25,7 @@ from monai_adiff.metrics.functional import (
     ranking_metrics,
     recall_score,
     scores_from_counts,
+    spearman,
 )
 
 # ---------------------------------------------------------------- brute-force oracles (pure Python)
@@ -403,6 +404,21 @@ class TestPro(unittest.TestCase):
             pro_score(np.ones((2, 2)), np.zeros((2, 3)))
         with self.assertRaises(ValueError):
             pro_score(np.ones((2, 2)), np.zeros((2, 2)), connectivity=3)
+
+
+class TestSpearman(unittest.TestCase):
+    def test_against_scipy(self):
+        rng = np.random.default_rng(0)
+        for n in (2, 5, 40):
+            a = rng.integers(0, 4, n).astype(float)  # many ties
+            b = a * 0.5 + rng.normal(size=n)
+            if np.ptp(a) == 0:
+                continue
+            self.assertAlmostEqual(spearman(a, b), spearmanr(a, b).statistic, places=12)
+        self.assertAlmostEqual(spearman([1, 2, 3], [30, 20, 10]), -1.0)
+        self.assertTrue(math.isnan(spearman([1, 1, 1], [1, 2, 3])) and math.isnan(spearman([1], [2])))
+        with self.assertRaises(ValueError):
+            spearman([1, 2], [1, 2, 3])
 
 
 if __name__ == "__main__":
