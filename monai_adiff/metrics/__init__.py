@@ -17,9 +17,9 @@ from monai_adiff.metrics.functional import (
     precision_score,
     pro_score,
     ranking_metrics,
-    spearman,
     recall_score,
     scores_from_counts,
+    spearman,
 )
 from monai_adiff.metrics.handler import AnomalyMetricsHandler
 from monai_adiff.metrics.report import TABLE_COLUMNS, flatten_results, format_table, to_jsonable, write_report

@@ -19,9 +19,10 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from monai_adiff.engines.checkpoint import load_network_weights
+from monai_adiff.inferers import brain_from_inputs
 from monai_adiff.methods.anofpdm.gap import conditioning_gap, summarize_gap
 from monai_adiff.methods.anofpdm.inferer import FPDMInferer
-from monai_adiff.metrics.functional import auroc
+from monai_adiff.metrics.functional import auroc, spearman
 from monai_adiff.utils import atomic_write_text
 
 __all__ = ["best_accuracy_threshold", "select_guidance", "calibrate_fpdm"]
@@ -115,7 +116,7 @@ def calibrate_fpdm(
     loader = DataLoader(dataset, batch_size=batch_size or inferer.slice_batch_size, shuffle=False, num_workers=0)
     generator = inferer.generator()
     gap_generator = torch.Generator().manual_seed(0)
-    cos, m_end, labels, gaps = [], [], [], []
+    cos, m_end, labels, gaps, areas = [], [], [], [], []
     t0 = time.perf_counter()
     for batch in loader:
         x = batch["image"].to(device)
@@ -123,12 +124,15 @@ def calibrate_fpdm(
         cos.append(res.cosine().cpu())
         m_end.append(res.m_end.cpu())
         labels.append(torch.as_tensor(batch[label_key]).long().flatten())
+        brain = batch["brain"] if "brain" in batch else brain_from_inputs(x, tol=inferer.brain_tol)
+        areas.append(torch.as_tensor(brain).flatten(1).gt(0).sum(1).cpu())
         gaps.append(
             conditioning_gap(
                 network, inferer.scheduler, x, labels[-1], gap_generator, inferer.null_label, inferer.network_call
             )
         )
     cos_all, m_all, y = torch.cat(cos, dim=1), torch.cat(m_end, dim=1), torch.cat(labels)
+    area = torch.cat(areas).double()
     gap = {k: torch.cat([g[k] for g in gaps]) for k in ("true", "swapped", "null")}
     conditioning = summarize_gap(gap)
     if len(torch.unique(y)) < 2:
@@ -146,6 +150,7 @@ def calibrate_fpdm(
                 "accuracy": acc,
                 "m_max": float(m_all[j].max()),
                 "auroc": auroc(1 - cos_all[j], y),
+                "area_spearman": spearman(1 - cos_all[j], area),
             }
         )
     w_star = select_guidance({r["guidance"]: r["accuracy"] for r in per_w}, tolerance)
@@ -168,6 +173,17 @@ def calibrate_fpdm(
             conditioning["noise_mse_null"],
             100 * conditioning["true_below_null_fraction"],
         )
+    area_auroc = auroc(area, y)
+    if chosen["auroc"] < 0.5:
+        logger.warning(
+            "AnoFPDM calibration: the slice score 1 - cos ranks healthy validation slices above unhealthy ones "
+            "(image-level AUROC %.3f at w=%s): it tracks something other than tumour; its rank correlation with the "
+            "slices' brain area is %.2f (brain area alone reaches AUROC %.3f).",
+            chosen["auroc"],
+            w_star,
+            chosen["area_spearman"],
+            area_auroc,
+        )
     result = {
         "guidance": w_star,
         "cos_threshold": chosen["cos_threshold"],
@@ -175,6 +191,7 @@ def calibrate_fpdm(
         "accuracy": chosen["accuracy"],
         "majority_accuracy": majority,
         "auroc": chosen["auroc"],
+        "brain_area_auroc": area_auroc,
         "conditioning": conditioning,
         "tolerance": tolerance,
         "grid": per_w,

@@ -130,3 +130,31 @@ def test_load_network_weights_bare_state_dict(tmp_path):
     torch.save({"scale": torch.tensor(2.0)}, tmp_path / "w.pt")
     load_network_weights(net, str(tmp_path / "w.pt"))
     assert float(net.scale.detach()) == 2.0
+
+
+class DarkNet(Net):
+    """Healthy-label predictions react to dark pixels only: the healthy slices diverge, the score is inverted."""
+
+    def forward(self, x, timesteps, class_labels):
+        healthy = (class_labels == 0).to(x.dtype).reshape(-1, 1, 1, 1)
+        return 0.1 * x + healthy * self.scale * (x < -0.7).to(x.dtype)
+
+
+def test_calibration_flags_an_inverted_score(tmp_path, caplog):
+    """1 - cos ranking healthy slices first is named (with its brain-area correlation), not silently used."""
+    g = torch.Generator().manual_seed(1)
+    items = []
+    for i in range(12):
+        label = i % 2
+        img = torch.full((2, 12, 12), -1.0)
+        r = 4 if label == 0 else 10  # small healthy brains, large unhealthy ones (as at the brain's top and bottom)
+        img[:, :r, :r] = torch.rand(2, r, r, generator=g) * 0.8 - 0.6
+        if label:
+            img[:, 3:7, 3:7] = 0.9
+        items.append({"image": img, "slice_label": torch.tensor(label)})
+    inferer = FPDMInferer(DDPMScheduler(1000), num_steps=60, stride=10, channels=(0, 1), slice_batch_size=6)
+    with caplog.at_level(logging.WARNING):
+        res = calibrate_fpdm(DarkNet(), inferer, items, str(tmp_path / "c.json"), guidance_grid=(1.0,))
+    assert res["auroc"] < 0.5 and "ranks healthy validation slices above unhealthy ones" in caplog.text
+    assert res["brain_area_auroc"] == 1.0  # every unhealthy slice has the larger brain
+    assert res["grid"][0]["area_spearman"] < 0  # the inverted score falls with brain area
