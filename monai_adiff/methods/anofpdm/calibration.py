@@ -88,6 +88,7 @@ def calibrate_fpdm(
     batch_size: int | None = None,
     device: str | torch.device | None = None,
     label_key: str = "slice_label",
+    gap_draws: int = 4,
 ) -> dict[str, Any]:
     """Choose AnoFPDM's guidance strength, cosine threshold and ``M_max`` on validation slices; write them as JSON.
 
@@ -104,6 +105,7 @@ def calibrate_fpdm(
         batch_size: slices per sweep (default: the inferer's ``slice_batch_size``).
         device: where to run (default: the network's device).
         label_key: key of the slice label in the dataset items.
+        gap_draws: ``(t, noise)`` draws per slice for the conditioning gap (``t`` stratified, MSEs averaged).
 
     Returns:
         the calibration dict (also written to ``output_file``).
@@ -128,7 +130,14 @@ def calibrate_fpdm(
         areas.append(torch.as_tensor(brain).flatten(1).gt(0).sum(1).cpu())
         gaps.append(
             conditioning_gap(
-                network, inferer.scheduler, x, labels[-1], gap_generator, inferer.null_label, inferer.network_call
+                network,
+                inferer.scheduler,
+                x,
+                labels[-1],
+                gap_generator,
+                inferer.null_label,
+                inferer.network_call,
+                draws=gap_draws,
             )
         )
     cos_all, m_all, y = torch.cat(cos, dim=1), torch.cat(m_end, dim=1), torch.cat(labels)

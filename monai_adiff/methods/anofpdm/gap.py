@@ -50,8 +50,13 @@ def conditioning_gap(
     null_label: int = 2,
     network_call: Callable[..., torch.Tensor] | None = None,
     max_timestep: int | None = None,
+    draws: int = 1,
 ) -> dict[str, torch.Tensor]:
     """Per-slice noise-prediction MSE with the true, the swapped and the null class label (same ``t``, same noise).
+
+    With ``draws`` > 1 each slice gets that many draws, ``t`` stratified (draw ``k`` uniform in the ``k``-th of
+    ``draws`` equal parts of the step range), and the MSEs are averaged: a per-slice estimate of the expectation over
+    ``t`` and noise instead of one sample of it.
 
     Args:
         network: the class-conditional noise predictor ``network(x, timesteps=..., class_labels=...)``.
@@ -62,21 +67,26 @@ def conditioning_gap(
         null_label: the null class.
         network_call: how to call the network (e.g. an inferer's autocast wrapper); default ``network(...)``.
         max_timestep: draw ``t`` below this (default: every training step).
+        draws: draws per slice (see above).
 
     Returns:
         ``{"true", "swapped", "null"}``: (N,) MSEs on the CPU.
     """
+    if draws < 1:
+        raise ValueError(f"draws must be >= 1, got {draws}")
     call = network_call or (lambda net, xt, **kw: net(xt, **kw))
     gen = device_generator(generator, x.device)  # drawn on the data's device: no host-to-device noise copy
     t_max = int(max_timestep or scheduler.num_train_timesteps)
-    t = torch.randint(0, t_max, (x.shape[0],), generator=gen, device=x.device)
-    noise = torch.randn(x.shape, generator=gen, device=x.device, dtype=x.dtype)
-    x_t = scheduler.add_noise(x, noise, t)
     y = torch.as_tensor(labels).to(x.device).long().flatten()
-    out = {}
-    for name, lab in (("true", y), ("swapped", 1 - y), ("null", torch.full_like(y, null_label))):
-        eps = call(network, x_t, timesteps=t, class_labels=lab).float()
-        out[name] = ((eps - noise.float()) ** 2).flatten(1).mean(1).cpu()
+    out = {k: torch.zeros(x.shape[0]) for k in ("true", "swapped", "null")}
+    for k in range(draws):
+        lo, hi = k * t_max // draws, max((k + 1) * t_max // draws, k * t_max // draws + 1)
+        t = torch.randint(lo, hi, (x.shape[0],), generator=gen, device=x.device)
+        noise = torch.randn(x.shape, generator=gen, device=x.device, dtype=x.dtype)
+        x_t = scheduler.add_noise(x, noise, t)
+        for name, lab in (("true", y), ("swapped", 1 - y), ("null", torch.full_like(y, null_label))):
+            eps = call(network, x_t, timesteps=t, class_labels=lab).float()
+            out[name] += ((eps - noise.float()) ** 2).flatten(1).mean(1).cpu() / draws
     return out
 
 
@@ -110,6 +120,7 @@ class ConditioningGapHandler:
         max_slices: measure at most this many slices (the loader's first).
         seed: seed of ``t`` and the noise.
         device: where to run (default: the network's device).
+        draws: ``(t, noise)`` draws per slice, averaged (see :func:`conditioning_gap`).
     """
 
     def __init__(
@@ -124,12 +135,14 @@ class ConditioningGapHandler:
         max_slices: int | None = None,
         seed: int = 0,
         device: str | torch.device | None = None,
+        draws: int = 1,
     ) -> None:
         if interval < 1:
             raise ValueError(f"interval must be >= 1, got {interval}")
         self.network, self.scheduler, self.data_loader = network, scheduler, data_loader
         self.null_label, self.label_key, self.interval = int(null_label), label_key, int(interval)
         self.output_file, self.max_slices, self.seed, self.device = output_file, max_slices, int(seed), device
+        self.draws = int(draws)
 
     def attach(self, engine: Engine) -> None:
         engine.add_event_handler(Events.STARTED, self._started)
@@ -153,7 +166,9 @@ class ConditioningGapHandler:
                 x, y = batch["image"].to(device), torch.as_tensor(batch[self.label_key]).flatten()
                 if self.max_slices is not None:
                     x, y = x[: self.max_slices - seen], y[: self.max_slices - seen]
-                parts.append(conditioning_gap(self.network, self.scheduler, x, y, generator, self.null_label))
+                parts.append(
+                    conditioning_gap(self.network, self.scheduler, x, y, generator, self.null_label, draws=self.draws)
+                )
                 seen += len(y)
                 if self.max_slices is not None and seen >= self.max_slices:
                     break

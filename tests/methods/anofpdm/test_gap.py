@@ -41,6 +41,23 @@ def test_gap_matches_hand_draws():
     torch.testing.assert_close(gap["null"], zero)
 
 
+def test_several_draws_average_stratified_draws():
+    x = torch.rand(3, 1, 4, 4)
+    y = torch.tensor([0, 1, 0])
+    sched = DDPMScheduler(1000)
+    gap = conditioning_gap(LabelShift(0.3), sched, x, y, torch.Generator().manual_seed(5), null_label=2, draws=4)
+    g = torch.Generator().manual_seed(int(torch.randint(2**62, (1,), generator=torch.Generator().manual_seed(5))))
+    true = torch.zeros(3)
+    for k in range(4):
+        t = torch.randint(250 * k, 250 * (k + 1), (3,), generator=g)  # draw k from the k-th quarter of the steps
+        assert bool(((t >= 250 * k) & (t < 250 * (k + 1))).all())
+        noise = torch.randn(x.shape, generator=g)
+        true += torch.where(y == 0, (0.3 - noise).square().flatten(1).mean(1), noise.square().flatten(1).mean(1)) / 4
+    torch.testing.assert_close(gap["true"], true)
+    with pytest.raises(ValueError, match="draws"):
+        conditioning_gap(LabelShift(), sched, x, y, torch.Generator(), draws=0)
+
+
 def test_summary_by_hand():
     gap = {"true": torch.tensor([1.0, 2.0, 3.0, 4.0]), "swapped": torch.tensor([2.0, 1.0, 4.0, 4.0])}
     gap["null"] = torch.tensor([2.0, 4.0, 2.0, 5.0])
