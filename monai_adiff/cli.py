@@ -238,6 +238,25 @@ def _cmd_infer(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_export_bundle(args: argparse.Namespace) -> int:
+    import json
+
+    from monai_adiff.bundle.export import export_bundle
+    from monai_adiff.data import InputError
+
+    overrides: dict = {}
+    if args.args_file:
+        try:
+            with open(args.args_file) as f:
+                overrides.update(json.load(f))
+        except (OSError, json.JSONDecodeError) as e:
+            raise InputError(args.args_file, f"args file cannot be read as JSON ({e})") from e
+    overrides.update(_parse_set(args.set or []))
+    out = export_bundle(args.bundle, args.checkpoint, args.out, overrides)
+    print(out)
+    return 0
+
+
 def _is_case(path: str) -> bool:
     name = os.path.basename(os.path.abspath(path))
     return any(f.startswith(name + "_") and f.endswith((".nii", ".nii.gz")) for f in os.listdir(path))
@@ -275,6 +294,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="config override, repeatable")
     p.add_argument("--no-overlay", action="store_true", help="do not write PNG overlays")
     p.set_defaults(func=_cmd_infer)
+
+    p = sub.add_parser(
+        "export-bundle",
+        help="write a self-contained bundle for one checkpoint (overrides merged, models/model.pt): what MONAI Label "
+        "and the model zoo serve",
+    )
+    p.add_argument("bundle", help="bundle folder or name (" + ", ".join(list_bundles()) + ")")
+    p.add_argument("--checkpoint", required=True, help="model.pt written by the bundle's training")
+    p.add_argument("--out", required=True, help="bundle folder to create (must not exist or be empty)")
+    p.add_argument("--args-file", help="JSON of config overrides merged after the checkpoint's record")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="config override, repeatable")
+    p.set_defaults(func=_cmd_export_bundle)
 
     p = sub.add_parser("make-data", help="write a synthetic BraTS-style demo dataset")
     p.add_argument("--out", required=True, help="output folder (BraTS layout: <case>/<case>_<modality>.nii.gz)")
