@@ -15,6 +15,7 @@ from monai_adiff.transforms.intensity.dictionary import (
     ScaleToSymmetricRanged,
     StandardizeBackgroundd,
 )
+from monai_adiff.transforms.io.dictionary import LoadOptionalImaged
 from monai_adiff.transforms.slices.dictionary import BrainMaskd, BrainSliceSelectiond, SliceLabeld
 from monai_adiff.transforms.utility.dictionary import CheckImaged
 
@@ -79,9 +80,12 @@ def volume_preprocessing(
     keys = [image_key, label_key]
     xforms: list[MapTransform] = []
     if load:
-        xforms.append(
-            LoadImaged(keys=[*keys, brainmask_key], ensure_channel_first=True, image_only=True, allow_missing_keys=True)
-        )
+        # the image with MONAI's loader, the optional files with ours (MONAI Label swaps LoadImaged for a loader that
+        # requires every key)
+        xforms += [
+            LoadImaged(keys=image_key, ensure_channel_first=True, image_only=True),
+            LoadOptionalImaged(keys=[label_key, brainmask_key]),
+        ]
     fixed = range_mode == "global" and clip
     xforms += [
         CheckImaged(keys=image_key, label_key=label_key, spatial_dims=3, num_channels=num_channels),

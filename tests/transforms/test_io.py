@@ -9,6 +9,7 @@ from monai.data import MetaTensor
 
 from monai_adiff.data import InputError
 from monai_adiff.transforms import SaveNifti, SaveNiftid, SaveOverlayd, case_name
+from tests.conftest import save_nifti
 
 
 def _meta(data, affine, filename):
@@ -78,3 +79,44 @@ def test_overlay_png(tmp_path):
     SaveOverlayd(keys="pred", output_dir=str(tmp_path), num_slices=2)(d)
     png = tmp_path / "C1_overlay.png"
     assert png.is_file() and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_load_optional_images(tmp_path):
+    from monai.transforms import LoadImage
+
+    from monai_adiff.transforms import LoadOptionalImaged
+
+    seg = save_nifti(tmp_path / "seg.nii.gz", np.arange(24, dtype=np.float32).reshape(2, 3, 4))
+    load = LoadOptionalImaged(keys=["label", "brainmask"])
+    d = load({"image": "not touched", "label": str(seg), "brainmask": None})
+    assert d["image"] == "not touched" and "brainmask" not in d  # None: dropped
+    np.testing.assert_array_equal(np.asarray(d["label"]), np.asarray(LoadImage(ensure_channel_first=True)(str(seg))))
+    assert load({"image": 1}) == {"image": 1}  # absent keys: nothing to do
+    arr = np.zeros((1, 2, 2))
+    assert load({"label": arr})["label"] is arr  # already loaded: passed through
+
+
+def test_preprocessing_survives_monai_labels_strict_loader(tmp_path):
+    """MONAI Label replaces every ``LoadImaged`` of a bundle's preprocessing with a loader that requires all of its
+    keys; a request carries only the image. The bundle's preprocessing must still run."""
+    from monai.bundle import ConfigParser
+    from monai.transforms import LoadImaged
+
+    from monai_adiff.bundle import bundle_config_files
+
+    parser = ConfigParser()
+    parser.read_config(bundle_config_files("sss", "inference"))
+    parser.update({"bundle_root": "unused", "spatial_size": 16})
+    pre = parser.get_parsed_content("preprocessing")
+    strict = [
+        LoadImaged(keys=t.keys, ensure_channel_first=True, image_only=True) if isinstance(t, LoadImaged) else t
+        for t in pre.transforms
+    ]
+    assert any(isinstance(t, LoadImaged) for t in pre.transforms)
+    vol = np.zeros((20, 20, 8), np.float32)
+    vol[4:16, 4:16, 1:7] = 100.0
+    path = save_nifti(tmp_path / "case_flair.nii.gz", vol)
+    d = {"image": str(path)}
+    for t in strict:
+        d = t(d)
+    assert tuple(d["image"].shape) == (1, 16, 16, 8) and "label" not in d

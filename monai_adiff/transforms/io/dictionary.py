@@ -10,13 +10,60 @@ from typing import cast
 import numpy as np
 import torch
 from monai.config import KeysCollection
-from monai.transforms import MapTransform
+from monai.transforms import LoadImage, MapTransform
 from monai.utils import ensure_tuple_rep
 
 from monai_adiff.errors import InputError
 from monai_adiff.transforms.io.array import SaveNifti, input_files, save_overlay_png
 
-__all__ = ["SaveNiftid", "SaveNiftiD", "SaveNiftiDict", "SaveOverlayd", "SaveOverlayD", "SaveOverlayDict", "case_name"]
+__all__ = [
+    "LoadOptionalImaged",
+    "LoadOptionalImageD",
+    "LoadOptionalImageDict",
+    "SaveNiftid",
+    "SaveNiftiD",
+    "SaveNiftiDict",
+    "SaveOverlayd",
+    "SaveOverlayD",
+    "SaveOverlayDict",
+    "case_name",
+]
+
+
+class LoadOptionalImaged(MapTransform):
+    """Load the optional images of a data dict (a segmentation, a brain mask) when their keys are there.
+
+    MONAI's ``LoadImaged(allow_missing_keys=True)`` does the same, but MONAI Label replaces every ``LoadImaged`` of a
+    bundle's preprocessing with its own loader, which requires every key: a request without a segmentation then fails.
+    Values that are already arrays pass through; absent keys and ``None`` are skipped.
+
+    Args:
+        keys: keys of the optional image paths.
+        ensure_channel_first, image_only, reader: as ``monai.transforms.LoadImage``.
+    """
+
+    def __init__(
+        self,
+        keys: KeysCollection,
+        ensure_channel_first: bool = True,
+        image_only: bool = True,
+        reader: str | None = None,
+    ) -> None:
+        super().__init__(keys, allow_missing_keys=True)
+        self.loader = LoadImage(reader=reader, image_only=image_only, ensure_channel_first=ensure_channel_first)
+
+    def __call__(self, data: Mapping[Hashable, object]) -> dict[Hashable, object]:
+        d = dict(data)
+        for key in self.key_iterator(d):
+            value = d[key]
+            if isinstance(value, (str, os.PathLike, list, tuple)):
+                d[key] = self.loader(value)
+            elif value is None:
+                del d[key]
+        return d
+
+
+LoadOptionalImageD = LoadOptionalImageDict = LoadOptionalImaged
 
 
 def case_name(d: Mapping, case_key: str = "case", image_key: str = "image") -> str:
