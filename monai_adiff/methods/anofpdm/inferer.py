@@ -12,7 +12,7 @@ from collections.abc import Callable, Sequence
 import torch
 from monai.networks.schedulers import Scheduler
 
-from monai_adiff.inferers import AnomalyInferer
+from monai_adiff.inferers import AnomalyInferer, brain_from_inputs
 from monai_adiff.methods.anofpdm.sweep import FPDMSweep, fpdm_step_grid, fpdm_sweep, rowwise_quantile
 from monai_adiff.methods.anofpdm.threshold import fpdm_quantile
 from monai_adiff.output import ANOMALY_MAP, PRED_LABEL, PRED_MASK, PRED_SCORE
@@ -54,6 +54,8 @@ class FPDMInferer(AnomalyInferer):
         mode, unguided, channels, healthy_label, null_label: see :func:`fpdm_sweep`.
         median_kernel: median filter of the map before thresholding (5 x 5, mirror padding); None to skip.
         patience: early stop (see :func:`fpdm_sweep`); None sweeps every step.
+        brain_means: error curves and divergence as means over brain pixels (:func:`fpdm_sweep`'s ``brain``)
+            instead of the whole slice (the public code's).
         slice_batch_size, autocast_dtype, brain_tol, seed, progress: see :class:`AnomalyInferer`.
     """
 
@@ -78,6 +80,7 @@ class FPDMInferer(AnomalyInferer):
         null_label: int = 2,
         median_kernel: int | None = 5,
         patience: int | None = None,
+        brain_means: bool = False,
         slice_batch_size: int = 64,
         autocast_dtype: str | None = None,
         brain_tol: float = 1e-3,
@@ -106,6 +109,7 @@ class FPDMInferer(AnomalyInferer):
         self.healthy_label, self.null_label = int(healthy_label), int(null_label)
         self.median_kernel = median_kernel
         self.patience = patience
+        self.brain_means = bool(brain_means)
 
     def load_calibration(self, path: str) -> None:
         """Replace ``guidance``, ``cos_threshold`` and ``m_max`` by the values of a calibration JSON."""
@@ -142,6 +146,7 @@ class FPDMInferer(AnomalyInferer):
             self.patience,
             generator,
             network_call=lambda xx, **kw: self.network_call(network, xx, **kw),
+            brain=brain_from_inputs(x, tol=self.brain_tol) if self.brain_means else None,
         )
 
     def score_slices(

@@ -98,6 +98,7 @@ def fpdm_sweep(
     patience: int | None = None,
     generator: torch.Generator | None = None,
     network_call: Callable[..., torch.Tensor] | None = None,
+    brain: torch.Tensor | None = None,
 ) -> FPDMSweep:
     """Run AnoFPDM's forward process over ``timesteps`` for a batch of slices.
 
@@ -122,6 +123,9 @@ def fpdm_sweep(
         patience: stop a slice this many steps after its divergence peak (early stop); None sweeps every step.
         generator: CPU generator for the encoding noise (x_{t_0} in DDIM mode, every step in DDPM mode).
         network_call: how to call the network (e.g. an inferer's autocast wrapper); default ``network(...)``.
+        brain: (N, 1, H, W) bool; when given, the error curves ``MSE^h_t``, ``MSE^0_t`` and the divergence ``M_t``
+            are means over each slice's brain pixels instead of the whole slice (the code's), so what the
+            predictions do in the background does not count.
 
     Returns:
         an :class:`FPDMSweep`.
@@ -154,6 +158,15 @@ def fpdm_sweep(
     count = torch.ones(n, device=device)
 
     dev_gen = device_generator(generator, device)
+    if brain is not None:
+        weight = brain.to(device=device, dtype=torch.float32)
+        weight = weight / weight.flatten(1).sum(1).clamp_min(1.0).reshape(-1, 1, 1, 1)  # mean over brain pixels
+    else:
+        weight = torch.full((n, 1, 1, 1), 1.0 / x0[0, 0].numel(), device=device)
+
+    def spatial_mean(v: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+        """(m, C', H, W) -> (m,): channel mean of the (brain-)pixel mean."""
+        return (v * weight[idx]).sum(dim=(2, 3)).mean(dim=1)
 
     def noise(shape):
         return torch.randn(shape, generator=dev_gen, device=device, dtype=x0.dtype)
@@ -173,13 +186,13 @@ def fpdm_sweep(
         eps_h, eps_n = eps[:m], eps[m:]
         x0_n = predict_x0(scheduler, x_t, eps_n, t)
         x0_u = x0_n if unguided == "null" else predict_x0(scheduler, x_t, eps_h, t)
-        mse_u[active, k] = ((x0_u - xa)[:, ch] ** 2).mean(dim=(1, 2, 3))
+        mse_u[active, k] = spatial_mean((x0_u - xa)[:, ch] ** 2, active)
         visited[active, k] = True
         for j, w in enumerate(ws.tolist()):
             x0_h = predict_x0(scheduler, x_t, (1 + w) * eps_h - w * eps_n, t)
             sam = ((x0_h - xa)[:, ch] ** 2).mean(dim=1)  # S_t (eq. 19), scoring channels averaged
-            mse_g[j, active, k] = sam.flatten(1).mean(1)
-            m_t = ((x0_h - x0_u)[:, ch] ** 2).mean(dim=(1, 2, 3))
+            mse_g[j, active, k] = spatial_mean(sam[:, None], active)
+            m_t = spatial_mean((x0_h - x0_u)[:, ch] ** 2, active)
             div[j, active, k] = m_t
             improved = m_t > best[j, active]
             best[j, active] = torch.where(improved, m_t, best[j, active])

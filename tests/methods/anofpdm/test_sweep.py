@@ -72,9 +72,11 @@ def test_step_grid():
         fpdm_step_grid(0)
 
 
-def _reference(x0, xts, steps, w, ch, unguided="null"):
-    """Equations 7, 10, 12, 19, 20, 21 and 18 in float64 from the recorded x_t."""
+def _reference(x0, xts, steps, w, ch, unguided="null", brain=None):
+    """Equations 7, 10, 12, 19, 20, 21 and 18 in float64 from the recorded x_t (curves over ``brain`` pixels)."""
     x0 = x0.double().numpy()
+    wts = np.ones((len(x0), x0[0, 0].size)) if brain is None else brain.reshape(len(x0), -1).astype(float)
+    wts = wts / wts.sum(1, keepdims=True)
     mse_h, mse_u, div, sams = [], [], [], []
     for xt, t in zip(xts, steps):
         xt = xt.double().numpy()
@@ -85,9 +87,9 @@ def _reference(x0, xts, steps, w, ch, unguided="null"):
         x0_u = x0_n if unguided == "null" else (xt - np.sqrt(1 - a) * eps_h) / np.sqrt(a)
         sam = ((x0_h - x0)[:, ch] ** 2).mean(1)  # eq. 19, scoring channels averaged
         sams.append(sam)
-        mse_h.append(sam.reshape(len(x0), -1).mean(1))
-        mse_u.append(((x0_u - x0)[:, ch] ** 2).reshape(len(x0), -1).mean(1))
-        div.append(((x0_h - x0_u)[:, ch] ** 2).reshape(len(x0), -1).mean(1))  # eq. 12
+        mse_h.append((sam.reshape(len(x0), -1) * wts).sum(1))
+        mse_u.append((((x0_u - x0)[:, ch] ** 2).mean(1).reshape(len(x0), -1) * wts).sum(1))
+        div.append((((x0_h - x0_u)[:, ch] ** 2).mean(1).reshape(len(x0), -1) * wts).sum(1))  # eq. 12
     mse_h, mse_u, div = np.stack(mse_h, 1), np.stack(mse_u, 1), np.stack(div, 1)
     t_e = div.argmax(1)  # eq. 21
     amap = np.stack([np.mean([sams[k][i] for k in range(t_e[i] + 1)], 0) for i in range(len(x0))])  # eq. 20
@@ -128,6 +130,58 @@ def test_ddpm_sweep_matches_equations(sched_noclip, unguided):
     np.testing.assert_allclose(res.m_end[0].numpy(), div.max(1), rtol=2e-4)
     np.testing.assert_allclose(res.amap.numpy(), amap, rtol=2e-4, atol=1e-7)
     np.testing.assert_allclose(res.cosine()[0].numpy(), cos, rtol=1e-5)
+
+
+def test_brain_means(sched_noclip):
+    x0 = _x().float()
+    brain = torch.zeros(3, 1, 8, 8, dtype=torch.bool)
+    brain[0, :, 2:6, 2:6] = True
+    brain[1, :, :, :3] = True
+    brain[2] = True
+    net = Stub()
+    steps = [0, 20, 40, 60, 100]
+    res = fpdm_sweep(
+        net,
+        sched_noclip,
+        x0,
+        steps,
+        2.0,
+        mode="ddpm",
+        channels=[0, 1],
+        generator=torch.Generator().manual_seed(0),
+        brain=brain,
+    )
+    xts = [c[0][:3] for c in net.calls]
+    mse_h, mse_u, div, t_e, amap, cos = _reference(x0, xts, steps, 2.0, [0, 1], brain=brain.numpy())
+    np.testing.assert_allclose(res.mse_guided[0].numpy(), mse_h, rtol=2e-4, atol=1e-7)
+    np.testing.assert_allclose(res.mse_unguided.numpy(), mse_u, rtol=2e-4, atol=1e-7)
+    np.testing.assert_allclose(res.divergence[0].numpy(), div, rtol=2e-4, atol=1e-8)
+    np.testing.assert_allclose(res.cosine()[0].numpy(), cos, rtol=1e-5)
+    assert res.t_end[0].tolist() == t_e.tolist()
+
+
+class BackgroundStub(torch.nn.Module):
+    """The healthy label changes the prediction only on background pixels (-1): nothing a detector should see."""
+
+    def forward(self, x, timesteps, class_labels):
+        healthy = (class_labels == 0).to(x.dtype).reshape(-1, 1, 1, 1)
+        return 0.1 * x + 0.5 * healthy * (self.background[: x.shape[0] // 2].repeat(2, 1, 1, 1))
+
+
+def test_background_changes_do_not_count_with_brain_means(sched_noclip):
+    x0 = _x().float()
+    brain = torch.zeros(3, 1, 8, 8, dtype=torch.bool)
+    brain[:, :, 2:6, 2:6] = True
+    x0 = torch.where(brain, x0, torch.full_like(x0, -1.0))
+    net = BackgroundStub()
+    net.background = (~brain).float()
+    kw = dict(mode="ddpm", channels=[0, 1], generator=torch.Generator().manual_seed(0))
+    whole = fpdm_sweep(net, sched_noclip, x0, [0, 50, 100], 2.0, **kw)
+    assert float(whole.divergence.max()) > 0 and float(whole.cosine().min()) < 1 - 1e-6  # the code's means see it
+    kw["generator"] = torch.Generator().manual_seed(0)
+    inside = fpdm_sweep(net, sched_noclip, x0, [0, 50, 100], 2.0, brain=brain, **kw)
+    assert float(inside.divergence.abs().max()) < 1e-12
+    torch.testing.assert_close(inside.cosine(), torch.ones(1, 3))
 
 
 def test_ddim_sweep_follows_eq_4(sched_noclip):
