@@ -122,9 +122,19 @@ def calibrate_fpdm(
     t0 = time.perf_counter()
     for batch in loader:
         x = batch["image"].to(device)
-        res = inferer.sweep(x, network, generator, guidance=grid, keep_map=False)
-        cos.append(res.cosine().cpu())
-        m_end.append(res.m_end.cpu())
+        if inferer.patience is None:  # one sweep serves every w: the trajectory does not depend on it
+            res = inferer.sweep(x, network, generator, guidance=grid, keep_map=False)
+            cos.append(res.cosine().cpu())
+            m_end.append(res.m_end.cpu())
+        else:  # the early stop follows w's own divergence peak, as at inference: one sweep per w
+            state = generator.get_state() if generator is not None else None
+            per = []
+            for w in grid:
+                if generator is not None and state is not None:
+                    generator.set_state(state)  # the same encoding noise for every w
+                per.append(inferer.sweep(x, network, generator, guidance=w, keep_map=False))
+            cos.append(torch.cat([r.cosine().cpu() for r in per]))
+            m_end.append(torch.cat([r.m_end.cpu() for r in per]))
         labels.append(torch.as_tensor(batch[label_key]).long().flatten())
         brain = batch["brain"] if "brain" in batch else brain_from_inputs(x, tol=inferer.brain_tol)
         areas.append(torch.as_tensor(brain).flatten(1).gt(0).sum(1).cpu())

@@ -19,6 +19,7 @@ from monai_adiff.methods.anofpdm import (
     calibrate_fpdm,
     select_guidance,
 )
+from monai_adiff.metrics import auroc
 
 
 def _brute(scores, labels):
@@ -158,3 +159,35 @@ def test_calibration_flags_an_inverted_score(tmp_path, caplog):
     assert res["auroc"] < 0.5 and "ranks healthy validation slices above unhealthy ones" in caplog.text
     assert res["brain_area_auroc"] == 1.0  # every unhealthy slice has the larger brain
     assert res["grid"][0]["area_spearman"] < 0  # the inverted score falls with brain area
+
+
+class BumpNet(Net):
+    """The healthy label pushes bright pixels with a strength that peaks at t = 60: with the x0 clamp, a large w
+    saturates (and so peaks) earlier than a small one."""
+
+    def forward(self, x, timesteps, class_labels):
+        healthy = (class_labels == 0).to(x.dtype).reshape(-1, 1, 1, 1)
+        bump = torch.exp(-(((timesteps.to(x.dtype) - 60.0) / 20.0) ** 2)).reshape(-1, 1, 1, 1)
+        return 0.1 * x + 3.0 * healthy * bump * (x > 0.3).to(x.dtype)
+
+
+def test_calibration_with_early_stop_sweeps_each_guidance_on_its_own(tmp_path):
+    """With ``patience`` a slice stops after *its w's* divergence peak (as at inference), so one sweep cannot serve
+    every w: each w's numbers must equal those of an inference-like sweep at that w alone."""
+    g = torch.Generator().manual_seed(2)
+    items = []
+    for i in range(8):
+        img = torch.rand(2, 12, 12, generator=g) * 0.8 - 0.8
+        if i % 2:
+            img[:, 3:7, 3:7] = 0.9
+        items.append({"image": img, "slice_label": torch.tensor(i % 2)})
+    inferer = FPDMInferer(DDPMScheduler(1000), num_steps=200, stride=10, channels=(0, 1), slice_batch_size=8)
+    inferer.patience = 2
+    res = calibrate_fpdm(BumpNet(), inferer, items, str(tmp_path / "c.json"), guidance_grid=(0.5, 8.0))
+    x = torch.stack([it["image"] for it in items])
+    y = torch.tensor([it["slice_label"] for it in items])
+    for row in res["grid"]:
+        alone = inferer.sweep(x, BumpNet().eval(), inferer.generator(), guidance=row["guidance"], keep_map=False)
+        assert row["m_max"] == pytest.approx(float(alone.m_end.max()))
+        assert row["auroc"] == pytest.approx(auroc(1 - alone.cosine()[0], y))
+        assert row["cos_threshold"] == pytest.approx(best_accuracy_threshold(alone.cosine()[0], y)[0], abs=1e-9)
