@@ -7,9 +7,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from monai.networks.schedulers import DDPMScheduler
 from parameterized import parameterized
 
 from monai_adiff.methods.anofpdm import FPDMInferer, cosine_similarity, fpdm_quantile, fpdm_step_grid, fpdm_sweep
+from monai_adiff.metrics import auroc
 from monai_adiff.output import AnomalyOutput, channel_names
 from monai_adiff.transforms import median_filter_mirror
 
@@ -295,3 +297,37 @@ def test_inferer_reads_calibration(sched, tmp_path):
     assert missing.guidance == 2.0
     with pytest.raises(ValueError):
         FPDMInferer(sched, num_steps=1001)
+
+
+class ArtefactNet(torch.nn.Module):
+    """The healthy label pulls lesion-bright pixels a little (the signal) and pushes the background (an artefact of
+    a weakly trained network; the background is -1 after AnoFPDM's per-slice scaling)."""
+
+    def forward(self, x, timesteps, class_labels):
+        healthy = (class_labels == 0).to(x.dtype).reshape(-1, 1, 1, 1)
+        return 0.1 * x + healthy * (0.01 * (x > 0.6).to(x.dtype) + 0.05 * (x < -0.9).to(x.dtype))
+
+
+def test_small_healthy_slices_do_not_outscore_tumour_slices():
+    """The inverted image-level AUROC of the CPU model (0.08 on test slices): healthy slices at the top and bottom
+    of the brain are mostly background, so a background artefact dominates their whole-slice error curves and
+    their ``1 - cos``; tumour slices are large. Means over brain pixels rank by the lesion signal."""
+    g = torch.Generator().manual_seed(0)
+    xs, ys = [], []
+    for i in range(12):
+        label = i % 2
+        r = 4 if label == 0 else 12  # small healthy slices, large tumour slices
+        img = torch.full((2, 16, 16), -1.0)
+        img[:, 2 : 2 + r, 2 : 2 + r] = torch.rand(2, r, r, generator=g) * 0.6 - 0.4
+        if label:
+            img[:, 5:8, 5:8] = 0.9
+        xs.append(img)
+        ys.append(label)
+    x, y = torch.stack(xs), torch.tensor(ys)
+    scores = {}
+    for brain_means in (False, True):
+        inferer = FPDMInferer(DDPMScheduler(1000), num_steps=600, stride=50, channels=(0, 1), brain_means=brain_means)
+        res = inferer.sweep(x, ArtefactNet(), inferer.generator(), guidance=2.0, keep_map=False)
+        scores[brain_means] = auroc(1 - res.cosine()[0], y)
+    assert scores[False] < 0.1  # the public code's whole-slice means: inverted
+    assert scores[True] == 1.0
