@@ -8,9 +8,8 @@ The reference was first recorded before the configs were layered and the methods
 contrast (bundles 0.3.0), and when saved maps and masks became zero outside the input's own brain (bundles 0.4.0;
 every other number was checked unchanged first), and AnoFPDM's alone when its network gained the public code's
 class-conditioning path and brain-pixel error curves (anofpdm 0.5.0; the other bundles then gained only the image
-section's brain-area AUROC and score-area correlation, their numbers checked unchanged). Re-record it (``python -m tests.bundles.reference_run``) only for a
-deliberate behaviour change, and say so in the bundle's changelog.
-"""
+section's brain-area AUROC and score-area correlation, their numbers checked unchanged). Re-record it (``python -m
+tests.bundles.reference_run``) only for a deliberate behaviour change, and say so in the bundle's changelog."""
 
 from __future__ import annotations
 
