@@ -137,6 +137,23 @@ def _parse_set(pairs: Sequence[str]) -> dict:
     return out
 
 
+def _user_overrides(args: argparse.Namespace) -> dict:
+    """The overrides of ``--args-file`` (a JSON object), then of ``--set``."""
+    import json
+
+    from monai_adiff.errors import InputError
+
+    overrides: dict = {}
+    if args.args_file:
+        try:
+            with open(args.args_file) as f:
+                overrides.update(json.load(f))
+        except (OSError, json.JSONDecodeError) as e:
+            raise InputError(args.args_file, f"args file cannot be read as JSON ({e})") from e
+    overrides.update(_parse_set(args.set or []))
+    return overrides
+
+
 def _output_folder(path: str) -> str:
     """The absolute output folder, created and checked writable before any work starts."""
     from monai_adiff.errors import InputError
@@ -182,13 +199,7 @@ def _cmd_infer(args: argparse.Namespace) -> int:
     ckpt_path = os.path.abspath(args.checkpoint)
     # the checkpoint's record rebuilds its network (size, resolution, noise); an args file and --set refine it
     overrides = recorded_overrides(checkpoint_info(read_checkpoint(ckpt_path)))
-    if args.args_file:
-        try:
-            with open(args.args_file) as f:
-                overrides.update(json.load(f))
-        except (OSError, json.JSONDecodeError) as e:
-            raise InputError(args.args_file, f"args file cannot be read as JSON ({e})") from e
-    overrides.update(_parse_set(args.set or []))
+    overrides.update(_user_overrides(args))
     if "modalities" not in overrides:
         with open(bundle / "configs" / "inference.json") as f:
             overrides["modalities"] = json.load(f).get("modalities", ["flair"])
@@ -239,20 +250,9 @@ def _cmd_infer(args: argparse.Namespace) -> int:
 
 
 def _cmd_export_bundle(args: argparse.Namespace) -> int:
-    import json
-
     from monai_adiff.bundle.export import export_bundle
-    from monai_adiff.data import InputError
 
-    overrides: dict = {}
-    if args.args_file:
-        try:
-            with open(args.args_file) as f:
-                overrides.update(json.load(f))
-        except (OSError, json.JSONDecodeError) as e:
-            raise InputError(args.args_file, f"args file cannot be read as JSON ({e})") from e
-    overrides.update(_parse_set(args.set or []))
-    out = export_bundle(args.bundle, args.checkpoint, args.out, overrides)
+    out = export_bundle(args.bundle, args.checkpoint, args.out, _user_overrides(args))
     print(out)
     return 0
 
