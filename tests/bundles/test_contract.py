@@ -310,6 +310,16 @@ def test_multi_gpu_config_under_torchrun(name, dataset, tmp_path):
     assert (tmp_path / "m" / "model.pt").is_file() and (tmp_path / "m" / "checkpoint_epoch=1.pt").is_file()
 
 
+def test_anofpdm_training_records_the_conditioning_gap(trained):
+    """The learning curve of the conditioning gap: measured before training and after each validation interval,
+    a resumed run continuing the same file."""
+    import csv
+
+    rows = list(csv.DictReader((trained["anofpdm"]["work"] / "eval" / "conditioning_gap.csv").open()))
+    assert [int(r["epoch"]) for r in rows] == [0, 1, 2]
+    assert all(int(r["slices"]) > 0 and float(r["noise_mse_null"]) > 0 for r in rows)
+
+
 def test_anofpdm_ungated_mask_is_written_and_scored(trained, dataset, tmp_path):
     """AnoFPDM's mask before the healthy/unhealthy gate: saved beside the gated one, never smaller, and scored by
     the evaluation beside it (``metrics_ungated.json``); small components removed per slice on request."""
