@@ -20,7 +20,7 @@ from typing import Any
 
 import torch
 
-from monai_adiff.bundle.compose import FRAGMENT
+from monai_adiff.bundle.compose import FRAGMENT, apply_overrides
 from monai_adiff.bundle.runner import find_bundle
 from monai_adiff.engines.checkpoint import INFO_KEY, checkpoint_info, read_checkpoint, recorded_overrides
 from monai_adiff.errors import InputError
@@ -50,17 +50,6 @@ def _has_parent(config: Mapping[str, Any], key: str) -> bool:
         else:
             return False
     return isinstance(node, (Mapping, list))
-
-
-def _set(config: dict[str, Any], key: str, value: Any) -> None:
-    *parents, last = key.split("#")
-    node: Any = config
-    for p in parents:
-        node = node[int(p)] if isinstance(node, list) else node[p]
-    if isinstance(node, list):
-        node[int(last)] = value
-    else:
-        node[last] = value
 
 
 def export_bundle(
@@ -102,8 +91,7 @@ def export_bundle(
         for path in sorted((tmp / "configs").glob("*.json")):
             config = json.loads(path.read_text())
             keys = [k for k in merged if _has_parent(config, k)]
-            for k in keys:
-                _set(config, k, merged[k])
+            config = apply_overrides(config, {k: merged[k] for k in keys})
             used.update(keys)
             path.write_text(json.dumps(config, indent=4) + "\n")
         unused = [k for k in merged if k not in used]
