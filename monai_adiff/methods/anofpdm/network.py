@@ -44,7 +44,9 @@ class NullableClassEmbedding(nn.Module):
     def forward(self, labels: torch.Tensor) -> torch.Tensor:
         labels = labels.long()
         null = labels == self.null_label
-        if bool(((labels < 0) | ((labels >= self.num_classes) & ~null)).any()):
+        # checked on the CPU only: on a GPU the check would be a host round trip at every sampling step (a bad label
+        # still fails there, in the table lookup)
+        if labels.device.type == "cpu" and bool(((labels < 0) | ((labels >= self.num_classes) & ~null)).any()):
             raise ValueError(f"class labels must be in 0..{self.num_classes - 1} or {self.null_label} (null)")
         emb = self.mlp(self.table(labels.masked_fill(null, 0)))
         return emb.masked_fill(null[:, None], 0.0)
@@ -106,6 +108,7 @@ class CFGDiffusionModelUNet(DiffusionModelUNet):
                 raise ValueError("class_labels should be provided (the null label for none)")
             if context is not None:
                 raise ValueError("the class is the cross-attention context here: context must be None")
+            # the MLP runs again inside MONAI's forward (for the time embedding): a few rows, nothing next to the UNet
             cemb = self.class_embedding(class_labels).to(x.dtype)
             context = cemb[:, :, None] * cemb[:, None, :]  # (N, D, D): D tokens, token j = cemb_j * cemb
         return super().forward(x, timesteps, context=context, class_labels=class_labels, **kwargs)
