@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import math
 import os
-import secrets
 from collections.abc import Sequence
 
 import nibabel as nib
@@ -37,6 +36,7 @@ import numpy as np
 from scipy import ndimage
 
 from monai_adiff.errors import InputError
+from monai_adiff.utils import atomic_write
 
 __all__ = ["MODALITIES", "BRATS_LABELS", "make_phantom_case", "make_demo_dataset", "brats_affine"]
 
@@ -376,14 +376,7 @@ def _save_atomic(array: np.ndarray, affine: np.ndarray, path: str) -> None:
     img.header.set_xyzt_units("mm")
     img.set_qform(affine, code=1)
     img.set_sform(affine, code=1)
-    folder, name = os.path.split(path)
-    tmp = os.path.join(folder, f".{name}.{os.getpid()}.{secrets.token_hex(4)}.tmp.nii.gz")
-    try:
-        nib.save(img, tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    atomic_write(path, lambda tmp: nib.save(img, tmp), suffix=".nii.gz")
 
 
 def make_demo_dataset(
