@@ -190,8 +190,12 @@ def _state_mismatch(network: torch.nn.Module, state: Any) -> str | None:
     own = network.state_dict()
     missing = [k for k in own if k not in state]
     unexpected = [k for k in state if k not in own]
+    # buffers a network sizes by fitting (e.g. D3AD's feature bank) take the checkpoint's size on load
+    resizable = set(getattr(network, "fitted_buffers", ()))
     shapes = [
-        (k, tuple(own[k].shape), tuple(state[k].shape)) for k in own if k in state and own[k].shape != state[k].shape
+        (k, tuple(own[k].shape), tuple(state[k].shape))
+        for k in own
+        if k in state and own[k].shape != state[k].shape and k not in resizable
     ]
     if not (missing or unexpected or shapes):
         return None

@@ -1,0 +1,48 @@
+# SPDX-License-Identifier: Apache-2.0
+"""D3AD dynamic noise (Tebbe & Tayyub 2024) on brain MRI: see ``README.md`` beside this file.
+
+``network``: the autoencoder + latent denoiser + feature extractor module; ``dynamic``: the KNN noise level;
+``reconstruction``: Algorithm 1 with the DDAD correction; ``inferer``: the bundle's inferer; ``training``: the
+stages before the denoiser and the bank fit; ``calibration``: the label-free normalisation of the map terms.
+"""
+
+from .calibration import calibrate_d3ad
+from .dynamic import distance_bins, dynamic_timesteps, fit_bin_edges, knn_mean_distance, timestep_table
+from .inferer import CALIBRATED_RANGES, D3ADInferer
+from .network import D3ADModel, FeaturePretrainNet
+from .reconstruction import ddad_reconstruct, step_sequences
+from .training import (
+    AutoencoderKLLoss,
+    FeatureBankHandler,
+    ImagePrepareBatch,
+    LatentDiffusionPrepareBatch,
+    MaskedImagePrepareBatch,
+    fit_feature_bank,
+    fit_latent_scale,
+    sync_fitted_parts,
+    train_stage,
+)
+
+__all__ = [
+    "AutoencoderKLLoss",
+    "CALIBRATED_RANGES",
+    "D3ADInferer",
+    "D3ADModel",
+    "FeatureBankHandler",
+    "FeaturePretrainNet",
+    "ImagePrepareBatch",
+    "LatentDiffusionPrepareBatch",
+    "MaskedImagePrepareBatch",
+    "calibrate_d3ad",
+    "ddad_reconstruct",
+    "distance_bins",
+    "dynamic_timesteps",
+    "fit_bin_edges",
+    "fit_feature_bank",
+    "fit_latent_scale",
+    "knn_mean_distance",
+    "step_sequences",
+    "sync_fitted_parts",
+    "timestep_table",
+    "train_stage",
+]

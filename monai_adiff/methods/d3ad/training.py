@@ -1,0 +1,288 @@
+# SPDX-License-Identifier: Apache-2.0
+"""D3AD's training stages beside the latent denoiser (which the bundle's ordinary trainer trains).
+
+``python -m monai.bundle run training`` runs them in order, each resumable from its own checkpoint folder:
+the autoencoder (L1 + KL), its latent scale, the feature extractor's self-supervised pretext, then the denoiser on
+latents, and at the end the healthy feature bank and its bins. Each stage is MONAI's ``SupervisedTrainer`` with our
+checkpoint handlers; what is ours is only what MONAI lacks: a KL-regularised autoencoder loss for a trainer, image
+-> image and image -> latent prepare-batches, and the fitting of the scale and the bank.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Iterable
+from typing import Any
+
+import torch
+from monai.engines import SupervisedTrainer, default_prepare_batch
+from monai.handlers import StatsHandler
+from torch import nn
+
+from monai_adiff.engines.checkpoint import CheckpointLoader, CheckpointSaver, latest_checkpoint
+from monai_adiff.engines.handlers import ProgressBarHandler
+from monai_adiff.engines.prepare_batch import NoiseDiffusionPrepareBatch
+from monai_adiff.methods.d3ad.dynamic import fit_bin_edges, knn_mean_distance
+from monai_adiff.methods.d3ad.network import D3ADModel
+
+__all__ = [
+    "AutoencoderKLLoss",
+    "ImagePrepareBatch",
+    "MaskedImagePrepareBatch",
+    "LatentDiffusionPrepareBatch",
+    "train_stage",
+    "fit_latent_scale",
+    "fit_feature_bank",
+    "sync_fitted_parts",
+    "FeatureBankHandler",
+]
+
+logger = logging.getLogger(__name__)
+
+
+class AutoencoderKLLoss(nn.Module):
+    """``L1(recon, x) + kl_weight * KL``, for ``AutoencoderKL``'s ``(recon, z_mu, z_sigma)`` output.
+
+    KL of the diagonal Gaussian posterior to N(0, I), summed over latent elements and averaged over the batch (as in
+    MONAI's latent diffusion tutorials); MONAI has no loss object taking the autoencoder's output tuple.
+    """
+
+    def __init__(self, kl_weight: float = 1e-6) -> None:
+        super().__init__()
+        self.kl_weight = float(kl_weight)
+
+    def forward(self, output: tuple[torch.Tensor, torch.Tensor, torch.Tensor], target: torch.Tensor) -> torch.Tensor:
+        recon, mu, sigma = output
+        kl = 0.5 * (mu.square() + sigma.square() - torch.log(sigma.square().clamp_min(1e-12)) - 1)
+        return (recon - target).abs().mean() + self.kl_weight * kl.flatten(1).sum(1).mean()
+
+
+class ImagePrepareBatch:
+    """``(image, image)``: the input is its own target (autoencoders)."""
+
+    def __call__(self, batchdata: Any, device=None, non_blocking: bool = False, **kwargs: Any):
+        images, _ = default_prepare_batch(batchdata, device, non_blocking, **kwargs)
+        return images, images
+
+
+class MaskedImagePrepareBatch:
+    """``(masked image, image)``: square patches of the slice are set to the background value (-1) with probability
+    ``mask_ratio`` (the feature extractor's masked-autoencoding pretext).
+
+    Args:
+        patch_size: side of the masked squares in pixels.
+        mask_ratio: fraction of squares masked.
+    """
+
+    def __init__(self, patch_size: int = 8, mask_ratio: float = 0.5) -> None:
+        self.patch_size = int(patch_size)
+        self.mask_ratio = float(mask_ratio)
+
+    def __call__(self, batchdata: Any, device=None, non_blocking: bool = False, **kwargs: Any):
+        images, _ = default_prepare_batch(batchdata, device, non_blocking, **kwargs)
+        n, _, h, w = images.shape
+        p = self.patch_size
+        keep = torch.rand(n, 1, -(-h // p), -(-w // p), device=images.device) >= self.mask_ratio
+        keep = keep.repeat_interleave(p, 2).repeat_interleave(p, 3)[..., :h, :w]
+        return torch.where(keep, images, torch.full_like(images, -1.0)), images
+
+
+class LatentDiffusionPrepareBatch(NoiseDiffusionPrepareBatch):
+    """:class:`~monai_adiff.engines.NoiseDiffusionPrepareBatch` on the model's scaled latents instead of images.
+
+    The frozen autoencoder encodes each batch (a posterior sample, as latent diffusion trains), so MONAI's
+    ``DiffusionInferer`` and ``SupervisedTrainer`` train the latent denoiser unchanged; MONAI's
+    ``LatentDiffusionInferer`` would need latent-shaped noise from the prepare-batch, which draws image-shaped noise.
+
+    Args:
+        model: the :class:`D3ADModel` (its autoencoder and ``latent_scale``).
+        num_train_timesteps: the scheduler's steps.
+        sample: encode a posterior sample (True) or the mean.
+    """
+
+    def __init__(self, model: D3ADModel, num_train_timesteps: int, sample: bool = True) -> None:
+        super().__init__(num_train_timesteps, noise="gaussian")
+        self.model = model
+        self.sample = bool(sample)
+
+    def __call__(self, batchdata: Any, device=None, non_blocking: bool = False, **kwargs: Any):
+        images, _ = default_prepare_batch(batchdata, device, non_blocking, **kwargs)
+        with torch.no_grad():
+            z = self.model.encode_sample(images) if self.sample else self.model.encode(images)
+        return super().__call__({"image": z.detach()}, device, non_blocking, **kwargs)
+
+
+def train_stage(
+    network: nn.Module,
+    loss_function: nn.Module,
+    prepare_batch: Any,
+    data_loader: Iterable,
+    max_epochs: int,
+    learning_rate: float,
+    ckpt_dir: str,
+    device: torch.device | str = "cpu",
+    name: str = "stage",
+    weight_decay: float = 0.0,
+) -> nn.Module:
+    """Train ``network`` with MONAI's ``SupervisedTrainer`` and AdamW, resuming from the newest
+    ``checkpoint_epoch=<n>.pt`` in ``ckpt_dir`` (one periodic checkpoint is kept); a finished stage returns at once.
+
+    Under ``torch.distributed`` (the bundle's ``multi_gpu_train.json``) the network is wrapped in
+    ``DistributedDataParallel``, the loader's ``DistributedSampler`` is re-seeded every epoch and only rank 0 logs
+    and writes checkpoints.
+
+    Returns:
+        the trained network.
+    """
+    if max_epochs <= 0:
+        return network
+    device = torch.device(device)
+    network.to(device)
+    dist = torch.distributed
+    distributed = dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+    rank0 = not distributed or dist.get_rank() == 0
+    model = network
+    if distributed:
+        ids = [device] if device.type == "cuda" else None
+        model = nn.parallel.DistributedDataParallel(network, device_ids=ids, find_unused_parameters=True)
+    optimizer = torch.optim.AdamW(network.parameters(), lr=learning_rate, weight_decay=weight_decay)
+    handlers: list[Any] = []
+    if rank0:
+        handlers = [
+            StatsHandler(name=f"{name}_stats", tag_name=f"{name}_loss", output_transform=lambda out: out["loss"]),
+            ProgressBarHandler(output_transform=lambda out: {"loss": out["loss"]}, desc=name),
+        ]
+    trainer = SupervisedTrainer(
+        device=device,
+        max_epochs=int(max_epochs),
+        train_data_loader=data_loader,
+        network=model,
+        optimizer=optimizer,
+        loss_function=loss_function,
+        prepare_batch=prepare_batch,
+        decollate=False,
+        train_handlers=handlers,
+    )
+    sampler = getattr(data_loader, "sampler", None)
+    if hasattr(sampler, "set_epoch"):
+        from ignite.engine import Events
+
+        trainer.add_event_handler(Events.EPOCH_STARTED, lambda e: sampler.set_epoch(e.state.epoch))
+    state = {"model": network, "optimizer": optimizer, "trainer": trainer}
+    resume = latest_checkpoint(ckpt_dir)
+    if resume is not None:
+        CheckpointLoader(load_path=resume, load_dict=state, map_location=device)(trainer)
+        if trainer.state.epoch >= max_epochs:
+            logger.info("%s: finished (%s)", name, resume)
+            return network
+    if rank0:
+        os.makedirs(ckpt_dir, exist_ok=True)
+        CheckpointSaver(ckpt_dir, state, save_interval=1, epoch_level=True, n_saved=1).attach(trainer)
+    trainer.run()
+    return network
+
+
+@torch.no_grad()
+def fit_latent_scale(model: D3ADModel, data_loader: Iterable, device: torch.device | str = "cpu") -> float:
+    """Set ``model.latent_scale`` to 1 / the std of the unscaled posterior means over ``data_loader`` (latent
+    diffusion's scale factor, so the denoiser sees unit-variance latents); returns it. Under ``torch.distributed``
+    the ranks' shards are pooled."""
+    model.to(device).eval()
+    total, sq, count = 0.0, 0.0, 0
+    for batch in data_loader:
+        images, _ = default_prepare_batch(batch, device)
+        z, _ = model.autoencoder.encode(images)
+        total += float(z.double().sum())
+        sq += float(z.double().square().sum())
+        count += z.numel()
+    dist = torch.distributed
+    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:  # every rank: the same scale
+        sums = torch.tensor([total, sq, float(count)], dtype=torch.float64, device=device)
+        dist.all_reduce(sums)
+        total, sq, count = float(sums[0]), float(sums[1]), int(sums[2])
+    if count == 0:
+        raise ValueError("no slices to fit the latent scale on")
+    std = max((sq / count - (total / count) ** 2) ** 0.5, 1e-8)
+    model.latent_scale.fill_(1.0 / std)
+    logger.info("latent scale 1/std = %.4f", 1.0 / std)
+    return 1.0 / std
+
+
+@torch.no_grad()
+def fit_feature_bank(
+    model: D3ADModel,
+    data_loader: Iterable,
+    device: torch.device | str = "cpu",
+    k: int = 20,
+    num_bins: int = 10,
+) -> torch.Tensor:
+    """Fill ``model.bank`` with the dynamic-conditioning features of the healthy slices of ``data_loader`` and
+    ``model.bin_edges`` with ``num_bins`` equal-width bins of their mean distances to their ``k`` nearest other
+    bank rows (self-matches excluded); returns those distances."""
+    model.to(device).eval()
+    feats = [model.knn_features(default_prepare_batch(b, device)[0]).cpu() for b in data_loader]
+    if not feats:
+        raise ValueError("no slices to fit the feature bank on")
+    bank = torch.cat(feats)
+    if bank.shape[0] < 2:
+        raise ValueError(f"the feature bank needs at least 2 healthy slices, got {bank.shape[0]}")
+    dist = knn_mean_distance(bank, bank, k=k, exclude_self=True)
+    if float(dist.max() - dist.min()) <= 1e-9 * max(1.0, float(dist.abs().max())):
+        raise ValueError(
+            "the feature extractor gives (nearly) the same features for every healthy slice, so the noise level "
+            "cannot depend on the slice: train the feature stage (feature_epochs) or load working extractor weights"
+        )
+    model.bank = bank.to(model.latent_scale.device)
+    model.bin_edges = fit_bin_edges(dist, num_bins).to(model.latent_scale.device)
+    logger.info(
+        "feature bank: %d slices x %d features; mean %d-NN distance %.4g..%.4g",
+        *bank.shape,
+        min(k, bank.shape[0] - 1),
+        float(dist.min()),
+        float(dist.max()),
+    )
+    return dist
+
+
+@torch.no_grad()
+def sync_fitted_parts(source: D3ADModel, target: D3ADModel) -> None:
+    """Copy the autoencoder, the feature extractor and the fitted buffers of ``source`` into ``target`` (the EMA
+    copy of the denoiser's trainer, made before the earlier stages trained them)."""
+    target.autoencoder.load_state_dict(source.autoencoder.state_dict())
+    target.feature_extractor.load_state_dict(source.feature_extractor.state_dict())
+    target.latent_scale.copy_(source.latent_scale)
+    if source.fitted:
+        target.bank = source.bank.clone()
+        target.bin_edges = source.bin_edges.clone()
+
+
+class FeatureBankHandler:
+    """Fit the feature bank and its bins (:func:`fit_feature_bank`) into ``model`` when the trainer completes.
+
+    Attach it before the final-model saver (the bundles list it among the train handlers), so ``model.pt`` holds the
+    bank; the feature extractor is trained before the denoiser, so the bank could be fitted earlier, but fitting it
+    last lets a user swap in their own extractor weights before the last run.
+
+    Args:
+        model: the model that is saved (the EMA copy).
+        data_loader: healthy training slices.
+        device: where to compute the features.
+        k, num_bins: see :func:`fit_feature_bank`.
+    """
+
+    def __init__(
+        self, model: D3ADModel, data_loader: Iterable, device: torch.device | str = "cpu", k: int = 20, num_bins: int = 10
+    ) -> None:
+        self.model, self.data_loader, self.device = model, data_loader, device
+        self.k, self.num_bins = int(k), int(num_bins)
+
+    def attach(self, engine) -> None:
+        from ignite.engine import Events
+
+        engine.add_event_handler(Events.COMPLETED, self)
+
+    def __call__(self, engine) -> None:
+        was = self.model.training
+        fit_feature_bank(self.model, self.data_loader, self.device, self.k, self.num_bins)
+        self.model.train(was)
