@@ -8,7 +8,8 @@ The reference was first recorded before the configs were layered and the methods
 contrast (bundles 0.3.0), and when saved maps and masks became zero outside the input's own brain (bundles 0.4.0;
 every other number was checked unchanged first), and AnoFPDM's alone when its network gained the public code's
 class-conditioning path and brain-pixel error curves (anofpdm 0.5.0; the other bundles then gained only the image
-section's brain-area AUROC and score-area correlation, their numbers checked unchanged). Re-record it (``python -m
+section's brain-area AUROC and score-area correlation, their numbers checked unchanged); D3AD's was added with its
+bundle (d3ad 0.1.0). Re-record it (``python -m
 tests.bundles.reference_run``) only for a deliberate behaviour change, and say so in the bundle's changelog."""
 
 from __future__ import annotations
@@ -45,7 +46,16 @@ OVERRIDES = {
 }
 
 #: per-bundle overrides that shorten the methods' loops
-METHOD_OVERRIDES = {"anoddpm": {"noise_level": 8}, "anofpdm": {"num_steps": 6}}
+METHOD_OVERRIDES = {
+    "anoddpm": {"noise_level": 8},
+    "anofpdm": {"num_steps": 6},
+    "d3ad": {"ae_epochs": 1, "feature_epochs": 1},
+}
+#: what each bundle's calibration file holds (compared with the reference)
+CALIBRATION_KEYS = {
+    "anofpdm": ("guidance", "cos_threshold", "m_max", "accuracy"),
+    "d3ad": ("latent_range", "feature_range", "image_range"),
+}
 
 
 def make_data(root: Path) -> str:
@@ -83,7 +93,7 @@ def run_reference(name: str, work: Path, datalist: str, overrides: dict | None =
     if (find_bundle(name) / "configs" / "calibrate.json").is_file():
         run_bundle(name, "calibrate", {**common, "ckpt_path": str(ckpt)}, logging_file=False)
         cal = json.loads((work / "models" / "calibration.json").read_text())
-        out["calibration"] = {k: cal[k] for k in ("guidance", "cos_threshold", "m_max", "accuracy")}
+        out["calibration"] = {k: cal[k] for k in CALIBRATION_KEYS[name]}
     run_bundle(
         name,
         "inference",
@@ -119,4 +129,4 @@ def main(names: list[str]) -> None:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:] or ["sss", "anoddpm", "anofpdm"])
+    main(sys.argv[1:] or ["sss", "anoddpm", "anofpdm", "d3ad"])

@@ -24,6 +24,10 @@ def _close(a, b, path=""):
         assert set(a) == set(b), f"{path}: keys {sorted(set(a) ^ set(b))} differ"
         for k in a:
             _close(a[k], b[k], f"{path}/{k}")
+    elif isinstance(a, list) and isinstance(b, list):
+        assert len(a) == len(b), f"{path}: {a} != {b} (reference)"
+        for i, (x, y) in enumerate(zip(a, b)):
+            _close(x, y, f"{path}/{i}")
     elif isinstance(a, float) or isinstance(b, float):
         assert math.isclose(a, b, rel_tol=1e-5, abs_tol=1e-9), f"{path}: {a} != {b} (reference)"
     else:

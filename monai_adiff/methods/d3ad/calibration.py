@@ -20,6 +20,7 @@ from torch.utils.data import DataLoader, Dataset
 from monai_adiff.engines.checkpoint import load_network_weights
 from monai_adiff.inferers import brain_from_inputs
 from monai_adiff.methods.d3ad.inferer import D3ADInferer
+from monai_adiff.methods.d3ad.network import D3ADModel
 from monai_adiff.utils import atomic_write_text
 
 __all__ = ["calibrate_d3ad"]
@@ -29,7 +30,7 @@ logger = logging.getLogger(__name__)
 
 @torch.no_grad()
 def calibrate_d3ad(
-    network: torch.nn.Module,
+    network: D3ADModel,
     inferer: D3ADInferer,
     dataset: Dataset,
     output_file: str,
@@ -37,10 +38,11 @@ def calibrate_d3ad(
     checkpoint: str | None = None,
     device: str | torch.device | None = None,
 ) -> dict[str, Any]:
-    """Measure the ranges of the latent and feature terms on ``dataset`` (healthy slices); write them as JSON.
+    """Measure the ranges of the map terms on ``dataset`` (healthy slices); write them as JSON.
 
     Returns:
-        ``{"latent_range": [lo, hi], "feature_range": [lo, hi], "q": q, "slices": n, "t_hat_counts": {...}}``.
+        ``{"latent_range": [lo, hi], "feature_range": [lo, hi], "image_range": [lo, hi], "q": q, "slices": n,
+        "t_hat_counts": {...}}``.
     """
     if checkpoint:
         load_network_weights(network, checkpoint)
@@ -48,26 +50,30 @@ def calibrate_d3ad(
     network = network.to(device).eval()
     loader = DataLoader(dataset, batch_size=inferer.slice_batch_size, shuffle=False, num_workers=0)
     generator = inferer.generator()
-    lat_px, feat_px, t_hats = [], [], []
+    pixels: dict[str, list[np.ndarray]] = {}
+    t_hats = []
     for batch in loader:
         x = batch["image"].to(device)
-        lat, feat, t_hat = inferer.terms(x, network, generator)
+        terms, t_hat = inferer.terms(x, network, generator)
         brain = brain_from_inputs(x, tol=inferer.brain_tol)[:, 0]
-        lat_px.append(lat[brain].cpu().numpy())
-        feat_px.append(feat[brain].cpu().numpy())
+        for name, term in terms.items():
+            pixels.setdefault(name, []).append(term[brain].cpu().numpy())
         t_hats.append(t_hat.cpu())
-    if not lat_px or not sum(a.size for a in lat_px):
+    if not t_hats or not sum(a.size for a in pixels["latent"]):
         raise ValueError("no healthy brain slices to calibrate on")
-    lat_all, feat_all = np.concatenate(lat_px), np.concatenate(feat_px)
     levels, counts = torch.cat(t_hats).unique(return_counts=True)
-    out = {
-        "latent_range": [float(lat_all.min()), float(np.quantile(lat_all, q))],
-        "feature_range": [float(feat_all.min()), float(np.quantile(feat_all, q))],
-        "q": float(q),
-        "slices": int(sum(len(t) for t in t_hats)),
-        "t_hat_counts": {str(int(t)): int(c) for t, c in zip(levels, counts)},
-        "checkpoint": checkpoint,
-    }
+    out: dict[str, Any] = {}
+    for name, parts in pixels.items():
+        v = np.concatenate(parts)
+        out[f"{name}_range"] = [float(v.min()), float(np.quantile(v, q))]
+    out.update(
+        {
+            "q": float(q),
+            "slices": int(sum(len(t) for t in t_hats)),
+            "t_hat_counts": {str(int(t)): int(c) for t, c in zip(levels, counts)},
+            "checkpoint": checkpoint,
+        }
+    )
     atomic_write_text(output_file, json.dumps(out, indent=2) + "\n")
     logger.info("D3AD calibration: %s -> %s", {k: out[k] for k in ("latent_range", "feature_range")}, output_file)
     return out

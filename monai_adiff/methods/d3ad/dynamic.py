@@ -15,11 +15,7 @@ __all__ = ["knn_mean_distance", "fit_bin_edges", "distance_bins", "dynamic_times
 
 
 def knn_mean_distance(
-    query: torch.Tensor,
-    bank: torch.Tensor,
-    k: int = 20,
-    exclude_self: bool = False,
-    chunk_size: int = 256,
+    query: torch.Tensor, bank: torch.Tensor, k: int = 20, exclude_self: bool = False, chunk_size: int = 256
 ) -> torch.Tensor:
     """Mean L1 distance of each query row to its ``k`` nearest bank rows.
 

@@ -8,6 +8,7 @@ import json
 import logging
 import os
 from collections.abc import Callable, Sequence
+from typing import cast
 
 import torch
 import torch.nn.functional as F
@@ -24,8 +25,8 @@ __all__ = ["D3ADInferer", "CALIBRATED_RANGES"]
 
 logger = logging.getLogger(__name__)
 
-#: the calibration file's keys: the healthy validation ranges that normalise the two map terms
-CALIBRATED_RANGES = ("latent_range", "feature_range")
+#: the calibration file's keys: the healthy validation ranges that normalise the map terms
+CALIBRATED_RANGES = ("latent_range", "feature_range", "image_range")
 
 
 class D3ADInferer(AnomalyInferer):
@@ -54,9 +55,11 @@ class D3ADInferer(AnomalyInferer):
         noise_fraction: noise added at the start (0: noiseless scaling; see eq. 12).
         latent_weight: ``lambda`` of eq. 10 (paper: 0.85).
         blur_sigma: Gaussian blur of the map in pixels (paper: 4 at 256 px); 0 to skip.
-        latent_range, feature_range: ``(lo, hi)`` of each term on healthy slices.
-        calibration_file: a JSON with ``latent_range`` and ``feature_range`` (``run calibrate``); when it exists its
-            values replace the arguments.
+        image_weight: weight of the image-space term (0: the paper's map).
+        positive_residual: the image term counts only voxels where the decoded input is brighter.
+        latent_range, feature_range, image_range: ``(lo, hi)`` of each term on healthy slices.
+        calibration_file: a JSON with the ranges (``run calibrate``); when it exists its values replace the
+            arguments.
         slice_batch_size, autocast_dtype, brain_tol, seed, progress: see :class:`AnomalyInferer`.
     """
 
@@ -75,8 +78,11 @@ class D3ADInferer(AnomalyInferer):
         noise_fraction: float = 0.0,
         latent_weight: float = 0.85,
         blur_sigma: float = 4.0,
+        image_weight: float = 0.0,
+        positive_residual: bool = False,
         latent_range: Sequence[float] = (0.0, 1.0),
         feature_range: Sequence[float] = (0.0, 1.0),
+        image_range: Sequence[float] = (0.0, 1.0),
         calibration_file: str | None = None,
         slice_batch_size: int = 64,
         autocast_dtype: str | None = None,
@@ -89,26 +95,41 @@ class D3ADInferer(AnomalyInferer):
         self.t_max, self.min_bin, self.num_steps, self.k = int(t_max), int(min_bin), int(num_steps), int(k)
         self.dynamic = bool(dynamic)
         self.static_t = int(t_max if static_t is None else static_t)
-        if not 1 <= self.static_t < scheduler.num_train_timesteps or not 1 <= self.t_max < scheduler.num_train_timesteps:
+        if (
+            not 1 <= self.static_t < scheduler.num_train_timesteps
+            or not 1 <= self.t_max < scheduler.num_train_timesteps
+        ):
             raise ValueError(f"t_max and static_t must lie in [1, {scheduler.num_train_timesteps})")
         self.guidance = float(guidance)
         self.noise_fraction = float(noise_fraction)
         if not 0.0 <= latent_weight <= 1.0:
             raise ValueError(f"latent_weight must lie in [0, 1], got {latent_weight}")
         self.latent_weight = float(latent_weight)
+        if not 0.0 <= image_weight <= 1.0:
+            raise ValueError(f"image_weight must lie in [0, 1], got {image_weight}")
+        self.image_weight = float(image_weight)
+        self.positive_residual = bool(positive_residual)
         self.blur = GaussianFilter(2, float(blur_sigma)) if blur_sigma > 0 else None
         self.latent_range = (float(latent_range[0]), float(latent_range[1]))
         self.feature_range = (float(feature_range[0]), float(feature_range[1]))
+        self.image_range = (float(image_range[0]), float(image_range[1]))
         if calibration_file and os.path.isfile(calibration_file):
             with open(calibration_file) as f:
                 cal = json.load(f)
-            self.latent_range = tuple(float(v) for v in cal["latent_range"])
-            self.feature_range = tuple(float(v) for v in cal["feature_range"])
-            logger.info("D3AD: map ranges latent %s, feature %s from %s", self.latent_range, self.feature_range, calibration_file)
+            for key in CALIBRATED_RANGES:
+                if key in cal:
+                    setattr(self, key, tuple(float(v) for v in cal[key]))
+            logger.info(
+                "D3AD: map ranges %s from %s", {k: getattr(self, k) for k in CALIBRATED_RANGES}, calibration_file
+            )
         elif calibration_file:
-            logger.warning("calibration file %s not found: the map terms are not normalised (run calibrate)", calibration_file)
+            logger.warning(
+                "calibration file %s not found: the map terms are not normalised (run calibrate)", calibration_file
+            )
 
-    def noise_levels(self, x: torch.Tensor, model: D3ADModel, feats: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    def noise_levels(
+        self, x: torch.Tensor, model: D3ADModel, feats: list[torch.Tensor]
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """``(T_hat, skip)`` per slice: dynamic from the feature bank, or the static level."""
         n = x.shape[0]
         if not self.dynamic:
@@ -123,8 +144,9 @@ class D3ADInferer(AnomalyInferer):
 
     def terms(
         self, x: torch.Tensor, model: D3ADModel, generator: torch.Generator | None
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """The unnormalised map terms ``(l, f)``, each (N, H, W), and ``T_hat`` (N,) for slices ``x`` (N, C, H, W)."""
+    ) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+        """The unnormalised map terms ``{"latent", "feature", "image"}``, each (N, H, W), and ``T_hat`` (N,) for
+        slices ``x`` (N, C, H, W)."""
         with self._autocast(x.device):
             feats = model.features(x)
             z0 = model.encode(x).float()
@@ -142,13 +164,18 @@ class D3ADInferer(AnomalyInferer):
         with self._autocast(x.device):
             x_hat = model.decode(z0_hat).float()
             feats_hat = model.features(x_hat)
+            x_ae = model.decode(z0).float()  # always: one calibration file serves every image_weight
         size = x.shape[-2:]
         lat = F.interpolate((z0 - z0_hat).abs().mean(1, keepdim=True), size=size, mode="bilinear", align_corners=False)
         feat = torch.zeros_like(lat)
         for j in model.map_layers:
             cos = F.cosine_similarity(feats[j].float(), feats_hat[j].float(), dim=1)[:, None]
             feat += F.interpolate(1 - cos, size=size, mode="bilinear", align_corners=False)
-        return lat[:, 0], feat[:, 0], t_hat
+        residual = x_ae - x_hat
+        if self.positive_residual:
+            residual = residual.clamp_min(0)
+        image = residual.square().mean(1)
+        return {"latent": lat[:, 0], "feature": feat[:, 0], "image": image}, t_hat
 
     @staticmethod
     def _normalise(v: torch.Tensor, rng: tuple[float, float]) -> torch.Tensor:
@@ -157,9 +184,13 @@ class D3ADInferer(AnomalyInferer):
     def score_slices(
         self, x: torch.Tensor, network: Callable[..., torch.Tensor], generator: torch.Generator | None
     ) -> dict[str, torch.Tensor]:
-        lat, feat, t_hat = self.terms(x, network, generator)
-        amap = self.latent_weight * self._normalise(lat, self.latent_range)
-        amap = amap + (1 - self.latent_weight) * self._normalise(feat, self.feature_range)
+        terms, t_hat = self.terms(x, cast(D3ADModel, network), generator)
+        amap = self.latent_weight * self._normalise(terms["latent"], self.latent_range)
+        amap = amap + (1 - self.latent_weight) * self._normalise(terms["feature"], self.feature_range)
+        if self.image_weight > 0:
+            amap = (1 - self.image_weight) * amap + self.image_weight * self._normalise(
+                terms["image"], self.image_range
+            )
         if self.blur is not None:
             amap = self.blur.to(amap.device)(amap[:, None])[:, 0]
         brain = brain_from_inputs(x, tol=self.brain_tol)[:, 0]

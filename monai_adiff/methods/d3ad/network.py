@@ -20,7 +20,6 @@ from torch import nn
 __all__ = ["D3ADModel", "FeaturePretrainNet"]
 
 
-
 class D3ADModel(nn.Module):
     """Autoencoder + latent denoiser + feature extractor of D3AD (Tebbe & Tayyub 2024).
 
@@ -91,13 +90,18 @@ class D3ADModel(nn.Module):
             norm_num_groups=norm_num_groups,
             use_flash_attention=use_flash_attention,
         )
-        self.feature_extractor = ResNetFeatures(feature_model, pretrained=False, spatial_dims=2, in_channels=in_channels)
+        self.feature_extractor = ResNetFeatures(
+            feature_model, pretrained=False, spatial_dims=2, in_channels=in_channels
+        )
         self.register_buffer("latent_scale", torch.ones(()))
         self.register_buffer("bank", torch.zeros(0, 0))
         self.register_buffer("bin_edges", torch.zeros(0, dtype=torch.float64))
 
     #: buffers whose size is set by fitting (bank rows, bins): loaded at the size the checkpoint has
     fitted_buffers = ("bank", "bin_edges")
+    latent_scale: torch.Tensor
+    bank: torch.Tensor
+    bin_edges: torch.Tensor
 
     # -- checkpoints: fitted buffers take the checkpoint's size ---------------------------------------------------
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
@@ -170,7 +174,9 @@ class FeaturePretrainNet(nn.Module):
             probe = feature_extractor(torch.zeros(1, in_channels, 64, 64))
             feature_extractor.train(was)
         self.lateral = nn.ModuleList(nn.Conv2d(probe[j].shape[1], width, 1) for j in self.layers)
-        self.fuse = nn.Sequential(nn.Conv2d(width, width, 3, padding=1), nn.GELU(), nn.Conv2d(width, width, 3, padding=1))
+        self.fuse = nn.Sequential(
+            nn.Conv2d(width, width, 3, padding=1), nn.GELU(), nn.Conv2d(width, width, 3, padding=1)
+        )
         self.head = nn.Sequential(nn.GELU(), nn.Conv2d(width, in_channels, 3, padding=1))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -180,4 +186,5 @@ class FeaturePretrainNet(nn.Module):
             f = lat(feats[j])
             out = f if out is None else f + F.interpolate(out, size=f.shape[-2:], mode="bilinear", align_corners=False)
             out = self.fuse(out)
+        assert out is not None  # at least one layer
         return self.head(F.interpolate(out, size=x.shape[-2:], mode="bilinear", align_corners=False))

@@ -4,10 +4,10 @@
 Start from the scaled, noise-free latent ``z = sqrt(abar_T_hat) z0`` ("noiseless scaling"), then deterministic DDIM
 steps ``t = T_hat - skip, T_hat - 2 skip, ..., 0`` whose noise estimate is pulled towards the input:
 ``y = sqrt(abar_t) z0 + sqrt(1 - abar_t) eps``, ``eps_hat = eps - sqrt(1 - abar_t) w (y - z)``,
-``z0_hat = (z - sqrt(1 - abar_t) eps_hat) / sqrt(abar_t)``, ``z <- sqrt(abar_next) z0_hat + sqrt(1 - abar_next) eps_hat``,
-with ``abar`` after the last step 1. Every slice has its own ``T_hat`` and stride; slices with the same number of
-steps share each network call (per-sample timesteps). MONAI's ``DDIMScheduler.step`` has no guidance term and one
-timestep per batch, hence our own loop.
+``z0_hat = (z - sqrt(1 - abar_t) eps_hat) / sqrt(abar_t)``,
+``z <- sqrt(abar_next) z0_hat + sqrt(1 - abar_next) eps_hat``, with ``abar`` after the last step 1. Every slice has
+its own ``T_hat`` and stride; the slices still stepping share each network call (per-sample timesteps). MONAI's
+``DDIMScheduler.step`` has no guidance term and one timestep per batch, hence our own loop.
 """
 
 from __future__ import annotations

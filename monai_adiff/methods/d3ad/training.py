@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, cast
 
 import torch
 from monai.engines import SupervisedTrainer, default_prepare_batch
@@ -164,15 +164,15 @@ def train_stage(
         decollate=False,
         train_handlers=handlers,
     )
-    sampler = getattr(data_loader, "sampler", None)
-    if hasattr(sampler, "set_epoch"):
+    set_epoch = getattr(getattr(data_loader, "sampler", None), "set_epoch", None)
+    if callable(set_epoch):
         from ignite.engine import Events
 
-        trainer.add_event_handler(Events.EPOCH_STARTED, lambda e: sampler.set_epoch(e.state.epoch))
+        trainer.add_event_handler(Events.EPOCH_STARTED, lambda e: set_epoch(e.state.epoch))
     state = {"model": network, "optimizer": optimizer, "trainer": trainer}
     resume = latest_checkpoint(ckpt_dir)
     if resume is not None:
-        CheckpointLoader(load_path=resume, load_dict=state, map_location=device)(trainer)
+        CheckpointLoader(load_path=resume, load_dict=state, map_location=cast(Any, device))(trainer)
         if trainer.state.epoch >= max_epochs:
             logger.info("%s: finished (%s)", name, resume)
             return network
@@ -211,11 +211,7 @@ def fit_latent_scale(model: D3ADModel, data_loader: Iterable, device: torch.devi
 
 @torch.no_grad()
 def fit_feature_bank(
-    model: D3ADModel,
-    data_loader: Iterable,
-    device: torch.device | str = "cpu",
-    k: int = 20,
-    num_bins: int = 10,
+    model: D3ADModel, data_loader: Iterable, device: torch.device | str = "cpu", k: int = 20, num_bins: int = 10
 ) -> torch.Tensor:
     """Fill ``model.bank`` with the dynamic-conditioning features of the healthy slices of ``data_loader`` and
     ``model.bin_edges`` with ``num_bins`` equal-width bins of their mean distances to their ``k`` nearest other
@@ -272,7 +268,12 @@ class FeatureBankHandler:
     """
 
     def __init__(
-        self, model: D3ADModel, data_loader: Iterable, device: torch.device | str = "cpu", k: int = 20, num_bins: int = 10
+        self,
+        model: D3ADModel,
+        data_loader: Iterable,
+        device: torch.device | str = "cpu",
+        k: int = 20,
+        num_bins: int = 10,
     ) -> None:
         self.model, self.data_loader, self.device = model, data_loader, device
         self.k, self.num_bins = int(k), int(num_bins)

@@ -68,3 +68,26 @@ def test_rejects_bad_arguments(scheduler):
         D3ADInferer(scheduler, latent_weight=1.5)
     with pytest.raises(ValueError, match="t_max"):
         D3ADInferer(scheduler, t_max=1000)
+
+
+def test_a_perfect_reconstruction_scores_zero(fitted, scheduler, monkeypatch):
+    """With a denoiser whose noise estimate is consistent with the input latent, z0_hat = z0: the latent term and the
+    image term (decoded input against decoded reconstruction) vanish. (The paper's feature term compares the slice
+    with the decoded reconstruction, so it keeps the autoencoder's own error.)"""
+    x = brain_slices(3, seed=4)
+    with torch.no_grad():
+        z0 = fitted.encode(x)
+    abar = scheduler.alphas_cumprod
+
+    def oracle(z, timesteps, context=None, class_labels=None):
+        a = abar[timesteps].view(-1, 1, 1, 1)
+        rows = [int(i) for i in oracle.rows]
+        return (z - a.sqrt() * z0[rows]) / (1 - a).sqrt()
+
+    oracle.rows = torch.arange(3)
+    monkeypatch.setattr(fitted, "forward", oracle)
+    inferer = D3ADInferer(scheduler, dynamic=False, static_t=40, blur_sigma=0, image_weight=0.5, positive_residual=True)
+    with torch.no_grad():
+        terms, _ = inferer.terms(x, fitted, None)
+    for name in ("latent", "image"):
+        assert terms[name].abs().max() < 1e-4, name
