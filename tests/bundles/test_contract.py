@@ -427,3 +427,26 @@ def test_healthy_threshold_then_map_options(name, trained, tmp_path):
         )
     err = find_input_error(raised.value)
     assert err is not None and err.path.endswith("missing.json") and "healthy_threshold" in err.problem
+
+
+def test_d3ad_model_holds_a_working_bank_and_the_stages_run_alone(trained, tmp_path):
+    """model.pt holds the fitted state (latent scale, a bank of distinct healthy-slice features, 11 bin edges); the
+    stage ids run on their own; ``fit_bank`` refits the same bank from the saved model."""
+    import shutil
+
+    work, common = trained["d3ad"]["work"], trained["d3ad"]["common"]
+    saved = torch.load(work / "models" / "model.pt", weights_only=True)
+    model = saved["model"]
+    bank, edges = model["bank"], model["bin_edges"]
+    assert bank.ndim == 2 and bank.shape[0] > 2 and edges.shape == (11,) and float(model["latent_scale"]) > 0
+    assert torch.cdist(bank[None], bank[None], p=1)[0].triu(1).max() > 0  # features differ between slices
+    assert (work / "models" / "autoencoder").is_dir() and (work / "models" / "features").is_dir()
+    copy = tmp_path / "models"
+    shutil.copytree(work / "models", copy)
+    run_bundle("d3ad", "fit_bank", {**common, "ckpt_dir": str(copy)}, workflow="training", logging_file=False)
+    refit = torch.load(copy / "model.pt", weights_only=True)
+    torch.testing.assert_close(refit["model"]["bank"], bank)
+    torch.testing.assert_close(refit["model"]["bin_edges"], edges)
+    assert refit["info"] == saved["info"]
+    # a finished stage returns at once when rerun on its own
+    run_bundle("d3ad", "train_autoencoder", {**common, "ckpt_dir": str(copy)}, workflow="training", logging_file=False)

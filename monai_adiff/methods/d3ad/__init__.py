@@ -19,6 +19,7 @@ from .training import (
     MaskedImagePrepareBatch,
     fit_feature_bank,
     fit_latent_scale,
+    refit_feature_bank,
     sync_fitted_parts,
     train_stage,
 )
@@ -41,6 +42,7 @@ __all__ = [
     "fit_feature_bank",
     "fit_latent_scale",
     "knn_mean_distance",
+    "refit_feature_bank",
     "step_sequences",
     "sync_fitted_parts",
     "timestep_table",

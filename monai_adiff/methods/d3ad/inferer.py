@@ -57,6 +57,7 @@ class D3ADInferer(AnomalyInferer):
         blur_sigma: Gaussian blur of the map in pixels (paper: 4 at 256 px); 0 to skip.
         image_weight: weight of the image-space term (0: the paper's map).
         positive_residual: the image term counts only voxels where the decoded input is brighter.
+        feature_reference: ``"input"`` (the paper's: features of the slice) or ``"decoded"`` (of ``D(z0)``).
         latent_range, feature_range, image_range: ``(lo, hi)`` of each term on healthy slices.
         calibration_file: a JSON with the ranges (``run calibrate``); when it exists its values replace the
             arguments.
@@ -80,6 +81,7 @@ class D3ADInferer(AnomalyInferer):
         blur_sigma: float = 4.0,
         image_weight: float = 0.0,
         positive_residual: bool = False,
+        feature_reference: str = "input",
         latent_range: Sequence[float] = (0.0, 1.0),
         feature_range: Sequence[float] = (0.0, 1.0),
         image_range: Sequence[float] = (0.0, 1.0),
@@ -109,6 +111,9 @@ class D3ADInferer(AnomalyInferer):
             raise ValueError(f"image_weight must lie in [0, 1], got {image_weight}")
         self.image_weight = float(image_weight)
         self.positive_residual = bool(positive_residual)
+        if feature_reference not in ("input", "decoded"):
+            raise ValueError(f"feature_reference must be 'input' or 'decoded', got {feature_reference!r}")
+        self.feature_reference = feature_reference
         self.blur = GaussianFilter(2, float(blur_sigma)) if blur_sigma > 0 else None
         self.latent_range = (float(latent_range[0]), float(latent_range[1]))
         self.feature_range = (float(feature_range[0]), float(feature_range[1]))
@@ -165,11 +170,12 @@ class D3ADInferer(AnomalyInferer):
             x_hat = model.decode(z0_hat).float()
             feats_hat = model.features(x_hat)
             x_ae = model.decode(z0).float()  # always: one calibration file serves every image_weight
+            feats_ref = model.features(x_ae) if self.feature_reference == "decoded" else feats
         size = x.shape[-2:]
         lat = F.interpolate((z0 - z0_hat).abs().mean(1, keepdim=True), size=size, mode="bilinear", align_corners=False)
         feat = torch.zeros_like(lat)
         for j in model.map_layers:
-            cos = F.cosine_similarity(feats[j].float(), feats_hat[j].float(), dim=1)[:, None]
+            cos = F.cosine_similarity(feats_ref[j].float(), feats_hat[j].float(), dim=1)[:, None]
             feat += F.interpolate(1 - cos, size=size, mode="bilinear", align_corners=False)
         residual = x_ae - x_hat
         if self.positive_residual:

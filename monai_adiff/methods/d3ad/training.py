@@ -20,11 +20,18 @@ from monai.engines import SupervisedTrainer, default_prepare_batch
 from monai.handlers import StatsHandler
 from torch import nn
 
-from monai_adiff.engines.checkpoint import CheckpointLoader, CheckpointSaver, latest_checkpoint
+from monai_adiff.engines.checkpoint import (
+    CheckpointLoader,
+    CheckpointSaver,
+    latest_checkpoint,
+    load_network_weights,
+    read_checkpoint,
+)
 from monai_adiff.engines.handlers import ProgressBarHandler
 from monai_adiff.engines.prepare_batch import NoiseDiffusionPrepareBatch
 from monai_adiff.methods.d3ad.dynamic import fit_bin_edges, knn_mean_distance
 from monai_adiff.methods.d3ad.network import D3ADModel
+from monai_adiff.utils import atomic_write
 
 __all__ = [
     "AutoencoderKLLoss",
@@ -36,6 +43,7 @@ __all__ = [
     "fit_feature_bank",
     "sync_fitted_parts",
     "FeatureBankHandler",
+    "refit_feature_bank",
 ]
 
 logger = logging.getLogger(__name__)
@@ -287,3 +295,28 @@ class FeatureBankHandler:
         was = self.model.training
         fit_feature_bank(self.model, self.data_loader, self.device, self.k, self.num_bins)
         self.model.train(was)
+
+
+def refit_feature_bank(
+    model: D3ADModel,
+    checkpoint: str,
+    data_loader: Iterable,
+    device: torch.device | str = "cpu",
+    k: int = 20,
+    num_bins: int = 10,
+    extractor_weights: str | None = None,
+) -> str:
+    """Refit the bank of a trained ``model.pt`` in place (atomically), e.g. after loading other feature-extractor
+    weights (``extractor_weights``: a state dict of ``ResNetFeatures``, or ``{"model": ...}``); the checkpoint's
+    record is kept. Returns the checkpoint path."""
+    load_network_weights(model, checkpoint)
+    if extractor_weights:
+        state = torch.load(extractor_weights, map_location="cpu", weights_only=True)
+        model.feature_extractor.load_state_dict(state.get("model", state) if isinstance(state, dict) else state)
+    fit_feature_bank(model, data_loader, device, k, num_bins)
+    saved = read_checkpoint(checkpoint)
+    saved = dict(saved) if isinstance(saved, dict) and "model" in saved else {}
+    saved["model"] = {k_: v.detach().cpu() for k_, v in model.state_dict().items()}
+    atomic_write(checkpoint, lambda tmp: torch.save(saved, tmp), suffix=".pt")
+    logger.info("feature bank refitted into %s", checkpoint)
+    return checkpoint

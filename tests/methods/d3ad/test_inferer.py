@@ -71,8 +71,8 @@ def test_rejects_bad_arguments(scheduler):
 
 
 def test_a_perfect_reconstruction_scores_zero(fitted, scheduler, monkeypatch):
-    """With a denoiser whose noise estimate is consistent with the input latent, z0_hat = z0: the latent term and the
-    image term (decoded input against decoded reconstruction) vanish. (The paper's feature term compares the slice
+    """With a denoiser whose noise estimate is consistent with the input latent, z0_hat = z0: the latent term, the
+    image term and the feature term against the decoded input vanish. (The paper's feature term compares the slice
     with the decoded reconstruction, so it keeps the autoencoder's own error.)"""
     x = brain_slices(3, seed=4)
     with torch.no_grad():
@@ -89,5 +89,8 @@ def test_a_perfect_reconstruction_scores_zero(fitted, scheduler, monkeypatch):
     inferer = D3ADInferer(scheduler, dynamic=False, static_t=40, blur_sigma=0, image_weight=0.5, positive_residual=True)
     with torch.no_grad():
         terms, _ = inferer.terms(x, fitted, None)
+        inferer.feature_reference = "decoded"
+        decoded, _ = inferer.terms(x, fitted, None)
     for name in ("latent", "image"):
         assert terms[name].abs().max() < 1e-4, name
+    assert decoded["feature"].abs().max() < 1e-4 and terms["feature"].abs().max() > 1e-3
