@@ -36,7 +36,7 @@ def _scalar_reference(eps_fn, abar, z0, t_hat, skip, w):
     return z
 
 
-def _stub(z, t):  # a denoiser that depends on the latent and the timestep
+def _toy_denoiser(z, t):  # a denoiser that depends on the latent and the timestep
     return torch.tanh(z) * (0.5 + t.view(-1, 1, 1, 1).to(z.dtype) / 100.0)
 
 
@@ -51,7 +51,7 @@ def test_steps_start_one_stride_below_t_hat():
 def test_matches_a_scalar_rederivation(abar):
     g = torch.Generator().manual_seed(0)
     z0 = torch.randn(1, 2, 2, 2, generator=g, dtype=torch.float64)
-    out = ddad_reconstruct(_stub, abar, z0, torch.tensor([60]), torch.tensor([6]), guidance=4.0)
+    out = ddad_reconstruct(_toy_denoiser, abar, z0, torch.tensor([60]), torch.tensor([6]), guidance=4.0)
 
     def eps_list(z, t):
         return [math.tanh(v) * (0.5 + t / 100.0) for v in z]
@@ -90,22 +90,24 @@ def test_per_slice_levels_in_one_batch_equal_slices_run_alone(abar):
     g = torch.Generator().manual_seed(1)
     z0 = torch.randn(4, 2, 3, 3, generator=g, dtype=torch.float64)
     t_hat, skip = torch.tensor([20, 80, 50, 25]), torch.tensor([2, 8, 5, 10])  # 10, 10, 10 and 3 steps
-    together = ddad_reconstruct(_stub, abar, z0, t_hat, skip, guidance=4.0)
+    together = ddad_reconstruct(_toy_denoiser, abar, z0, t_hat, skip, guidance=4.0)
     for i in range(4):
-        alone = ddad_reconstruct(_stub, abar, z0[i : i + 1], t_hat[i : i + 1], skip[i : i + 1], guidance=4.0)
+        alone = ddad_reconstruct(_toy_denoiser, abar, z0[i : i + 1], t_hat[i : i + 1], skip[i : i + 1], guidance=4.0)
         torch.testing.assert_close(together[i : i + 1], alone)
 
 
 def test_noiseless_start_is_deterministic_and_noise_fraction_adds_noise(abar):
     z0 = torch.randn(2, 4, 4, 4, dtype=torch.float64)
     t_hat, skip = torch.tensor([40, 40]), torch.tensor([4, 4])
-    a = ddad_reconstruct(_stub, abar, z0, t_hat, skip, generator=torch.Generator().manual_seed(0))
-    b = ddad_reconstruct(_stub, abar, z0, t_hat, skip, generator=torch.Generator().manual_seed(1))
+    a = ddad_reconstruct(_toy_denoiser, abar, z0, t_hat, skip, generator=torch.Generator().manual_seed(0))
+    b = ddad_reconstruct(_toy_denoiser, abar, z0, t_hat, skip, generator=torch.Generator().manual_seed(1))
     torch.testing.assert_close(a, b)
-    c = ddad_reconstruct(_stub, abar, z0, t_hat, skip, noise_fraction=1.0, generator=torch.Generator().manual_seed(1))
+    c = ddad_reconstruct(
+        _toy_denoiser, abar, z0, t_hat, skip, noise_fraction=1.0, generator=torch.Generator().manual_seed(1)
+    )
     assert (c - a).abs().max() > 1e-3
 
 
 def test_rejects_levels_outside_the_schedule(abar):
     with pytest.raises(ValueError, match="T_hat"):
-        ddad_reconstruct(_stub, abar, torch.zeros(1, 1, 2, 2), torch.tensor([1000]), torch.tensor([10]))
+        ddad_reconstruct(_toy_denoiser, abar, torch.zeros(1, 1, 2, 2), torch.tensor([1000]), torch.tensor([10]))
