@@ -3,24 +3,21 @@
 
 ``network``: the autoencoder + latent denoiser + feature extractor module; ``dynamic``: the KNN noise level;
 ``reconstruction``: Algorithm 1 with the DDAD correction; ``inferer``: the bundle's inferer; ``training``: the
-stages before the denoiser and the bank fit; ``calibration``: the label-free normalisation of the map terms.
+stages beside the denoiser; ``fitting``: the latent scale and the feature bank; ``calibration``: the label-free
+normalisation of the map terms.
 """
 
 from .calibration import calibrate_d3ad
 from .dynamic import distance_bins, dynamic_timesteps, fit_bin_edges, knn_mean_distance, timestep_table
+from .fitting import FeatureBankHandler, fit_feature_bank, fit_latent_scale, refit_feature_bank, sync_fitted_parts
 from .inferer import CALIBRATED_RANGES, D3ADInferer
 from .network import D3ADModel, FeaturePretrainNet
 from .reconstruction import ddad_reconstruct, step_sequences
 from .training import (
     AutoencoderKLLoss,
-    FeatureBankHandler,
     ImagePrepareBatch,
     LatentDiffusionPrepareBatch,
     MaskedImagePrepareBatch,
-    fit_feature_bank,
-    fit_latent_scale,
-    refit_feature_bank,
-    sync_fitted_parts,
     train_stage,
 )
 
