@@ -54,7 +54,7 @@ def calibrate_d3ad(
     t_hats = []
     for batch in loader:
         x = batch["image"].to(device)
-        terms, t_hat = inferer.terms(x, network, generator)
+        terms, t_hat = inferer.terms(x, network, generator, all_terms=True)
         brain = brain_from_inputs(x, tol=inferer.brain_tol)[:, 0]
         for name, term in terms.items():
             pixels.setdefault(name, []).append(term[brain].cpu().numpy())

@@ -148,10 +148,11 @@ class D3ADInferer(AnomalyInferer):
         return dynamic_timesteps(dist, model.bin_edges, self.t_max, self.min_bin, self.num_steps)
 
     def terms(
-        self, x: torch.Tensor, model: D3ADModel, generator: torch.Generator | None
+        self, x: torch.Tensor, model: D3ADModel, generator: torch.Generator | None, all_terms: bool = False
     ) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
-        """The unnormalised map terms ``{"latent", "feature", "image"}``, each (N, H, W), and ``T_hat`` (N,) for
-        slices ``x`` (N, C, H, W)."""
+        """The unnormalised map terms ``{"latent", "feature"[, "image"]}``, each (N, H, W), and ``T_hat`` (N,) for
+        slices ``x`` (N, C, H, W). The image term (one more decoder pass) only when the map uses it or
+        ``all_terms`` (calibration, so one calibration file serves every ``image_weight``)."""
         with self._autocast(x.device):
             feats = model.features(x)
             z0 = model.encode(x).float()
@@ -169,19 +170,22 @@ class D3ADInferer(AnomalyInferer):
         with self._autocast(x.device):
             x_hat = model.decode(z0_hat).float()
             feats_hat = model.features(x_hat)
-            x_ae = model.decode(z0).float()  # always: one calibration file serves every image_weight
-            feats_ref = model.features(x_ae) if self.feature_reference == "decoded" else feats
+            need_ae = all_terms or self.image_weight > 0 or self.feature_reference == "decoded"
+            x_ae = model.decode(z0).float() if need_ae else None
+            feats_ref = model.features(x_ae) if x_ae is not None and self.feature_reference == "decoded" else feats
         size = x.shape[-2:]
         lat = F.interpolate((z0 - z0_hat).abs().mean(1, keepdim=True), size=size, mode="bilinear", align_corners=False)
         feat = torch.zeros_like(lat)
         for j in model.map_layers:
             cos = F.cosine_similarity(feats_ref[j].float(), feats_hat[j].float(), dim=1)[:, None]
             feat += F.interpolate(1 - cos, size=size, mode="bilinear", align_corners=False)
-        residual = x_ae - x_hat
-        if self.positive_residual:
-            residual = residual.clamp_min(0)
-        image = residual.square().mean(1)
-        return {"latent": lat[:, 0], "feature": feat[:, 0], "image": image}, t_hat
+        out = {"latent": lat[:, 0], "feature": feat[:, 0]}
+        if x_ae is not None:
+            residual = x_ae - x_hat
+            if self.positive_residual:
+                residual = residual.clamp_min(0)
+            out["image"] = residual.square().mean(1)
+        return out, t_hat
 
     @staticmethod
     def _normalise(v: torch.Tensor, rng: tuple[float, float]) -> torch.Tensor:

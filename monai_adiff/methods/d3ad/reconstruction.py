@@ -6,7 +6,7 @@ steps ``t = T_hat - skip, T_hat - 2 skip, ..., 0`` whose noise estimate is pulle
 ``y = sqrt(abar_t) z0 + sqrt(1 - abar_t) eps``, ``eps_hat = eps - sqrt(1 - abar_t) w (y - z)``,
 ``z0_hat = (z - sqrt(1 - abar_t) eps_hat) / sqrt(abar_t)``,
 ``z <- sqrt(abar_next) z0_hat + sqrt(1 - abar_next) eps_hat``, with ``abar`` after the last step 1. Every slice has
-its own ``T_hat`` and stride; the slices still stepping share each network call (per-sample timesteps). MONAI's
+its own ``T_hat`` and stride, and all slices share each network call (per-sample timesteps). MONAI's
 ``DDIMScheduler.step`` has no guidance term and one timestep per batch, hence our own loop.
 """
 
@@ -15,6 +15,8 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import torch
+
+from monai_adiff.inferers import device_generator
 
 __all__ = ["ddad_reconstruct", "step_sequences"]
 
@@ -48,7 +50,6 @@ def ddad_reconstruct(
         generator: for the start's noise when ``noise_fraction > 0``.
     """
     abar = alphas_cumprod.to(z0.device, torch.float64)
-    n = z0.shape[0]
     t_hat = t_hat.to(z0.device).long()
     skip = skip.to(z0.device).long()
     if (t_hat >= abar.numel()).any() or (t_hat < 1).any() or (skip < 1).any():
@@ -61,20 +62,20 @@ def ddad_reconstruct(
     start = a(t_hat)
     z = start.sqrt() * z0
     if noise_fraction:
-        eps0 = torch.randn(z0.shape, generator=generator, device="cpu", dtype=z0.dtype).to(z0.device)
+        eps0 = torch.randn(z0.shape, generator=device_generator(generator, z0.device), device=z0.device, dtype=z0.dtype)
         z = z + float(noise_fraction) * (1 - start).sqrt() * eps0
-    seqs = step_sequences(t_hat, skip)
-    longest = max(len(s) for s in seqs)
-    for i in range(longest):
-        idx = [j for j in range(n) if i < len(seqs[j])]
-        sel = torch.tensor(idx, device=z0.device)
-        t = torch.tensor([seqs[j][i] for j in idx], device=z0.device)
-        t_next = t - skip[sel]
-        zs, z0s = z[sel], z0[sel]
-        at, an = a(t), a(t_next)
-        eps = eps_fn(zs, t).to(z0.dtype)
-        y = at.sqrt() * z0s + (1 - at).sqrt() * eps
-        eps_hat = eps - (1 - at).sqrt() * float(guidance) * (y - zs)
-        z0_hat = (zs - (1 - at).sqrt() * eps_hat) / at.sqrt()
-        z[sel] = an.sqrt() * z0_hat + (1 - an).sqrt() * eps_hat
+    # each slice's timesteps reversed(range(0, T_hat, skip)), as tensors: no per-step host work; a slice that has
+    # finished (fewer steps than the longest) keeps its z (dynamic levels all take the same number of steps)
+    first = ((t_hat - 1) // skip) * skip
+    num_steps = int((first // skip).max()) + 1  # the one host sync
+    for i in range(num_steps):
+        t = first - i * skip
+        active = (t >= 0).view(-1, *([1] * (z0.ndim - 1)))
+        t = t.clamp(min=0)
+        at, an = a(t), a(t - skip)
+        eps = eps_fn(z, t).to(z0.dtype)
+        y = at.sqrt() * z0 + (1 - at).sqrt() * eps
+        eps_hat = eps - (1 - at).sqrt() * float(guidance) * (y - z)
+        z0_hat = (z - (1 - at).sqrt() * eps_hat) / at.sqrt()
+        z = torch.where(active, an.sqrt() * z0_hat + (1 - an).sqrt() * eps_hat, z)
     return z

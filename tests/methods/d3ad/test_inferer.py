@@ -88,9 +88,9 @@ def test_a_perfect_reconstruction_scores_zero(fitted, scheduler, monkeypatch):
     monkeypatch.setattr(fitted, "forward", oracle)
     inferer = D3ADInferer(scheduler, dynamic=False, static_t=40, blur_sigma=0, image_weight=0.5, positive_residual=True)
     with torch.no_grad():
-        terms, _ = inferer.terms(x, fitted, None)
+        terms, _ = inferer.terms(x, fitted, None, all_terms=True)
         inferer.feature_reference = "decoded"
-        decoded, _ = inferer.terms(x, fitted, None)
+        decoded, _ = inferer.terms(x, fitted, None, all_terms=True)
     for name in ("latent", "image"):
         assert terms[name].abs().max() < 1e-4, name
     assert decoded["feature"].abs().max() < 1e-4 and terms["feature"].abs().max() > 1e-3
