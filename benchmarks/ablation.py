@@ -1,17 +1,20 @@
 # SPDX-License-Identifier: Apache-2.0
-"""Ablations of a trained SSS / AnoDDPM checkpoint on held-out patients, beside the FLAIR-intensity baseline.
+"""Ablations of a trained SSS / AnoDDPM / DTU-Net checkpoint on held-out patients, beside the FLAIR-intensity baseline.
 
 One run reconstructs every brain slice of the validation and test patients once per noise level (or step count), then
 scores every combination of the map options on the same slices, so rows differ only in the option they name:
 
 - residual: the papers' squared error, or only positive residuals (hyperintense lesions, Baur et al. 2021);
-- noise level(s): each t alone and the mean map over all of them; the SSS paper's common-regions vote;
+- noise level(s): each t alone and the mean map over all of them; the SSS paper's common-regions vote; for the
+  iterative bundles (AnoDDPM, DTU-Net) the reverse-step count or, with ``--lambdas``, lambda;
 - map post-processing: median filter (3 / 5 px) and brain-mask erosion (1-3 px), as Baur et al. (2021);
 - the FLAIR baseline raw and with the same post-processing.
 
 Label-free masks: the threshold is the ``q``-quantile of the map over the tumour-free brain slices of the validation
 patients (:func:`monai_adiff.metrics.healthy_quantile`, the bundles' ``healthy_threshold`` workflow); the
-label-chosen best Dice is reported beside it as a ceiling. Metrics are pooled over the test patients (unhealthy and
+label-chosen best Dice is reported beside it as a ceiling. ``val_image_auroc`` is the image-level AUROC of the slice
+scores (0.99 quantile of the map over the brain) on the validation patients, from slice labels alone: a way to
+choose a row without pixel labels. Metrics are pooled over the test patients (unhealthy and
 mixed setups) with the per-patient spread. Everything comes from the bundle's own config (preprocessing, split,
 network, inferer), so a row can be reproduced with the bundle's workflows and the same overrides.
 
@@ -36,6 +39,7 @@ import monai_adiff.data as mdata
 from monai_adiff.bundle import find_bundle
 from monai_adiff.engines import load_network_weights
 from monai_adiff.metrics import AnomalyEvaluation, healthy_quantile
+from monai_adiff.metrics.functional import auroc
 from monai_adiff.transforms import BrainErosionMask, Dilate, KeepLargestComponents, MedianFilter
 from monai_adiff.utils import atomic_write_text
 
@@ -85,8 +89,11 @@ def load_volumes(parser: ConfigParser, sections: list[str]) -> dict[str, list[di
     return out
 
 
-def reconstruct(inferer, network, x: torch.Tensor, level: int, method: str, batch: int, seed: int) -> torch.Tensor:
-    """Signed residual (N, H, W) of the channel mean: x - x_hat at one noise level / step count."""
+def reconstruct(
+    inferer, network, x: torch.Tensor, level: int, method: str, batch: int, seed: int, lambda_steps: int | None = None
+) -> torch.Tensor:
+    """Signed residual (N, H, W) of the channel mean: x - x_hat at one noise level / step count (iterative bundles:
+    ``level`` is lambda when ``lambda_steps`` gives the step count)."""
     gen = torch.Generator().manual_seed(seed)
     parts = []
     with torch.no_grad():
@@ -94,6 +101,9 @@ def reconstruct(inferer, network, x: torch.Tensor, level: int, method: str, batc
             xb = x[i : i + batch]
             if method == "sss":
                 xh = inferer.reconstruct(xb, network, level, gen)
+            elif lambda_steps is not None:
+                inferer.noise_level, inferer.num_inference_steps = level, min(lambda_steps, level)
+                xh = inferer.reconstruct(xb, network, gen)
             else:
                 inferer.num_inference_steps = level
                 xh = inferer.reconstruct(xb, network, gen)
@@ -138,10 +148,22 @@ def evaluate(maps: list[torch.Tensor], masks: list[torch.Tensor] | None, vols: l
     return out
 
 
+def image_auroc(maps: list[torch.Tensor], vols: list[dict]) -> float | None:
+    """AUROC of per-slice scores (0.99 quantile of the map over the brain) against slice labels (tumour or not)."""
+    scores, labels = [], []
+    for m, v in zip(maps, vols):
+        for k in range(m.shape[0]):
+            if v["brain"][k].any():
+                scores.append(float(torch.quantile(m[k][v["brain"][k]].float(), 0.99)))
+                labels.append(bool(v["label"][k].any()))
+    return auroc(scores, labels) if 0 < sum(labels) < len(labels) else None
+
+
 def score_variant(name: str, val_maps, test_maps, val, test, q: float, do_cleanup: bool) -> dict[str, Any]:
     thr = healthy_quantile(healthy_values(val_maps, val), q)
     masks = [m > thr for m in test_maps]
     row = {"name": name, "threshold": thr, "q": q, **evaluate(test_maps, masks, test)}
+    row["val_image_auroc"] = image_auroc(val_maps, val)
     if do_cleanup:
         row["cleanup"] = evaluate(test_maps, [cleanup(m) for m in masks], test)
     return row
@@ -173,13 +195,18 @@ def markdown(rows: list[dict[str, Any]]) -> str:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--bundle", default="sss", choices=("sss", "anoddpm"))
+    p.add_argument("--bundle", default="sss", choices=("sss", "anoddpm", "dtunet"))
     p.add_argument("--data", required=True, help="BraTS-style folder")
     p.add_argument("--checkpoint", required=True)
     p.add_argument("--args-file", default=None, help="the training's args file (e.g. the CPU recipe)")
     p.add_argument("--set", nargs="*", default=[], help="config overrides key=json_value (e.g. test_fraction=0.25)")
     p.add_argument("--timesteps", default="300", help="SSS noise levels t, comma-separated (the mean map of all too)")
-    p.add_argument("--steps", default="50", help="AnoDDPM: reverse-step counts (num_inference_steps), comma-separated")
+    p.add_argument(
+        "--steps", default="50", help="AnoDDPM / DTU-Net: reverse-step counts (num_inference_steps), comma-separated"
+    )
+    p.add_argument(
+        "--lambdas", default=None, help="AnoDDPM / DTU-Net: noise levels lambda, comma-separated (steps: --steps)"
+    )
     p.add_argument("--q", default="0.99", help="healthy quantile(s) for the label-free threshold, comma-separated")
     p.add_argument("--medians", default="0,3,5")
     p.add_argument("--erosions", default="0,1,2,3")
@@ -206,7 +233,9 @@ def main() -> None:
     )
     network = load_network_weights(parser.get_parsed_content("network_def"), a.checkpoint).eval()
     inferer = parser.get_parsed_content("inferer")
-    levels = [int(s) for s in (a.timesteps if a.bundle == "sss" else a.steps).split(",")]
+    by_lambda = a.bundle != "sss" and a.lambdas is not None
+    lambda_steps = int(a.steps.split(",")[0]) if by_lambda else None
+    levels = [int(s) for s in (a.timesteps if a.bundle == "sss" else a.lambdas if by_lambda else a.steps).split(",")]
     batch = int(parser["slice_batch_size"])
     resid: dict[int, dict[str, list[torch.Tensor]]] = {}
     seconds = {}
@@ -216,7 +245,7 @@ def main() -> None:
             s: [
                 torch.stack(
                     [
-                        reconstruct(inferer, network, v["x"], level, a.bundle, batch, a.seed + k)
+                        reconstruct(inferer, network, v["x"], level, a.bundle, batch, a.seed + k, lambda_steps)
                         for k in range(a.samples)
                     ]
                 )
@@ -247,7 +276,8 @@ def main() -> None:
         vm = [post(m, v["brain"], med, ero) for m, v in zip(method_maps(level_set, positive, "validation", agg), val)]
         tm = [post(m, v["brain"], med, ero) for m, v in zip(method_maps(level_set, positive, "test", agg), test)]
         name = (
-            f"{a.bundle} {'t' if a.bundle == 'sss' else 'steps'}={'+'.join(map(str, level_set))} x{a.samples} "
+            f"{a.bundle} {'t' if a.bundle == 'sss' else 'lambda' if by_lambda else 'steps'}="
+            f"{'+'.join(map(str, level_set))}{f' steps={lambda_steps}' if by_lambda else ''} x{a.samples} "
             f"{agg} {'pos' if positive else 'sq'} med{med} ero{ero} q{q}"
         )
         row = score_variant(name, vm, tm, val, test, q, a.bundle == "sss")
@@ -259,7 +289,7 @@ def main() -> None:
         u = row["unhealthy"]
         print(
             f"{name:48s} AUPRC {u['auprc']:.3f} AUROC {u['auroc']:.3f} Dice(pooled, label-free) "
-            f"{u['dice_pooled']:.3f} best {u['best_dice']:.3f}",
+            f"{u['dice_pooled']:.3f} best {u['best_dice']:.3f} val image AUROC {_fmt(row['val_image_auroc'])}",
             flush=True,
         )
     if a.bundle == "sss" and len(levels) > 1:  # the paper's common-regions vote (per-t squared maps > 0.3)

@@ -84,7 +84,9 @@ class ClassDropoutPrepareBatch(NoiseDiffusionPrepareBatch):
 
     Args:
         num_train_timesteps: number of diffusion steps of the scheduler.
-        label_key: key of the per-sample integer class label in the batch (``slice_label`` of the slice dataset).
+        label_key: key of the per-sample integer class label in the batch (``slice_label`` of the slice dataset);
+            ``None``: no labels, no condition (:class:`NoiseDiffusionPrepareBatch`), for a bundle whose conditioning
+            is a switch (DTU-Net's weakly supervised variant).
         null_label: index of the null class (``num_class_embeds - 1``).
         drop_prob: probability of replacing a label by the null class.
         noise: as :class:`NoiseDiffusionPrepareBatch` (AnoFPDM: Gaussian).
@@ -93,7 +95,7 @@ class ClassDropoutPrepareBatch(NoiseDiffusionPrepareBatch):
     def __init__(
         self,
         num_train_timesteps: int,
-        label_key: str = "slice_label",
+        label_key: str | None = "slice_label",
         null_label: int = 2,
         drop_prob: float = 0.1,
         noise: NoiseSpec | str = "gaussian",
@@ -112,6 +114,8 @@ class ClassDropoutPrepareBatch(NoiseDiffusionPrepareBatch):
         **kwargs: Any,
     ) -> tuple[torch.Tensor, torch.Tensor, tuple, dict]:
         images, target, args, infer_kwargs = super().__call__(batchdata, device, non_blocking, **kwargs)
+        if self.condition_name is None:
+            return images, target, args, infer_kwargs
         labels = torch.as_tensor(infer_kwargs["condition"]).long().reshape(-1)
         drop = torch.rand(labels.shape, device=labels.device) < self.drop_prob
         infer_kwargs["condition"] = torch.where(drop, torch.full_like(labels, self.null_label), labels)

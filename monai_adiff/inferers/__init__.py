@@ -1,6 +1,7 @@
 # SPDX-License-Identifier: Apache-2.0
-"""Shared inferer layers: the slice-wise anomaly inferer base (every method's inferer builds on it) and the
-class-conditional training forward pass. The methods' own inferers live in :mod:`monai_adiff.methods`."""
+"""Shared inferer layers: the slice-wise anomaly inferer base (every method's inferer builds on it), the
+class-conditional training forward pass and classifier-free guidance. The methods' own inferers live in
+:mod:`monai_adiff.methods`."""
 
 from .base import (
     AGGREGATIONS,
@@ -12,10 +13,12 @@ from .base import (
     reconstruction_error,
 )
 from .conditional import ConditionalDiffusionInferer
+from .guidance import ClassifierFreeGuidance
 
 __all__ = [
     "AGGREGATIONS",
     "AnomalyInferer",
+    "ClassifierFreeGuidance",
     "ConditionalDiffusionInferer",
     "brain_from_inputs",
     "check_ensemble",

@@ -5,6 +5,7 @@ MONAI's ``DiffusionInferer`` calls ``network(x, timesteps, context=condition)``:
 cross-attention or concatenation but never passes ``class_labels``, the argument that drives
 ``DiffusionModelUNet(num_class_embeds=...)``. This inferer does the same noising and passes the condition as class
 labels, so the network stays a plain MONAI ``DiffusionModelUNet`` (and its checkpoints plain state dicts).
+Without a condition it is MONAI's call, so one config serves a bundle's conditional and unconditional variants.
 """
 
 from __future__ import annotations
@@ -36,9 +37,10 @@ class ConditionalDiffusionInferer(DiffusionInferer):
             diffusion_model: a ``DiffusionModelUNet`` built with ``num_class_embeds``.
             noise: noise of the forward process, shaped like ``inputs``.
             timesteps: (B,) timesteps.
-            condition: (B,) integer class labels (the null class for unconditional samples).
+            condition: (B,) integer class labels (the null class for unconditional samples); ``None``: an
+                unconditional network, called without class labels.
         """
-        if condition is None:
-            raise ValueError("ConditionalDiffusionInferer needs the class labels as `condition`")
         noisy = self.scheduler.add_noise(original_samples=inputs, noise=noise, timesteps=timesteps)
+        if condition is None:
+            return diffusion_model(noisy, timesteps=timesteps)
         return diffusion_model(noisy, timesteps=timesteps, class_labels=condition.long().reshape(-1))

@@ -47,8 +47,11 @@ def healthy_quantile(values: Any, q: float) -> float:
     return float(np.quantile(v, q))
 
 
-def read_threshold(path: str | os.PathLike | None, default: float | None, baseline: str | None = None) -> float | None:
-    """The threshold stored by :class:`HealthyQuantileHandler` at ``path``, or ``default`` when ``path`` is None.
+def read_threshold(
+    path: str | os.PathLike | None, default: float | str | None, baseline: str | None = None
+) -> float | str | None:
+    """The threshold stored by :class:`HealthyQuantileHandler` at ``path``, or ``default`` (a number, a rule such
+    as ``"otsu"``, or None) when ``path`` is None.
 
     ``baseline`` reads the threshold of that baseline map instead of the method's.
 

@@ -40,6 +40,22 @@ TINY = {
     "ae_epochs": 1,  # D3AD's autoencoder and feature-extractor stages, shortened for the test
     "feature_epochs": 1,
 }
+#: bundles whose network is not a UNet: their own tiny network instead of the UNet's keys
+TINY_NETWORKS = {
+    "dtunet": {
+        "network_def#patch_size": 4,
+        "network_def#embed_dim": 32,
+        "network_def#depth": 2,
+        "network_def#num_heads": 2,
+    }
+}
+
+
+def tiny(name: str) -> dict:
+    """The tiny overrides of bundle ``name``."""
+    if name not in TINY_NETWORKS:
+        return TINY
+    return {**{k: v for k, v in TINY.items() if not k.startswith("network_def#")}, **TINY_NETWORKS[name]}
 
 
 def _semver(v: str) -> bool:
@@ -92,7 +108,7 @@ def trained(dataset, tmp_path_factory) -> dict:
     for name in BUNDLES:
         work = tmp_path_factory.mktemp(f"{name}_work")
         common = {
-            **TINY,
+            **tiny(name),
             "datalist": dataset["datalist"],
             "ckpt_dir": str(work / "models"),
             "output_dir": str(work / "eval"),
@@ -175,7 +191,7 @@ def test_bundle_properties(name, workflow, kind, dataset, tmp_path):
         logging_file=False,
         workflow_type=kind,
         **{
-            **TINY,
+            **tiny(name),
             "datalist": dataset["datalist"],
             "bundle_root": str(bundle),
             "ckpt_dir": str(tmp_path),
@@ -206,16 +222,16 @@ def test_train_writes_resumable_checkpoints(name, trained):
     # record that rebuilds the network (bundle, version, network arguments, data settings)
     saved = torch.load(work / "models" / "model.pt", weights_only=True)
     model, info = saved["model"], saved["info"]
-    conv_in = next(k for k in model if k.endswith("conv_in.conv.weight"))  # the (denoising) UNet's first layer
+    # the denoiser's first layer (UNet or DTU-Net)
+    conv_in = next(k for k in model if k.endswith(("conv_in.conv.weight", "patch_embed.proj.weight")))
     assert set(model) == set(state["ema"])
     assert (
         info["bundle"] == name
         and info["version"] == json.loads((find_bundle(name) / "configs" / "metadata.json").read_text())["version"]
     )
-    assert (
-        info["config"]["network_def#channels"] == TINY["network_def#channels"]
-        and info["config"]["spatial_size"] == SIZE
-    )
+    net_args = {k: v for k, v in tiny(name).items() if k.startswith("network_def#") and k in info["config"]}
+    assert net_args and all(info["config"][k] == v for k, v in net_args.items())
+    assert info["config"]["spatial_size"] == SIZE
     assert state["info"] == info
     assert not torch.equal(model[conv_in], state["model"][conv_in])  # EMA != online
 
@@ -276,7 +292,7 @@ def test_multi_gpu_config_under_torchrun(name, dataset, tmp_path):
 
     bundle = find_bundle(name)
     args = {
-        **TINY,
+        **tiny(name),
         "datalist": dataset["datalist"],
         "ckpt_dir": str(tmp_path / "m"),
         "output_dir": str(tmp_path / "e"),
@@ -450,3 +466,46 @@ def test_d3ad_model_holds_a_working_bank_and_the_stages_run_alone(trained, tmp_p
     assert refit["info"] == saved["info"]
     # a finished stage returns at once when rerun on its own
     run_bundle("d3ad", "train_autoencoder", {**common, "ckpt_dir": str(copy)}, workflow="training", logging_file=False)
+
+
+def test_dtunet_weakly_supervised_variant_trains_on_labels_and_guides(dataset, tmp_path):
+    """``weakly_supervised``: a label token trained on every brain slice's image-level label (label dropout), then
+    inference guided towards healthy; the checkpoint records the label token, so a plain run refuses it."""
+    common = {
+        **tiny("dtunet"),
+        "datalist": dataset["datalist"],
+        "ckpt_dir": str(tmp_path / "models"),
+        "output_dir": str(tmp_path / "eval"),
+        "weakly_supervised": True,
+    }
+    run_bundle("dtunet", "training", {**common, "max_epochs": 1, "val_interval": 1}, logging_file=False)
+    saved = torch.load(tmp_path / "models" / "model.pt", weights_only=True)
+    assert saved["model"]["label_embed.weight"].shape == (3, TINY_NETWORKS["dtunet"]["network_def#embed_dim"])
+    assert saved["info"]["config"]["network_def#num_class_embeds"] == 3
+    ckpt = str(tmp_path / "models" / "model.pt")
+    out = tmp_path / "pred"
+    run_bundle(
+        "dtunet",
+        "inference",
+        {**common, "ckpt_path": ckpt, "output_dir": str(out), "guidance_scale": 2.0},
+        logging_file=False,
+    )
+    assert len(list(out.glob("*_anomaly_mask.nii.gz"))) == len(dataset["test"])
+    with pytest.raises(Exception) as raised:
+        run_bundle(
+            "dtunet",
+            "inference",
+            {**common, "weakly_supervised": False, "ckpt_path": ckpt, "output_dir": str(tmp_path / "x")},
+            logging_file=False,
+        )
+    err = find_input_error(raised.value)
+    assert err is not None and "num_class_embeds" in err.problem
+    # the CLI rebuilds the network from the checkpoint's record, label token included, and guides it
+    from monai_adiff.cli import main
+
+    flair = dataset["test"][0]["flair"]
+    args = tmp_path / "args.json"
+    args.write_text(json.dumps({"noise_level": TINY["noise_level"]}))
+    cli = ["infer", "dtunet", flair, "--checkpoint", ckpt, "--args-file", str(args), "--out", str(tmp_path / "cli")]
+    assert main(cli) == 0
+    assert (tmp_path / "cli" / f"{dataset['test'][0]['case']}_anomaly_mask.nii.gz").is_file()

@@ -25,6 +25,7 @@ from monai_adiff.transforms.postprocessing import (
     RemoveSmallComponents,
     RemoveSmallComponentsd,
     median_filter_mirror,
+    otsu_threshold,
     volume_score,
 )
 
@@ -67,6 +68,53 @@ def test_threshold_hand_example():
     assert isinstance(out2d, np.ndarray) and out2d.shape == (1, 2, 2)
     np.testing.assert_array_equal(out2d[0], [[0, 0], [0, 1]])
     assert AnomalyThreshold(0.5)(pred.double()).dtype == torch.float64
+
+
+def _otsu_brute_force(v: np.ndarray) -> float:
+    """The cut between sorted unique values that maximises w0 * w1 * (mu0 - mu1)^2 (Otsu 1979, by enumeration)."""
+    best, cut = -1.0, None
+    for c in np.unique(v)[:-1]:
+        lo, hi = v[v <= c], v[v > c]
+        between = lo.size * hi.size * (lo.mean() - hi.mean()) ** 2
+        if between > best:
+            best, cut = between, c
+    return float(cut)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_otsu_matches_brute_force_on_integer_values(seed):
+    # integers 0..K with K + 1 bins put each value in its own bin, so the histogram cut is the exact cut
+    rng = np.random.default_rng(seed)
+    k = 60
+    v = np.concatenate([rng.integers(0, 25, 400), rng.integers(30, k + 1, 80 + 40 * seed), [0, k]]).astype(np.float32)
+    thr = otsu_threshold(torch.from_numpy(v), bins=k + 1)
+    cut = _otsu_brute_force(v)
+    np.testing.assert_array_equal(v > thr, v > cut)
+
+
+def test_otsu_edge_cases_and_no_wraparound():
+    assert otsu_threshold(torch.zeros(0)) == float("inf")
+    assert otsu_threshold(torch.full((10,), 0.3)) == float("inf")  # constant: no cut, empty mask
+    assert otsu_threshold(torch.tensor([float("nan"), 1.0, 1.0])) == float("inf")
+    # errors above 1 stay above the cut (the public code's uint8(|err| * 255) wraps 1.2 to 50)
+    v = torch.tensor([0.01, 0.02, 0.0, 0.03, 1.2, 1.3, 1.25])
+    assert ((v > otsu_threshold(v)) == (v > 1.0)).all()
+
+
+def test_otsu_threshold_transform_uses_the_brain_only():
+    pred = torch.zeros(1, 6, 6, 2)
+    pred[0, 1:5, 1:5] = 0.1
+    pred[0, 2:4, 2:4] = 0.9  # the lesion
+    pred[0, 0, 0] = 5.0  # an outlier outside the brain
+    brain = torch.zeros(1, 6, 6, 2)
+    brain[0, 1:5, 1:5] = 1
+    out = AnomalyThresholdd(threshold="otsu")({"pred": pred, "brain": brain})["pred_mask"]
+    # the cut comes from the brain voxels (0.1 vs 0.9); it applies everywhere (the bundles mask to the brain later)
+    assert (out * brain).sum() == 8 and out[0, 2:4, 2:4].all() and out.sum() == 8 + 2
+    # without the brain the outlier dominates: only it is above Otsu's cut
+    assert AnomalyThreshold("otsu")(pred)[0].sum() == 2
+    with pytest.raises(ValueError, match="otsu"):
+        AnomalyThreshold("median")
 
 
 # ---------------------------------------------------------------- dilation

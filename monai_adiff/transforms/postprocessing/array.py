@@ -32,6 +32,7 @@ from scipy import ndimage
 
 __all__ = [
     "AnomalyThreshold",
+    "otsu_threshold",
     "Dilate",
     "KeepLargestComponents",
     "MedianFilter",
@@ -83,11 +84,44 @@ def _to_batch(x: torch.Tensor, slice_axis: int | None) -> tuple[torch.Tensor, Ca
     return y.reshape(-1, *y.shape[len(rest) :]), restore
 
 
+def otsu_threshold(values: torch.Tensor, bins: int = 256) -> float:
+    """Otsu's threshold of ``values``: the histogram cut that maximises the between-class variance.
+
+    The histogram has ``bins`` equal bins over ``[min, max]`` of the float values (DTU-Net's public code quantises
+    ``|error| * 255`` to uint8 first, which wraps errors above 1; here nothing is cast). ``values > threshold`` is
+    the upper class.
+
+    Returns:
+        the upper edge of the last bin of the lower class; ``inf`` (an empty mask) when there are no finite values
+        or they are all equal (Otsu has no cut then; the public code would mark everything).
+    """
+    v = values.detach().reshape(-1).float()
+    v = v[torch.isfinite(v)]
+    if v.numel() == 0:
+        return float("inf")
+    lo, hi = float(v.min()), float(v.max())
+    if not hi > lo:
+        return float("inf")
+    idx = ((v - lo) / (hi - lo) * bins).long().clamp_(0, bins - 1)
+    counts = torch.bincount(idx, minlength=bins).double()
+    centres = lo + (torch.arange(bins, dtype=torch.float64) + 0.5) * (hi - lo) / bins
+    w0 = counts.cumsum(0)[:-1]  # lower class = bins 0..i, for i = 0..bins-2
+    w1 = counts.sum() - w0
+    s0 = (counts * centres).cumsum(0)[:-1]
+    s1 = (counts * centres).sum() - s0
+    valid = (w0 > 0) & (w1 > 0)
+    between = torch.where(valid, w0 * w1 * (s0 / w0.clamp(min=1) - s1 / w1.clamp(min=1)) ** 2, -1.0)
+    i = int(torch.argmax(between))
+    return lo + (i + 1) * (hi - lo) / bins
+
+
 class AnomalyThreshold(Transform):
-    """Binary mask of an anomaly map: ``pred[channel] > threshold`` (AnoDDPM: 0.5, SSS: 0.3, on the [-1, 1] scale).
+    """Binary mask of an anomaly map: ``pred[channel] > threshold`` (AnoDDPM: 0.5, SSS: 0.3, on the [-1, 1] scale),
+    or Otsu's threshold of the map (DTU-Net's public code), one per call (per volume), over the ``mask`` voxels.
 
     Args:
-        threshold: voxels strictly above it are anomalous.
+        threshold: voxels strictly above it are anomalous; ``"otsu"``: :func:`otsu_threshold` of the map's values
+            inside ``mask`` (all values without one).
         channel: channel of ``pred`` holding the map (0: the continuous anomaly map; a vote-fraction channel works
             the same way).
 
@@ -98,16 +132,23 @@ class AnomalyThreshold(Transform):
 
     backend = [TransformBackends.TORCH, TransformBackends.NUMPY]
 
-    def __init__(self, threshold: float, channel: int = 0) -> None:
-        self.threshold = float(threshold)
+    def __init__(self, threshold: float | str, channel: int = 0) -> None:
+        if isinstance(threshold, str) and threshold.lower() != "otsu":
+            raise ValueError(f"threshold must be a number or 'otsu', got {threshold!r}")
+        self.threshold: float | str = "otsu" if isinstance(threshold, str) else float(threshold)
         self.channel = channel
 
-    def __call__(self, img: NdarrayOrTensor) -> NdarrayOrTensor:
+    def __call__(self, img: NdarrayOrTensor, mask: NdarrayOrTensor | None = None) -> NdarrayOrTensor:
         x = convert_to_tensor(img, track_meta=False)
         _check_image(x.ndim, type(self).__name__)
-        mask = (x[self.channel] > self.threshold).unsqueeze(0)
+        m = x[self.channel]
+        thr = self.threshold
+        if isinstance(thr, str):
+            region = m if mask is None else m[convert_to_tensor(mask, track_meta=False, device=m.device)[0] > 0]
+            thr = otsu_threshold(region)
+        out = (m > thr).unsqueeze(0)
         dtype = x.dtype if x.is_floating_point() else torch.float32
-        return convert_to_dst_type(mask, dst=img, dtype=dtype)[0]
+        return convert_to_dst_type(out, dst=img, dtype=dtype)[0]
 
 
 class Dilate(Transform):

@@ -106,9 +106,12 @@ class SplitAnomalyOutputd(MapTransform):
 class AnomalyThresholdd(MapTransform):
     """Dictionary version of :class:`AnomalyThreshold`: writes the mask of ``keys`` under ``output_key``.
 
-    ``threshold`` is keyword-only and has no default: each method states its own (AnoDDPM 0.5, SSS 0.3).
+    ``threshold`` is keyword-only and has no default: each method states its own (AnoDDPM 0.5, SSS 0.3, DTU-Net
+    ``"otsu"``).
 
     Args:
+        mask_key: key of the region Otsu's threshold is computed over (the brain); ignored for a number, and the
+            whole map is used when the key is absent.
         overwrite: when ``False`` and ``output_key`` already holds a mask (one the method made itself, e.g.
             AnoFPDM's Algorithm 1 or SSS's common-regions vote), that mask wins and nothing is thresholded.
     """
@@ -119,14 +122,16 @@ class AnomalyThresholdd(MapTransform):
         self,
         keys: KeysCollection = "pred",
         *,
-        threshold: float,
+        threshold: float | str,
         channel: int = 0,
         output_key: str = "pred_mask",
+        mask_key: str | None = "brain",
         overwrite: bool = True,
         allow_missing_keys: bool = False,
     ) -> None:
         super().__init__(keys, allow_missing_keys)
         self.output_key = output_key
+        self.mask_key = mask_key
         self.overwrite = overwrite
         self.thresholder = AnomalyThreshold(threshold, channel)
 
@@ -134,8 +139,9 @@ class AnomalyThresholdd(MapTransform):
         d = dict(data)
         if not self.overwrite and self.output_key in d:
             return d
+        mask = d.get(self.mask_key) if self.mask_key is not None else None
         for key in self.key_iterator(d):
-            d[self.output_key] = self.thresholder(d[key])
+            d[self.output_key] = self.thresholder(d[key], mask)
         return d
 
 
