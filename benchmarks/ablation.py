@@ -12,7 +12,8 @@ scores every combination of the map options on the same slices, so rows differ o
 
 Label-free masks: the threshold is the ``q``-quantile of the map over the tumour-free brain slices of the validation
 patients (:func:`monai_adiff.metrics.healthy_quantile`, the bundles' ``healthy_threshold`` workflow); the
-label-chosen best Dice is reported beside it as a ceiling. ``val_image_auroc`` is the image-level AUROC of the slice
+label-chosen best Dice is reported beside it as a ceiling; ``otsu`` holds the metrics of the per-volume Otsu mask
+(DTU-Net's public code). ``val_image_auroc`` is the image-level AUROC of the slice
 scores (0.99 quantile of the map over the brain) on the validation patients, from slice labels alone: a way to
 choose a row without pixel labels. Metrics are pooled over the test patients (unhealthy and
 mixed setups) with the per-patient spread. Everything comes from the bundle's own config (preprocessing, split,
@@ -40,7 +41,7 @@ from monai_adiff.bundle import find_bundle
 from monai_adiff.engines import load_network_weights
 from monai_adiff.metrics import AnomalyEvaluation, healthy_quantile
 from monai_adiff.metrics.functional import auroc
-from monai_adiff.transforms import BrainErosionMask, Dilate, KeepLargestComponents, MedianFilter
+from monai_adiff.transforms import BrainErosionMask, Dilate, KeepLargestComponents, MedianFilter, otsu_threshold
 from monai_adiff.utils import atomic_write_text
 
 
@@ -164,6 +165,8 @@ def score_variant(name: str, val_maps, test_maps, val, test, q: float, do_cleanu
     masks = [m > thr for m in test_maps]
     row = {"name": name, "threshold": thr, "q": q, **evaluate(test_maps, masks, test)}
     row["val_image_auroc"] = image_auroc(val_maps, val)
+    # DTU-Net's public-code mask: Otsu's threshold over each test volume's brain (label-free, per volume)
+    row["otsu"] = evaluate(test_maps, [m > otsu_threshold(m[v["brain"]]) for m, v in zip(test_maps, test)], test)
     if do_cleanup:
         row["cleanup"] = evaluate(test_maps, [cleanup(m) for m in masks], test)
     return row
@@ -288,8 +291,8 @@ def main() -> None:
         rows.append(row)
         u = row["unhealthy"]
         print(
-            f"{name:48s} AUPRC {u['auprc']:.3f} AUROC {u['auroc']:.3f} Dice(pooled, label-free) "
-            f"{u['dice_pooled']:.3f} best {u['best_dice']:.3f} val image AUROC {_fmt(row['val_image_auroc'])}",
+            f"{name:48s} AUPRC {_fmt(u['auprc'])} AUROC {_fmt(u['auroc'])} Dice(pooled, label-free) "
+            f"{_fmt(u['dice_pooled'])} best {_fmt(u['best_dice'])} val image AUROC {_fmt(row['val_image_auroc'])}",
             flush=True,
         )
     if a.bundle == "sss" and len(levels) > 1:  # the paper's common-regions vote (per-t squared maps > 0.3)
@@ -307,8 +310,8 @@ def main() -> None:
         rows.append(row)
         u = row["unhealthy"]
         print(
-            f"{row['name']:48s} AUPRC {u['auprc']:.3f} AUROC {u['auroc']:.3f} Dice(pooled, label-free) "
-            f"{u['dice_pooled']:.3f} best {u['best_dice']:.3f}",
+            f"{row['name']:48s} AUPRC {_fmt(u['auprc'])} AUROC {_fmt(u['auroc'])} Dice(pooled, label-free) "
+            f"{_fmt(u['dice_pooled'])} best {_fmt(u['best_dice'])}",
             flush=True,
         )
     result = {

@@ -9,7 +9,7 @@ contrast (bundles 0.3.0), and when saved maps and masks became zero outside the 
 every other number was checked unchanged first), and AnoFPDM's alone when its network gained the public code's
 class-conditioning path and brain-pixel error curves (anofpdm 0.5.0; the other bundles then gained only the image
 section's brain-area AUROC and score-area correlation, their numbers checked unchanged); D3AD's was added with its
-bundle (d3ad 0.1.0). Re-record it (``python -m
+bundle (d3ad 0.1.0), DTU-Net's with its (dtunet 0.1.0). Re-record it (``python -m
 tests.bundles.reference_run``) only for a deliberate behaviour change, and say so in the bundle's changelog."""
 
 from __future__ import annotations
@@ -50,6 +50,16 @@ METHOD_OVERRIDES = {
     "anoddpm": {"noise_level": 8},
     "anofpdm": {"num_steps": 6},
     "d3ad": {"ae_epochs": 1, "feature_epochs": 1},
+    "dtunet": {"noise_level": 8},
+}
+#: bundles whose network is not a UNet: their tiny network replaces the UNet keys of OVERRIDES
+NETWORK_OVERRIDES = {
+    "dtunet": {
+        "network_def#patch_size": 4,
+        "network_def#embed_dim": 32,
+        "network_def#depth": 2,
+        "network_def#num_heads": 2,
+    }
 }
 #: what each bundle's calibration file holds (compared with the reference)
 CALIBRATION_KEYS = {
@@ -77,8 +87,11 @@ def _summary(path: Path) -> dict[str, float]:
 def run_reference(name: str, work: Path, datalist: str, overrides: dict | None = None) -> dict:
     """Train, (calibrate), infer and evaluate bundle ``name`` in ``work``; return the numbers to compare."""
     torch.set_num_threads(2)
+    base = OVERRIDES
+    if name in NETWORK_OVERRIDES:
+        base = {**{k: v for k, v in OVERRIDES.items() if not k.startswith("network_def#")}, **NETWORK_OVERRIDES[name]}
     common = {
-        **OVERRIDES,
+        **base,
         **METHOD_OVERRIDES.get(name, {}),
         **(overrides or {}),
         "datalist": datalist,
@@ -129,4 +142,4 @@ def main(names: list[str]) -> None:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:] or ["sss", "anoddpm", "anofpdm", "d3ad"])
+    main(sys.argv[1:] or ["sss", "anoddpm", "anofpdm", "d3ad", "dtunet"])
