@@ -234,10 +234,14 @@ def test_anoddpm_samples_average_reconstructions(sched_anoddpm):
         sched_anoddpm, noise_level=3, seed=4, num_samples=2, aggregate="reconstruction"
     )
     g = one.generator()
-    r1 = one.reconstruct(x, Recorder(0.2), g)
-    r2 = one.reconstruct(x, Recorder(0.2), g)
+    r1, r2 = one.reconstruct(x.repeat(2, 1, 1, 1), Recorder(0.2), g).chunk(2)
+    assert not torch.allclose(r1, r2)  # each draw its own noise
     ref = ((x.double() - (r1.double() + r2.double()) / 2) ** 2) * (x > -1 + 1e-3)
-    torch.testing.assert_close(two(x, Recorder(0.2)).double(), ref, atol=1e-4, rtol=1e-3)
+    net = Recorder(0.2)
+    torch.testing.assert_close(two(x, net).double(), ref, atol=1e-4, rtol=1e-3)
+    assert (
+        len(net.calls) == 3 and net.calls[0][0].shape[0] == 2 * x.shape[0]
+    )  # the draws share each reverse step's network call (lambda = 3 steps)
 
 
 def test_sss_without_vote_gives_only_the_map(sched_noclip):

@@ -33,7 +33,8 @@ class IterativeReconstructionInferer(AnomalyInferer):
             timestep). Fewer take strided steps over an even grid from lambda - 1 to 0 (the respaced DDPM of
             Nichol & Dhariwal 2021, :func:`~monai_adiff.diffusion.ddpm_reverse_step` with ``prev_t``): about
             lambda / num_inference_steps times faster.
-        num_samples: reconstructions per slice, each from its own noise (1: the paper).
+        num_samples: reconstructions per slice, each from its own noise (1: the paper), run as one batch (DTU-Net's
+            averaging of n samples); memory grows with it (lower ``slice_batch_size`` to compensate).
         aggregate: ``"map"`` (mean of their maps) or ``"reconstruction"`` (map of their mean; not in the paper), see
             :func:`~monai_adiff.inferers.ensemble_error`.
         positive_residual: score only ``max(x - x_hat, 0)^2`` (Baur et al. 2021, for hyperintense FLAIR lesions;
@@ -100,5 +101,8 @@ class IterativeReconstructionInferer(AnomalyInferer):
     def score_slices(
         self, x: torch.Tensor, network: Callable[..., torch.Tensor], generator: torch.Generator | None
     ) -> dict[str, torch.Tensor]:
-        recons = [[self.reconstruct(x, network, generator) for _ in range(self.num_samples)]]
+        # the draws run as one batch (each sample its own noise): one network call per reverse step for all of them
+        k = self.num_samples
+        rec = self.reconstruct(x.repeat(k, 1, 1, 1) if k > 1 else x, network, generator)
+        recons = [list(rec.chunk(k))]
         return {ANOMALY_MAP: ensemble_error(x, recons, self.aggregate, self.positive_residual)[0]}
