@@ -248,3 +248,13 @@ def test_sss_without_vote_gives_only_the_map(sched_noclip):
     x = _slices()
     out = SingleStepInferer(sched_noclip, timesteps=(250, 300), vote_threshold=None)(x, Recorder(0.0))
     assert channel_names(out) == ["anomaly_map"]
+
+
+def test_anoddpm_sample_batches_stay_within_slice_batch_size(sched_anoddpm):
+    x = _slices(n=5)
+    net = Recorder(0.2)
+    inf = IterativeReconstructionInferer(sched_anoddpm, noise_level=2, num_samples=4, slice_batch_size=8)
+    out = inf(x, net)
+    # 8 // 4 = 2 slices x 4 draws per call: groups of 2, 2 and 1 slices, 2 reverse steps each
+    assert [c[0].shape[0] for c in net.calls] == [8, 8, 8, 8, 4, 4]
+    assert out.shape[0] == 5 and torch.isfinite(out).all()

@@ -33,8 +33,9 @@ class IterativeReconstructionInferer(AnomalyInferer):
             timestep). Fewer take strided steps over an even grid from lambda - 1 to 0 (the respaced DDPM of
             Nichol & Dhariwal 2021, :func:`~monai_adiff.diffusion.ddpm_reverse_step` with ``prev_t``): about
             lambda / num_inference_steps times faster.
-        num_samples: reconstructions per slice, each from its own noise (1: the paper), run as one batch (DTU-Net's
-            averaging of n samples); memory grows with it (lower ``slice_batch_size`` to compensate).
+        num_samples: reconstructions per slice, each from its own noise (1: the paper), run batched (DTU-Net's
+            averaging of n samples): ``slice_batch_size // num_samples`` slices times ``num_samples`` draws per
+            network call.
         aggregate: ``"map"`` (mean of their maps) or ``"reconstruction"`` (map of their mean; not in the paper), see
             :func:`~monai_adiff.inferers.ensemble_error`.
         positive_residual: score only ``max(x - x_hat, 0)^2`` (Baur et al. 2021, for hyperintense FLAIR lesions;
@@ -101,8 +102,13 @@ class IterativeReconstructionInferer(AnomalyInferer):
     def score_slices(
         self, x: torch.Tensor, network: Callable[..., torch.Tensor], generator: torch.Generator | None
     ) -> dict[str, torch.Tensor]:
-        # the draws run as one batch (each sample its own noise): one network call per reverse step for all of them
+        # the draws run batched (each sample its own noise), at most slice_batch_size samples per network call, so
+        # that slice_batch_size keeps bounding the memory of one call whatever num_samples is
         k = self.num_samples
-        rec = self.reconstruct(x.repeat(k, 1, 1, 1) if k > 1 else x, network, generator)
-        recons = [list(rec.chunk(k))]
+        group = max(1, self.slice_batch_size // k)
+        parts = []
+        for xg in x.split(group):
+            rec = self.reconstruct(xg.repeat(k, 1, 1, 1) if k > 1 else xg, network, generator)
+            parts.append(rec.view(k, *xg.shape))
+        recons = [list(torch.cat(parts, dim=1).unbind(0))]
         return {ANOMALY_MAP: ensemble_error(x, recons, self.aggregate, self.positive_residual)[0]}
