@@ -6,6 +6,8 @@ Sub-commands:
     infer       score NIfTI volumes with a bundle and a checkpoint: anomaly-map and mask NIfTI files
     make-data   write a synthetic BraTS-style demo dataset
     datalist    scan a BraTS-style folder, write a datalist JSON with its slice table, print per-case counts
+    benchmark   train, calibrate and evaluate several bundles on the same held-out patients: one table, pictures
+    export-bundle  a self-contained bundle for one checkpoint (what MONAI Label and the model zoo serve)
 """
 
 from __future__ import annotations
@@ -257,6 +259,40 @@ def _cmd_export_bundle(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_benchmark(args: argparse.Namespace) -> int:
+    from monai_adiff.benchmark import run_benchmark
+    from monai_adiff.errors import InputError
+
+    checkpoints: dict[str, str] = {}
+    overrides: dict[str, dict] = {}
+    for pair in args.checkpoints or []:
+        if "=" not in pair:
+            raise InputError(None, f"--checkpoints expects BUNDLE=model.pt, got {pair!r}")
+        bundle, path = pair.split("=", 1)
+        checkpoints[bundle] = os.path.abspath(path)
+    for item in args.set or []:
+        bundle, sep, pair = item.partition(":")
+        if not sep:
+            raise InputError(None, f"--set expects BUNDLE:KEY=VALUE, got {item!r}")
+        overrides.setdefault(bundle, {}).update(_parse_set([pair]))
+    if not args.verbose:
+        logging.getLogger("monai.bundle.workflows").setLevel(logging.ERROR)
+    out = _output_folder(args.out)
+    run_benchmark(
+        args.data,
+        out,
+        bundles=args.bundles,
+        recipe=args.recipe,
+        checkpoints=checkpoints,
+        quick=args.quick,
+        split_seed=args.split_seed,
+        val_fraction=args.val_fraction,
+        test_fraction=args.test_fraction,
+        overrides=overrides,
+    )
+    return 0
+
+
 def _is_case(path: str) -> bool:
     name = os.path.basename(os.path.abspath(path))
     return any(f.startswith(name + "_") and f.endswith((".nii", ".nii.gz")) for f in os.listdir(path))
@@ -306,6 +342,28 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--args-file", help="JSON of config overrides merged after the checkpoint's record")
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="config override, repeatable")
     p.set_defaults(func=_cmd_export_bundle)
+
+    p = sub.add_parser(
+        "benchmark",
+        help="train, calibrate and evaluate bundles on the same held-out patients: results.{md,csv,json} and plots",
+    )
+    p.add_argument("data", help="BraTS-style folder <data>/<case>/<case>_{flair,t1,t1ce,t2,seg}.nii.gz")
+    p.add_argument("--out", required=True, help="output folder (a rerun into it skips the finished steps)")
+    p.add_argument(
+        "--bundles", default="sss,anoddpm,dtunet,d3ad,anofpdm", help="comma-separated bundles, in table order"
+    )
+    p.add_argument(
+        "--recipe", default="cpu", choices=("cpu", "paper"), help="cpu: each bundle's cpu_args.json; paper: defaults"
+    )
+    p.add_argument(
+        "--checkpoints", nargs="+", metavar="BUNDLE=model.pt", help="evaluate these checkpoints instead of training"
+    )
+    p.add_argument("--quick", action="store_true", help="tiny networks, 2 epochs: checks the pipeline (demo data)")
+    p.add_argument("--split-seed", type=int, default=0, help="seed of the patient split (default 0)")
+    p.add_argument("--val-fraction", type=float, default=0.1, help="validation patients (label-free thresholds)")
+    p.add_argument("--test-fraction", type=float, default=0.25, help="held-out test patients")
+    p.add_argument("--set", action="append", metavar="BUNDLE:KEY=VALUE", help="a bundle's config override")
+    p.set_defaults(func=_cmd_benchmark)
 
     p = sub.add_parser("make-data", help="write a synthetic BraTS-style demo dataset")
     p.add_argument("--out", required=True, help="output folder (BraTS layout: <case>/<case>_<modality>.nii.gz)")

@@ -3,7 +3,7 @@
 and a method fragment, and the CPU-sized network."""
 
 from .compose import BASE_DIR, FRAGMENT, apply_overrides, check_bundle, compose_bundle, write_bundle
-from .recipes import CPU_CHANNELS, CPU_SPATIAL_SIZE, cpu_overrides
+from .recipes import CPU_CHANNELS, CPU_SPATIAL_SIZE, cpu_overrides, quick_overrides
 from .runner import BUNDLES_DIR, bundle_config_files, bundle_workflows, find_bundle, list_bundles, run_bundle
 
 __all__ = [
@@ -20,6 +20,7 @@ __all__ = [
     "cpu_overrides",
     "find_bundle",
     "list_bundles",
+    "quick_overrides",
     "run_bundle",
     "write_bundle",
 ]

@@ -1,8 +1,10 @@
 # SPDX-License-Identifier: Apache-2.0
-"""The one definition of the small network that trains on a CPU.
+"""The one definition of the small networks that train on a CPU.
 
 The bundles' ``cpu_args.json``, the demo and the tests all derive their network from :func:`cpu_overrides`; the
-bundle composer writes it into every bundle's ``configs/cpu_args.json``.
+bundle composer writes it into every bundle's ``configs/cpu_args.json``. :func:`quick_overrides` shrinks every
+bundle further, to a network and schedule that run a whole train/infer/evaluate cycle in seconds (the bundle contract
+test and ``monai-adiff benchmark --quick``).
 """
 
 from __future__ import annotations
@@ -10,11 +12,22 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-__all__ = ["cpu_overrides", "CPU_SPATIAL_SIZE", "CPU_CHANNELS"]
+__all__ = ["cpu_overrides", "quick_overrides", "CPU_SPATIAL_SIZE", "CPU_CHANNELS", "QUICK_SPATIAL_SIZE"]
 
 #: the CPU recipe's slice size and UNet widths (the bundles' ``cpu_args.json``)
 CPU_SPATIAL_SIZE = 64
 CPU_CHANNELS = (16, 32, 64)
+#: the quick mode's slice size
+QUICK_SPATIAL_SIZE = 32
+#: bundles whose network is not a UNet: their own tiny network instead of the UNet's keys
+_QUICK_NETWORKS: dict[str, dict[str, Any]] = {
+    "dtunet": {
+        "network_def#patch_size": 4,
+        "network_def#embed_dim": 32,
+        "network_def#depth": 2,
+        "network_def#num_heads": 2,
+    }
+}
 
 
 def cpu_overrides(spatial_size: int = CPU_SPATIAL_SIZE, channels: Sequence[int] = CPU_CHANNELS) -> dict[str, Any]:
@@ -34,3 +47,30 @@ def cpu_overrides(spatial_size: int = CPU_SPATIAL_SIZE, channels: Sequence[int] 
         "network_def#norm_num_groups": 8,
         "network_def#use_flash_attention": False,
     }
+
+
+def quick_overrides(bundle: str = "sss", spatial_size: int = QUICK_SPATIAL_SIZE) -> dict[str, Any]:
+    """Overrides that make ``bundle`` tiny: a whole train/infer/evaluate cycle in seconds on 2 CPU cores.
+
+    For tests and ``monai-adiff benchmark --quick``: the numbers they give say that the pipeline works, not how well
+    a method detects. Keys a bundle does not have are ignored by it (``noise_level`` is AnoDDPM's lambda and
+    DTU-Net's, ``num_steps`` AnoFPDM's forward sweep, ``ae_epochs``/``feature_epochs`` D3AD's first stages).
+
+    Args:
+        bundle: the bundle's name (``dtunet`` gets a tiny transformer, the others a tiny UNet).
+        spatial_size: slice size.
+    """
+    out = {
+        **cpu_overrides(spatial_size=spatial_size, channels=(16, 32, 32)),
+        "batch_size": 8,
+        "num_workers": 0,
+        "ema_warmup_iters": 10,
+        "noise_level": 8,
+        "num_steps": 6,
+        "ae_epochs": 1,
+        "feature_epochs": 1,
+    }
+    if bundle in _QUICK_NETWORKS:
+        out = {k: v for k, v in out.items() if not k.startswith("network_def#")}
+        out.update(_QUICK_NETWORKS[bundle])
+    return out

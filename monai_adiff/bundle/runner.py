@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -93,6 +93,7 @@ def run_bundle(
     args_file: str | os.PathLike | None = None,
     workflow: str | None = None,
     logging_file: str | bool | None = None,
+    before_run: Callable[[Any], None] | None = None,
 ) -> Any:
     """Run a bundle workflow in-process, like ``python -m monai.bundle run <run_id> --config_file [...]``.
 
@@ -104,6 +105,8 @@ def run_bundle(
             win over it.
         workflow: which config files to load (defaults to ``run_id``'s).
         logging_file: the logging config (default: the bundle's ``configs/logging.conf``; ``False`` for none).
+        before_run: called with the initialised workflow before it runs (e.g. to attach a progress bar to one of
+            its engines).
 
     Returns:
         the ``ConfigWorkflow`` after ``finalize`` (its ``parser`` holds the instantiated components).
@@ -128,6 +131,8 @@ def run_bundle(
         **merged,
     )
     wf.initialize()
+    if before_run is not None:
+        before_run(wf)
     wf.run()
     wf.finalize()
     return wf

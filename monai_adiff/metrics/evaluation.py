@@ -60,6 +60,8 @@ class AnomalyEvaluation:
         setups: which setups to report, a subset of ``("mixed", "unhealthy")``.
         keep_maps: keep brain-pixel map values for AUPRC/AUROC/best-Dice; False saves memory and reports those
             as None.
+        curve_points: when > 0, each setup's result also holds ``pr_curve`` (the pooled precision-recall curve
+            thinned to about this many points, :func:`~monai_adiff.metrics.functional.pr_curve`) for plots.
 
     Example::
 
@@ -70,13 +72,14 @@ class AnomalyEvaluation:
         results["unhealthy"]["dice"], results["volume"]["dice_mean"], results["image"]["auroc"]
     """
 
-    def __init__(self, setups: Sequence[str] = SETUPS, keep_maps: bool = True) -> None:
+    def __init__(self, setups: Sequence[str] = SETUPS, keep_maps: bool = True, curve_points: int = 0) -> None:
         setups = (setups,) if isinstance(setups, str) else tuple(setups)
         unknown = [s for s in setups if s not in SETUPS]
         if unknown or not setups:
             raise ValueError(f"setups must be a non-empty subset of {SETUPS}; got {setups}.")
         self.setups = tuple(dict.fromkeys(setups))
         self.keep_maps = bool(keep_maps)
+        self.curve_points = int(curve_points)
         self.reset()
 
     def reset(self) -> None:
@@ -193,6 +196,8 @@ class AnomalyEvaluation:
         out: dict[str, Any] = {k: None for k in SEGMENTATION_METRICS}
         out.update({f"{k}_pooled": None for k in SEGMENTATION_METRICS})
         out.update({k: None for k in RANKING_KEYS})
+        if self.curve_points > 0:
+            out["pr_curve"] = None
         n_pixels = int(sum(int(r["n_pixels"][s].sum()) for r, s in zip(recs, sel)))
         n_tumour = int(sum(int(r["n_tumour"][s].sum()) for r, s in zip(recs, sel)))
         out.update(
@@ -218,9 +223,11 @@ class AnomalyEvaluation:
             parts = (1,) if setup == "unhealthy" else (0, 1)
             values = torch.cat([v for k in parts for v in self._map_values[k]])
             labels = torch.cat([t for k in parts for t in self._map_targets[k]])
-            ranked = ranking_metrics(values, labels)
+            ranked = ranking_metrics(values, labels, self.curve_points)
             del values, labels
             out.update({k: _finite_or_none(ranked[k]) for k in RANKING_KEYS})
+            if self.curve_points > 0:
+                out["pr_curve"] = ranked["pr_curve"]
         return out
 
     def _volume_metrics(self) -> dict[str, Any]:

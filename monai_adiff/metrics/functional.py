@@ -49,6 +49,7 @@ __all__ = [
     "average_precision",
     "best_dice_threshold",
     "ranking_metrics",
+    "pr_curve",
     "spearman",
     "pro_score",
 ]
@@ -447,7 +448,36 @@ def spearman(a: Any, b: Any) -> float:
     return float((rx * ry).sum()) / den if den > 0 else float("nan")
 
 
-def ranking_metrics(scores: Any, labels: Any) -> dict[str, float]:
+def _pr_points(fps: torch.Tensor, tps: torch.Tensor, points: int) -> dict[str, list[float]] | None:
+    if tps.numel() == 0 or int(tps[-1]) == 0:
+        return None
+    n_pos = int(tps[-1])
+    # the first threshold reaching each of ``points`` evenly spaced recall levels, then the whole curve's last point
+    levels = torch.linspace(1, n_pos, max(2, int(points)), dtype=torch.float64).ceil().to(torch.int64)
+    idx = torch.unique(torch.searchsorted(tps, levels).clamp_max(tps.numel() - 1))
+    tp, fp = tps[idx].to(torch.float64), fps[idx].to(torch.float64)
+    return {"recall": (tp / n_pos).tolist(), "precision": (tp / (tp + fp)).tolist()}
+
+
+def pr_curve(scores: Any, labels: Any, points: int = 200) -> dict[str, list[float]] | None:
+    """A precision-recall curve thinned to about ``points`` points, for plots (the metrics use the whole curve).
+
+    Each point is the highest threshold at which recall reaches one of ``points`` evenly spaced levels in
+    ``(0, 1]``, so the curve keeps its shape where recall moves and stays small for millions of pixels.
+
+    Args:
+        scores: continuous scores, any shape (larger means more anomalous).
+        labels: binary labels, same shape.
+        points: recall levels.
+
+    Returns:
+        ``{"recall": [...], "precision": [...]}`` in increasing recall, ending at recall 1; None without positives.
+    """
+    fps, tps, _ = binary_clf_curve(scores, labels)
+    return _pr_points(fps, tps, points)
+
+
+def ranking_metrics(scores: Any, labels: Any, curve_points: int = 0) -> dict[str, Any]:
     """AUROC, average precision and the best-Dice oracle from a single sort (what the evaluator uses).
 
     Args:
@@ -458,17 +488,21 @@ def ranking_metrics(scores: Any, labels: Any) -> dict[str, float]:
         dict with ``auroc``, ``auprc`` (average precision), ``best_dice``, ``best_threshold`` and
         ``iou_at_best`` (IoU at the best-Dice threshold; IoU = D / (2 - D) is monotone in Dice, so that
         threshold maximises IoU too), with the conventions of :func:`auroc`, :func:`average_precision` and
-        :func:`best_dice_threshold`.
+        :func:`best_dice_threshold`; with ``curve_points`` > 0 also ``pr_curve``, as from :func:`pr_curve` on the
+        same sort.
     """
     fps, tps, thr = binary_clf_curve(scores, labels)
     best, threshold, iou = _best_dice_from_curve(fps, tps, thr)
-    return {
+    out: dict[str, Any] = {
         "auroc": _auroc_from_curve(fps, tps),
         "auprc": _ap_from_curve(fps, tps),
         "best_dice": best,
         "best_threshold": threshold,
         "iou_at_best": iou,
     }
+    if curve_points > 0:
+        out["pr_curve"] = _pr_points(fps, tps, curve_points)
+    return out
 
 
 def _area_up_to(x: np.ndarray, y: np.ndarray, x_max: float) -> float:

@@ -10,16 +10,19 @@ so the handler feeds :class:`~monai_adiff.metrics.AnomalyEvaluation` and writes 
 from __future__ import annotations
 
 import logging
+import os
 import platform
 import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import numpy as np
 import torch
 from ignite.engine import Engine, Events
 
 from monai_adiff.metrics.evaluation import SETUPS, AnomalyEvaluation
 from monai_adiff.metrics.report import format_table, write_report
+from monai_adiff.utils import atomic_write
 
 __all__ = ["AnomalyMetricsHandler", "engine_items"]
 
@@ -68,6 +71,13 @@ class AnomalyMetricsHandler:
         setups: setups to report.
         name: report file stem.
         print_table: print the table when done.
+        curve_points: when > 0, every setup's result holds its precision-recall curve thinned to about this many
+            points (``pr_curve``, JSON report only): what ``monai-adiff benchmark`` plots.
+        snapshot_slices: when > 0, ``<name>_snapshots.npz`` keeps, per case, the slices with the largest tumour area
+            (up to this many): the display image (``snapshot_image_key``, else image channel 0), the target and
+            every method's and baseline's map and mask on them, in the evaluated space. Slices are chosen from the
+            target alone, so every bundle evaluated on the same cases keeps the same slices.
+        snapshot_image_key: data key of the display image (default the FLAIR-intensity baseline's key).
     """
 
     def __init__(
@@ -87,6 +97,9 @@ class AnomalyMetricsHandler:
         setups: Sequence[str] = SETUPS,
         name: str = "metrics",
         print_table: bool = True,
+        curve_points: int = 0,
+        snapshot_slices: int = 0,
+        snapshot_image_key: str = "flair_intensity",
     ) -> None:
         self.output_dir = output_dir
         self.method = method
@@ -98,12 +111,18 @@ class AnomalyMetricsHandler:
         self.setups = tuple(setups)
         self.name = name
         self.print_table = print_table
+        self.curve_points = int(curve_points)
+        self.snapshot_slices = int(snapshot_slices)
+        self.snapshot_image_key = snapshot_image_key
         self.results: dict | None = None
         self.paths: dict | None = None
         self._reset()
 
     def _reset(self) -> None:
-        self.evaluations = {n: AnomalyEvaluation(self.setups) for n in (self.method, *self.baselines)}
+        self.evaluations = {
+            n: AnomalyEvaluation(self.setups, curve_points=self.curve_points) for n in (self.method, *self.baselines)
+        }
+        self.snapshots: dict[str, np.ndarray] = {}
         self.seconds: list[float] = []
         self.slices: list[int] = []
         self._t0 = 0.0
@@ -136,15 +155,17 @@ class AnomalyMetricsHandler:
                 v = torch.as_tensor(d[key]).as_subclass(torch.Tensor).detach().cpu()
                 return v.flatten() if per_slice else _slices_first(v)
 
+            method_map, method_mask = opt(self.map_key), opt(self.mask_key)
             self.evaluations[self.method].add_volume(
                 case,
-                opt(self.map_key),
-                opt(self.mask_key),
+                method_map,
+                method_mask,
                 target,
                 brain,
                 slice_scores=opt(self.score_key, True),
                 slice_labels_pred=opt(self.label_pred_key, True),
             )
+            outputs = {self.method: (method_map, method_mask)}
             for name, key in self.baselines.items():
                 if key not in d:
                     raise KeyError(
@@ -153,7 +174,36 @@ class AnomalyMetricsHandler:
                     )
                 amap = _slices_first(d[key]) * brain  # the baseline, like every map, counts inside the brain
                 thr = self.baseline_thresholds.get(name)
-                self.evaluations[name].add_volume(case, amap, None if thr is None else amap > thr, target, brain)
+                amask = None if thr is None else amap > thr
+                self.evaluations[name].add_volume(case, amap, amask, target, brain)
+                outputs[name] = (amap, amask)
+            if self.snapshot_slices > 0:
+                image = opt(self.snapshot_image_key) if self.snapshot_image_key in d else opt("image")
+                self._snapshot(case, image, target & brain, outputs)
+
+    def _snapshot(
+        self,
+        case: str,
+        image: torch.Tensor | None,
+        target: torch.Tensor,
+        outputs: Mapping[str, tuple[torch.Tensor | None, torch.Tensor | None]],
+    ) -> None:
+        """Keep the ``snapshot_slices`` slices of ``case`` with the largest tumour area (none without tumour)."""
+        area = target.flatten(1).sum(1)
+        order = torch.argsort(area, descending=True, stable=True)[: self.snapshot_slices]
+        keep = torch.sort(order[area[order] > 0]).values
+        if keep.numel() == 0:
+            return
+        arrays = {"slices": keep, "label": target[keep]}
+        if image is not None:
+            arrays["image"] = image[keep]
+        for name, (amap, amask) in outputs.items():
+            if amap is not None:
+                arrays[f"{name}/map"] = amap[keep]
+            if amask is not None:
+                arrays[f"{name}/mask"] = amask[keep]
+        for key, value in arrays.items():
+            self.snapshots[f"{case}/{key}"] = value.float().numpy() if value.is_floating_point() else value.numpy()
 
     def _completed(self, engine: Engine) -> None:
         results = {n: ev.compute() for n, ev in self.evaluations.items()}
@@ -167,6 +217,10 @@ class AnomalyMetricsHandler:
         }
         self.results = results
         self.paths = write_report(results, self.output_dir, self.name)
+        if self.snapshot_slices > 0:
+            path = os.path.join(self.output_dir, f"{self.name}_snapshots.npz")
+            arrays: dict[str, Any] = self.snapshots
+            self.paths["snapshots"] = atomic_write(path, lambda tmp: np.savez_compressed(tmp, **arrays), ".npz")
         engine.state.anomaly_results = results  # type: ignore[attr-defined]  # ignite's State takes any attribute
         table = format_table(results, setups=self.setups)
         if self.print_table:

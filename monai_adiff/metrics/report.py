@@ -72,9 +72,15 @@ def _is_single_result(results: Mapping) -> bool:
     return any(k in results for k in _SECTIONS)
 
 
+#: plot data kept in the JSON report only (hundreds of numbers that are no metric)
+_JSON_ONLY_KEYS = ("pr_curve",)
+
+
 def _flatten(prefix: str, obj: Any, out: list[tuple[str, Any]]) -> None:
     if isinstance(obj, Mapping):
         for k, v in obj.items():
+            if k in _JSON_ONLY_KEYS:
+                continue
             _flatten(f"{prefix}.{k}" if prefix else str(k), v, out)
     elif isinstance(obj, list):
         for i, v in enumerate(obj):
@@ -92,6 +98,7 @@ def flatten_results(results: Mapping) -> list[dict[str, Any]]:
 
     Returns:
         one row per (method, setup/section, metric); nested keys (e.g. per-case Dice) are joined with ``.``;
+        precision-recall curves (``pr_curve``) are left out (they are plot data, in the JSON report only);
         ``method`` is ``""`` when absent, ``setup`` is ``""`` for top-level scalars. Values are JSON-able
         (NaN/Inf already None).
     """

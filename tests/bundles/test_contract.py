@@ -18,7 +18,7 @@ import pytest
 import torch
 from monai.bundle import ConfigWorkflow
 
-from monai_adiff.bundle import bundle_config_files, cpu_overrides, find_bundle, list_bundles, run_bundle
+from monai_adiff.bundle import bundle_config_files, find_bundle, list_bundles, quick_overrides, run_bundle
 from monai_adiff.data import case_slice_table, scan_brats_folder, write_datalist
 from monai_adiff.data.synthetic import make_demo_dataset
 from monai_adiff.engines import latest_checkpoint
@@ -30,32 +30,14 @@ pytestmark = pytest.mark.slow
 BUNDLES = list_bundles()
 SIZE = 32
 # tiny network and short schedules so a whole train/infer/evaluate cycle takes seconds on 2 CPU cores
-TINY = {
-    **cpu_overrides(spatial_size=SIZE, channels=(16, 32, 32)),
-    "batch_size": 8,
-    "num_workers": 0,
-    "ema_warmup_iters": 10,
-    "noise_level": 8,  # AnoDDPM's lambda, shortened for the test
-    "num_steps": 6,  # AnoFPDM's forward sweep, shortened for the test
-    "ae_epochs": 1,  # D3AD's autoencoder and feature-extractor stages, shortened for the test
-    "feature_epochs": 1,
-}
+TINY = quick_overrides("sss", SIZE)
 #: bundles whose network is not a UNet: their own tiny network instead of the UNet's keys
-TINY_NETWORKS = {
-    "dtunet": {
-        "network_def#patch_size": 4,
-        "network_def#embed_dim": 32,
-        "network_def#depth": 2,
-        "network_def#num_heads": 2,
-    }
-}
+TINY_NETWORKS = {"dtunet": {k: v for k, v in quick_overrides("dtunet", SIZE).items() if k.startswith("network_def#")}}
 
 
 def tiny(name: str) -> dict:
     """The tiny overrides of bundle ``name``."""
-    if name not in TINY_NETWORKS:
-        return TINY
-    return {**{k: v for k, v in TINY.items() if not k.startswith("network_def#")}, **TINY_NETWORKS[name]}
+    return quick_overrides(name, SIZE)
 
 
 def _semver(v: str) -> bool:

@@ -423,3 +423,42 @@ class TestSpearman(unittest.TestCase):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+class TestPRCurve(unittest.TestCase):
+    """The thinned precision-recall curve against hand-computed points."""
+
+    def test_hand_computed(self):
+        from monai_adiff.metrics.functional import pr_curve
+
+        # thresholds 0.9 (tp 1, fp 0), 0.8 (1, 1), 0.7 (2, 1), 0.6 (2, 2): recall reaches 1/2 then 1
+        curve = pr_curve([0.9, 0.8, 0.7, 0.6], [1, 0, 1, 0])
+        self.assertEqual(curve["recall"], [0.5, 1.0])
+        np.testing.assert_allclose(curve["precision"], [1.0, 2 / 3])
+
+    def test_thinned_keeps_shape_and_area(self):
+        from monai_adiff.metrics.functional import pr_curve
+
+        rng = np.random.default_rng(0)
+        labels = rng.random(20000) < 0.1
+        scores = rng.normal(size=20000) + 1.5 * labels
+        curve = pr_curve(scores, labels, points=100)
+        self.assertLessEqual(len(curve["recall"]), 100)
+        self.assertEqual(curve["recall"][-1], 1.0)
+        self.assertTrue(np.all(np.diff(curve["recall"]) > 0))
+        # the step area of the thinned curve is the average precision up to the thinning
+        r = np.concatenate([[0.0], curve["recall"]])
+        area = float(np.sum(np.diff(r) * np.asarray(curve["precision"])))
+        self.assertAlmostEqual(area, average_precision(scores, labels), delta=0.01)
+        # with as many points as positives the curve is exact: its area is the average precision
+        few = labels.copy()
+        few[np.flatnonzero(labels)[50:]] = False
+        exact = pr_curve(scores, few, points=50)
+        r = np.concatenate([[0.0], exact["recall"]])
+        self.assertAlmostEqual(float(np.sum(np.diff(r) * exact["precision"])), average_precision(scores, few), 12)
+
+    def test_no_positive(self):
+        from monai_adiff.metrics.functional import pr_curve
+
+        self.assertIsNone(pr_curve([0.1, 0.2], [0, 0]))
+        self.assertIsNone(ranking_metrics([0.1, 0.2], [0, 0], curve_points=10)["pr_curve"])

@@ -1,0 +1,148 @@
+# SPDX-License-Identifier: Apache-2.0
+"""``monai-adiff benchmark``: the quick mode end to end on phantoms (tables and pictures checked against the
+evaluation module's own reports), resuming, refusing a mixed rerun, and the table code on hand-made reports."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from monai_adiff.benchmark import CSV_COLUMNS, bundle_overrides, markdown_table, method_rows
+from monai_adiff.benchmark.results import same_baseline
+from monai_adiff.cli import main
+from monai_adiff.data.synthetic import make_demo_dataset
+
+
+def _report(auprc: float, dice: float, cases: dict[str, float]) -> dict:
+    setup = {
+        "dice_pooled": dice,
+        "iou_pooled": dice / (2 - dice),
+        "precision_pooled": 0.5,
+        "recall_pooled": 0.25,
+        "auprc": auprc,
+        "auroc": 0.9,
+        "best_dice": 0.7,
+        "n_slices": 10,
+        "n_volumes": len(cases),
+        "n_pixels": 1000,
+    }
+    per_case = {
+        c: {s: {"auprc": v, "dice_pooled": v, "n_slices": 5} for s in ("mixed", "unhealthy")} for c, v in cases.items()
+    }
+    vals = np.array(list(cases.values()))
+    sp = {"mean": float(vals.mean()), "std": float(vals.std()), "min": float(vals.min()), "max": float(vals.max())}
+    return {
+        "mixed": dict(setup),
+        "unhealthy": dict(setup),
+        "volume": {"dice_mean": 0.4, "dice_std": 0.1},
+        "image": {"auroc": 0.8},
+        "per_case": per_case,
+        "spread": {s: {"auprc": sp, "dice_pooled": sp} for s in ("mixed", "unhealthy")},
+    }
+
+
+def test_rows_and_markdown_from_a_report():
+    rows = method_rows("m", _report(0.61, 0.5, {"a": 0.2, "b": 0.6}), "m", {"parameters": 1_500_000})
+    assert [r["setup"] for r in rows] == ["mixed", "unhealthy"]
+    u = rows[1]
+    assert u["dice"] == 0.5 and u["auprc"] == 0.61 and u["dice_3d"] == 0.4 and u["image_auroc"] == 0.8
+    assert u["auprc_patient_mean"] == pytest.approx(0.4) and u["auprc_patient_sd"] == pytest.approx(0.2)
+    assert u["per_patient"] == {"a": {"auprc": 0.2, "dice": 0.2}, "b": {"auprc": 0.6, "dice": 0.6}}
+    assert set(CSV_COLUMNS) <= set(u)
+    md = markdown_table(rows).splitlines()
+    assert md[2].startswith("| m | unhealthy | 0.500 | 0.333 |") and "0.400 ± 0.200" in md[2] and "1.50 M" in md[2]
+    assert md[0].count("|") == md[1].count("|") == md[2].count("|")
+
+
+def test_same_baseline():
+    a = _report(0.5, 0.5, {"a": 0.5})
+    assert same_baseline(a, json.loads(json.dumps(a)))
+    b = json.loads(json.dumps(a))
+    b["unhealthy"]["n_slices"] = 11
+    assert not same_baseline(a, b)
+
+
+def test_recipes():
+    assert bundle_overrides("sss", "paper") == {}
+    cpu = bundle_overrides("sss", "cpu")
+    assert cpu == json.loads((Path(__file__).parents[1] / "bundles/sss/configs/cpu_args.json").read_text())
+    quick = bundle_overrides("dtunet", "cpu", quick=True)
+    assert quick["max_epochs"] == 2 and quick["network_def#embed_dim"] == 32 and "threshold_file" in quick
+    assert "threshold_file" not in bundle_overrides("anofpdm", "cpu", quick=True)  # its thresholds: calibration
+    with pytest.raises(ValueError):
+        bundle_overrides("sss", "gpu")
+
+
+@pytest.mark.slow
+def test_quick_benchmark_end_to_end(tmp_path, capsys):
+    data = tmp_path / "data"
+    make_demo_dataset(data, cases=5, seed=3, shape=(40, 36, 20), lesion_fraction=0.8)
+    out = tmp_path / "bench"
+    args = ["benchmark", str(data), "--quick", "--bundles", "sss,dtunet", "--out", str(out), "--test-fraction", "0.4"]
+    assert main(args) == 0
+    for name in ("results.md", "results.csv", "results.json", "pr_curves.png", "dice_per_patient.png", "overlays.png"):
+        assert (out / name).is_file() and (out / name).stat().st_size > 0, name
+    results = json.loads((out / "results.json").read_text())
+    assert len(results["test_patients"]) == 2
+    rows = {(r["method"], r["setup"]): r for r in results["rows"]}
+    assert set(rows) == {(m, s) for m in ("sss", "dtunet", "FLAIR") for s in ("mixed", "unhealthy")}
+    # every number of the table is the evaluation module's, read from the bundle's own report
+    for bundle in ("sss", "dtunet"):
+        report = json.loads((out / bundle / "eval" / "metrics.json").read_text())
+        for setup in ("mixed", "unhealthy"):
+            r, m = rows[(bundle, setup)], report[bundle][setup]
+            for col, key in (("dice", "dice_pooled"), ("iou", "iou_pooled"), ("auprc", "auprc"), ("auroc", "auroc")):
+                assert r[col] == pytest.approx(m[key], abs=1e-12), (bundle, setup, col)
+            assert r["best_dice"] == pytest.approx(m["best_dice"])
+            assert r["image_auroc"] == pytest.approx(report[bundle]["image"]["auroc"])
+            assert r["dice_3d"] == pytest.approx(report[bundle]["volume"]["dice_mean"])
+            assert r["seconds_per_volume"] == pytest.approx(report[bundle]["timing"]["seconds_per_volume"])
+            # the plotted curve is the evaluated one: its step area is the AUPRC (up to the thinning), it ends at
+            # recall 1 with at least the tumour fraction as precision
+            curve = r["pr_curve"]
+            assert curve["recall"][-1] == 1.0 and curve["precision"][-1] >= m["tumour_fraction"] - 1e-12
+            area = float(np.sum(np.diff([0.0, *curve["recall"]]) * np.asarray(curve["precision"])))
+            assert area == pytest.approx(m["auprc"], abs=0.01)
+        # both bundles score the same FLAIR baseline on the same slices
+        assert rows[("FLAIR", "unhealthy")]["auprc"] == pytest.approx(report["flair_baseline"]["unhealthy"]["auprc"])
+        assert rows[("sss", "mixed")]["n_slices"] == report["flair_baseline"]["mixed"]["n_slices"]
+        assert rows[(bundle, "mixed")]["training_minutes"] > 0 and rows[(bundle, "mixed")]["parameters"] > 0
+    with open(out / "results.csv") as f:
+        table = list(csv.DictReader(f))
+    assert len(table) == 6 and float(table[0]["auprc"]) == pytest.approx(rows[("sss", "mixed")]["auprc"])
+    md = (out / "results.md").read_text()
+    assert f"| sss | unhealthy | {rows[('sss', 'unhealthy')]['dice']:.3f} |" in md
+    log = (out / "benchmark.log").read_text()
+    assert "run_bundle('dtunet', 'evaluate'" in log and '"network_def#embed_dim": 32' in log
+
+    # a rerun skips every finished step; another configuration into the same folder is refused
+    capsys.readouterr()
+    assert main(args) == 0
+    assert capsys.readouterr().out.count("skipped") == 6
+    assert main([*args[:-2], "--out", str(out), "--split-seed", "1"]) == 1
+    assert "another configuration" in capsys.readouterr().err
+
+
+def test_bad_arguments(tmp_path, capsys):
+    assert main(["benchmark", str(tmp_path), "--bundles", "nope", "--out", str(tmp_path / "o")]) == 1
+    assert "nope" in capsys.readouterr().err
+    assert (
+        main(
+            [
+                "benchmark",
+                str(tmp_path),
+                "--bundles",
+                "sss",
+                "--checkpoints",
+                "dtunet=x.pt",
+                "--out",
+                str(tmp_path / "o"),
+            ]
+        )
+        == 1
+    )
+    assert "not benchmarked" in capsys.readouterr().err
