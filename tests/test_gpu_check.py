@@ -1,0 +1,65 @@
+# SPDX-License-Identifier: Apache-2.0
+"""``benchmarks/gpu_check.sh --dry``: every stage of the GPU check runs on the CPU at a tiny size, from a cache made
+of phantoms, and reports a JSON result per stage."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from monai_adiff.data.synthetic import make_demo_dataset
+
+pytestmark = pytest.mark.slow
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_gpu_check_dry(tmp_path):
+    make_demo_dataset(tmp_path / "data", cases=5, seed=3, shape=(40, 36, 20), lesion_fraction=0.8)
+    cache = tmp_path / "cache.npz"
+    script = str(ROOT / "benchmarks" / "gpu_check.py")
+    subprocess.run(
+        [sys.executable, script, "--dry", "--make-cache", str(tmp_path / "data"), "--cache", str(cache)],
+        check=True,
+        capture_output=True,
+    )
+    assert cache.is_file()
+    proc = subprocess.run(
+        [
+            "bash",
+            str(ROOT / "benchmarks" / "gpu_check.sh"),
+            "--dry",
+            "--out",
+            str(tmp_path / "out"),
+            "--cache",
+            str(cache),
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    res = json.loads((tmp_path / "out" / "gpu_check.json").read_text())
+    assert list(res) == ["env", "speed_fp32", "noise", "anofpdm", "sss_training"]
+    assert all(r["status"] == "ok" for r in res.values()), {k: r.get("error") for k, r in res.items()}
+    # incremental: one JSON line per stage on stdout, as each finishes
+    assert sum(line.startswith('{"') for line in proc.stdout.splitlines()) == 5
+    sss = res["sss_training"]
+    assert sss["iterations"] >= 1 and len(sss["test_patients"]) >= 1
+    for name in ("sss", "flair_baseline"):
+        assert 0 <= sss[name]["unhealthy"]["auprc"] <= 1
+    assert res["anofpdm"]["seconds_per_volume"] > 0
+
+
+def test_gpu_check_refuses_cpu_without_dry(tmp_path):
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "gpu_check.py"), "--out", str(tmp_path)],
+        capture_output=True,
+        text=True,
+    )
+    if proc.returncode == 0:  # a CUDA machine runs the real check
+        pytest.skip("CUDA available")
+    assert proc.returncode == 2 and "no CUDA device" in proc.stderr
