@@ -201,7 +201,7 @@ class AnomalyMetricsHandler:
             if amap is not None:
                 arrays[f"{name}/map"] = amap[keep]
             if amask is not None:
-                arrays[f"{name}/mask"] = amask[keep]
+                arrays[f"{name}/mask"] = amask[keep] > 0
         for key, value in arrays.items():
             self.snapshots[f"{case}/{key}"] = value.float().numpy() if value.is_floating_point() else value.numpy()
 
