@@ -62,7 +62,8 @@ def inference_parts(
         for k, v in json.loads((root / "configs" / "cpu_args.json").read_text()).items():
             parser[k] = v
     parser["threshold_file"] = None  # no label-free threshold file: timing only
-    if "calibration_file" in parser.config:
+    config = parser.get()
+    if isinstance(config, dict) and "calibration_file" in config:
         parser["calibration_file"] = None
     for k, v in overrides.items():
         parser[k] = v

@@ -30,7 +30,9 @@ VOLUME_SLICES = 125
 
 
 def _one(bundle: str, size: int, batch: int, mem_gib: float) -> dict:
-    """Run in the child: build, warm up on one slice, then time one call on ``batch`` slices."""
+    """Run in the child: build, warm up on one slice, then time one call on ``batch`` slices (a line on stdout
+    when the timed call starts, so a parent that stops it at the time limit knows how long it had run)."""
+    start = time.perf_counter()
     if mem_gib > 0:  # a clean MemoryError instead of the whole machine swapping or the OOM killer
         cap = int(mem_gib * 2**30)
         resource.setrlimit(resource.RLIMIT_AS, (cap, cap))
@@ -46,6 +48,7 @@ def _one(bundle: str, size: int, batch: int, mem_gib: float) -> dict:
     with torch.no_grad():
         inferer.infer(x[:1], network)  # noise tables, lazy allocations
         base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        print(json.dumps({"call_starts_at": time.perf_counter() - start}), flush=True)
         seconds = timed(lambda: inferer.infer(x, network), device)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
     return {
@@ -63,8 +66,13 @@ def _run_child(bundle: str, size: int, batch: int, timeout: float, mem_gib: floa
     t0 = time.perf_counter()
     try:
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
-    except subprocess.TimeoutExpired:
-        return {"status": "timeout", "seconds_per_slice_at_least": timeout / batch}
+    except subprocess.TimeoutExpired as e:
+        out = e.stdout.decode() if isinstance(e.stdout, bytes) else e.stdout or ""
+        lines = [json.loads(x) for x in out.splitlines() if x.startswith('{"call_starts_at"')]
+        if not lines:  # stopped before the timed call: no bound
+            return {"status": "timeout"}
+        ran = time.perf_counter() - t0 - lines[0]["call_starts_at"]  # the call ran at least this long
+        return {"status": "timeout", "seconds_per_slice_at_least": ran / batch}
     if proc.returncode != 0:
         memory = "MemoryError" in proc.stderr or "can't allocate memory" in proc.stderr or proc.returncode == -9
         tail = proc.stderr.strip().splitlines()[-1:] or ["?"]
@@ -81,7 +89,10 @@ def _cell(r: dict | None, key: str, fmt: str) -> str:
     if r["status"] == "ok":
         return format(r[key], fmt)
     if r["status"] == "timeout":
-        return f"> {r['seconds_per_slice_at_least'] * VOLUME_SLICES:.0f} (time limit)" if key == "s_vol" else "-"
+        bound = r.get("seconds_per_slice_at_least")
+        if key != "s_vol" or bound is None:
+            return "time limit"
+        return f"> {bound * VOLUME_SLICES:.0f} (time limit)"
     return r["status"]
 
 
@@ -93,6 +104,7 @@ def main() -> None:
     p.add_argument("--timeout", type=float, default=90, help="seconds per configuration (its process)")
     p.add_argument("--mem-gib", type=float, default=12, help="address-space cap per configuration (0: none)")
     p.add_argument("--out", help="JSON of every configuration")
+    p.add_argument("--table-from", help="print the table of an earlier run's JSON (its --out) and stop")
     p.add_argument("--one", nargs=3, metavar=("BUNDLE", "SIZE", "BATCH"), help=argparse.SUPPRESS)
     a = p.parse_args()
     if a.one:
@@ -102,7 +114,10 @@ def main() -> None:
     bundles = a.bundles.split(",")
     sizes = [int(s) for s in a.sizes.split(",")]
     batches = [int(b) for b in a.batches.split(",")]
-    results: dict[str, dict] = {}
+    if a.table_from:
+        print(_table(json.loads(Path(a.table_from).read_text())["results"], bundles, sizes, batches, a))
+        return
+    results: dict[str, dict | None] = {}
     for bundle in bundles:
         stop: set[tuple[int, int]] = set()  # (size, batch) beyond which the method ran out of time or memory
         for size in sizes:
@@ -119,6 +134,14 @@ def main() -> None:
                     r["s_vol"] = r["seconds_per_slice"] * VOLUME_SLICES
                 shown = {k: (round(v, 3) if isinstance(v, float) else v) for k, v in r.items()}
                 print(f"{key}: {json.dumps(shown)}", flush=True)
+    table = _table(results, bundles, sizes, batches, a)
+    print("\n" + table)
+    if a.out:
+        Path(a.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(a.out).write_text(json.dumps({"results": results, "table": table}, indent=1) + "\n")
+
+
+def _table(results: dict, bundles: list[str], sizes: list[int], batches: list[int], a: argparse.Namespace) -> str:
     lines = [
         f"CPU: {os.cpu_count()} cores; each cell: one process, random weights, the CPU recipe's inference options; "
         f"seconds per volume = seconds per slice x {VOLUME_SLICES} brain slices; time limit {a.timeout:.0f} s and "
@@ -141,11 +164,7 @@ def main() -> None:
                     f"| {bundle} | {size} | {batch} | {_cell(r, 's_vol', '.1f')} | {ratio} "
                     f"| {_cell(r, 'peak_rss_mib', '.0f')} | {_cell(r, 'peak_rss_growth_mib', '.0f')} |"
                 )
-    table = "\n".join(lines)
-    print("\n" + table)
-    if a.out:
-        Path(a.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(a.out).write_text(json.dumps({"results": results, "table": table}, indent=1) + "\n")
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":

@@ -310,16 +310,24 @@ def _report(
         raise InputError(None, f"the bundles evaluated different test patients: {test_cases}")
     notes = []
     if baselines:
-        # every bundle scores the baseline; one row when they agree (same slices, same maps), else one per bundle
-        with_mask = [b for b in baselines if (b[1].get("unhealthy") or {}).get("dice_pooled") is not None]
-        ref = (with_mask or baselines)[0]
-        snapshots["FLAIR"] = method_snapshots(raw_snapshots[ref[0]], FLAIR)  # shown as the table's row
-        if all(same_baseline(ref[1], b[1]) for b in baselines):
-            rows += method_rows("FLAIR", ref[1], ref[0])
-        else:
-            notes.append("The bundles evaluate different slices or sizes: one FLAIR row per bundle.")
-            for name, m in baselines:
-                rows += method_rows(f"FLAIR ({name} slices)", m, name)
+        # every bundle scores the baseline on its own slices and brain mask: bundles that agree share one row
+        groups: list[list[tuple[str, dict]]] = []
+        for b in baselines:
+            group = next((g for g in groups if same_baseline(g[0][1], b[1])), None)
+            if group is None:
+                groups.append([b])
+            else:
+                group.append(b)
+        for k, group in enumerate(groups):
+            with_mask = [b for b in group if (b[1].get("unhealthy") or {}).get("dice_pooled") is not None]
+            ref = (with_mask or group)[0]
+            names = [b[0] for b in group]
+            label = "FLAIR" if k == 0 else f"FLAIR ({', '.join(names)} pixels)"
+            rows += method_rows(label, ref[1], ref[0])
+            if k == 0:
+                snapshots["FLAIR"] = method_snapshots(raw_snapshots[ref[0]], FLAIR)
+            if len(groups) > 1:
+                notes.append(f"`{label}`: the baseline on the slices and brain pixels of {', '.join(names)}.")
     figs = figure_paths(str(out_dir))
     paths: dict[str, Any] = {
         "pr_curves": plot_pr_curves(rows, figs["pr_curves"]),
