@@ -25,6 +25,7 @@ FLOORS = {
     "engines": 3,
     "methods": 4,
     "bundle": 5,
+    "benchmark": 5,
     "demo": 5,
     "cli": 5,
 }
