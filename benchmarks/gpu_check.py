@@ -15,7 +15,8 @@ Fits in 8 minutes on one H100/H200 and prints each result as soon as it has it (
    bundle's SSS inferer) on the held-out patients beside the FLAIR-intensity baseline, the mask threshold from the
    validation patient's tumour-free slices.
 
-The data cannot be read there (only the working tree travels), so make the cache here first (uint8 images, ~10 MB):
+The data cannot be read there (only the working tree travels), so make the cache here first (uint8 images; 5.6 MB
+for the 12 dev patients):
 
     python benchmarks/gpu_check.py --make-cache $BRATS_DEV --cache .gpu/dev_slices.npz
 
