@@ -9,8 +9,9 @@ scores the FLAIR-intensity baseline beside it on the same slices. Every step is 
 explicitly), and the table checks that their FLAIR baselines agree.
 
 Resumable: each finished step is recorded in ``<out>/<bundle>/state.json`` and skipped by a rerun with the same
-configuration; an interrupted training resumes from its last checkpoint (the bundles' ``resume``). A rerun with
-another configuration into the same folder is refused rather than mixed.
+configuration; an interrupted training resumes from its last checkpoint (the bundles' ``resume``; its training
+minutes are then those of the run that finished it). A rerun with another configuration into the same folder is
+refused rather than mixed.
 """
 
 from __future__ import annotations
@@ -170,6 +171,7 @@ class _BundleRun:
 
     def run(self) -> None:
         self.work.mkdir(parents=True, exist_ok=True)
+        self._save()  # the configuration first: an interrupted run is resumed only with the same one
         if self.checkpoint is None:
             self.step("training", "training", self.train_overrides)
         elif not Path(self.checkpoint).is_file():
