@@ -25,7 +25,8 @@ GPU image lacks: monai, pytorch-ignite, nibabel, opensimplex):
 
     bash benchmarks/gpu_check.sh --out $OUT --cache .gpu/dev_slices.npz
 
-``--dry`` runs every stage on the CPU at a tiny size (the test suite does), with a cache made from the demo phantoms.
+``--dry`` runs every stage on the CPU at a tiny size (the test suite does); without ``--cache`` it makes a tiny one
+from demo phantoms in the output folder. The exit status is 1 when any stage failed.
 """
 
 from __future__ import annotations
@@ -280,14 +281,14 @@ def sss_training_stage(cache: str, out: Path, seconds: float, dry: bool) -> dict
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--out", help="output folder (gpu_check.json)")
-    p.add_argument("--cache", default=".gpu/dev_slices.npz", help="compact dev slices (--make-cache)")
+    p.add_argument("--cache", help="compact dev slices (--make-cache; default .gpu/dev_slices.npz)")
     p.add_argument("--make-cache", metavar="DATA", help="write the cache from a BraTS-style folder and stop")
     p.add_argument("--budget", type=float, default=450, help="seconds for all stages (default 450)")
     p.add_argument("--train-seconds", type=float, default=150, help="SSS training time (default 150)")
     p.add_argument("--dry", action="store_true", help="every stage on the CPU at a tiny size")
     a = p.parse_args()
     if a.make_cache:
-        make_cache(a.make_cache, a.cache, size=32 if a.dry else CACHE_SIZE)
+        make_cache(a.make_cache, a.cache or ".gpu/dev_slices.npz", size=32 if a.dry else CACHE_SIZE)
         return
     if not a.out:
         p.error("--out is required")
@@ -295,6 +296,13 @@ def main() -> None:
     if device.type == "cpu" and not a.dry:
         p.error("no CUDA device: this is a GPU check (use --dry to try it on the CPU)")
     out = Path(a.out)
+    cache = a.cache or ".gpu/dev_slices.npz"
+    if a.dry and not a.cache:  # a self-contained dry run: phantoms -> a 32 px cache
+        from monai_adiff.data.synthetic import make_demo_dataset
+
+        make_demo_dataset(out / "phantoms", cases=5, seed=3, shape=(40, 36, 20), lesion_fraction=0.8, overwrite=True)
+        cache = str(out / "phantom_cache.npz")
+        make_cache(str(out / "phantoms"), cache, size=32)
     check = Check(out, a.budget)
     check.stage("env", env_stage, device)
     if a.dry:
@@ -310,8 +318,12 @@ def main() -> None:
         check.stage("noise", script_stage, ["benchmarks/noise_speed.py", "--device", "all", "--repeats", "5"], 90)
     check.stage("anofpdm", anofpdm_stage, device, a.dry)
     train_s = 5 if a.dry else max(30.0, min(a.train_seconds, check.left() - 90))
-    check.stage("sss_training", sss_training_stage, a.cache, out, train_s, a.dry)
-    print(f"done in {time.perf_counter() - check.t0:.0f} s -> {out / 'gpu_check.json'}")
+    check.stage("sss_training", sss_training_stage, cache, out, train_s, a.dry)
+    failed = [k for k, r in check.results.items() if r["status"] != "ok"]
+    print(
+        f"done in {time.perf_counter() - check.t0:.0f} s -> {out / 'gpu_check.json'}; failed stages: {failed or 'none'}"
+    )
+    sys.exit(1 if failed else 0)
 
 
 if __name__ == "__main__":
