@@ -151,10 +151,17 @@ def test_bundle_files_and_metadata(name):
         assert _semver(meta["required_packages_version"][pkg]), pkg
     fmt = meta["network_data_format"]
     image = fmt["inputs"]["image"]
-    assert image["num_channels"] >= 1 and len(image["spatial_shape"]) == 2 and image["value_range"] == [-1, 1]
-    # the post-processed outputs: pred the one-channel anomaly map, pred_mask the binary mask
-    assert fmt["outputs"]["pred"]["num_channels"] == 1 and fmt["outputs"]["pred"]["format"] == "magnitude"
-    assert fmt["outputs"]["pred_mask"]["channel_def"] == {"0": "background", "1": "anomaly"}
+    # the volume the inferer takes (MONAI Label's /info reports len(spatial_shape) as the dimension: 3)
+    inference = json.loads((bundle / "configs" / "inference.json").read_text())
+    assert image["spatial_shape"] == [inference["spatial_size"]] * 2 + ["*"]
+    assert image["num_channels"] == len(inference["modalities"]) and image["value_range"] == [-1, 1]
+    # MONAI Label returns the first output: the binary mask; the map has its own key
+    assert list(fmt["outputs"]) == ["pred", "anomaly_map"]
+    pred, amap = fmt["outputs"]["pred"], fmt["outputs"]["anomaly_map"]
+    assert (pred["format"], pred["dtype"], pred["num_channels"]) == ("segmentation", "uint8", 1)
+    assert pred["channel_def"] == {"0": "background", "1": "anomaly"}
+    assert (amap["format"], amap["dtype"], amap["num_channels"]) == ("magnitude", "float32", 1)
+    assert meta["supported_apps"] == {"monai-label": "0.8.5"}
     # JSON style of the model zoo: 4-space indent
     for f in (bundle / "configs").glob("*.json"):
         text = f.read_text()
@@ -242,6 +249,40 @@ def test_infer_writes_nifti_in_input_space(name, trained, dataset, tmp_path):
         assert (out / f"{item['case']}_overlay.png").is_file()
     # outputs leave the inputs alone and no temporary files behind
     assert not list(out.glob(".*"))
+
+
+@pytest.mark.parametrize("name", BUNDLES)
+def test_served_as_monai_label_serves_a_bundle(name, trained, dataset, tmp_path):
+    """An exported bundle run the way MONAI Label 0.8.5 runs it (see ``tests/label/host.py``): ``pred`` is the
+    uint8 {0, 1} mask on the input's grid, the map has its own key, /info says 3D and no file is written."""
+    from monai_adiff.bundle.export import export_bundle
+    from tests.label.host import infer_like_monai_label, served_dimension
+
+    item = dataset["test"][0]
+    config = json.loads((find_bundle(name) / "configs" / "inference.json").read_text())
+    modalities = config["modalities"]
+    ref = nib.load(item["flair"])
+    if len(modalities) == 1:
+        image = item[modalities[0]]
+    else:  # one 4-channel NIfTI (modalities on the last axis): what a MONAI Label client sends
+        stacked = np.stack([np.asarray(nib.load(item[m]).dataobj) for m in modalities], axis=-1)
+        image = str(tmp_path / "case_4ch.nii.gz")
+        nib.save(nib.Nifti1Image(stacked.astype(np.float32), ref.affine), image)
+    exported = export_bundle(
+        name,
+        trained[name]["work"] / "models" / "model.pt",
+        tmp_path / "served",
+        {k: v for k, v in tiny(name).items() if k.split("#")[0] in config},
+    )
+    assert served_dimension(exported) == 3
+    before = sorted(p.relative_to(exported) for p in exported.rglob("*"))
+    d = infer_like_monai_label(exported, image)
+    pred = d[d["_pred_key"]]
+    assert d["_pred_key"] == "pred" and pred.dtype == torch.uint8
+    assert tuple(pred.shape) == (1, *ref.shape) and set(torch.unique(pred).tolist()) <= {0, 1}
+    assert d["anomaly_map"].dtype == torch.float32 and d["anomaly_map"].shape == pred.shape
+    assert "pred_mask" not in d
+    assert sorted(p.relative_to(exported) for p in exported.rglob("*")) == before  # nothing written
 
 
 @pytest.mark.parametrize("name", BUNDLES)

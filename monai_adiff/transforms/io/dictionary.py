@@ -10,7 +10,7 @@ from typing import cast
 import numpy as np
 import torch
 from monai.config import KeysCollection
-from monai.transforms import LoadImage, MapTransform
+from monai.transforms import LoadImage, MapTransform, SaveImaged
 from monai.utils import ensure_tuple_rep
 
 from monai_adiff.errors import InputError
@@ -83,11 +83,25 @@ def case_name(d: Mapping, case_key: str = "case", image_key: str = "image") -> s
     return name
 
 
-class SaveNiftid(MapTransform):
+class _HostFilteredWriter(SaveImaged):
+    """Marks a writer as a ``SaveImaged`` without sharing its behaviour (``__init__`` skips ``SaveImaged``'s).
+
+    Hosts that write a bundle's prediction themselves drop every ``SaveImaged`` from its post-processing: MONAI
+    Label's bundle task does (``post_filter=[SaveImaged]``), so a request writes nothing into the bundle folder. Our
+    writers cannot be ``SaveImaged`` itself: they write atomically, protect the input files and name the outputs per
+    case (NIfTI), or draw a PNG.
+    """
+
+    def __init__(self, keys: KeysCollection, allow_missing_keys: bool = False) -> None:
+        MapTransform.__init__(self, keys, allow_missing_keys)
+
+
+class SaveNiftid(_HostFilteredWriter):
     """Write ``keys`` as ``<output_dir>/<case>_<postfix>.nii.gz`` (e.g. ``_anomaly_map``, ``_anomaly_mask``).
 
     Use after ``Invertd`` so the volumes are back on the input's grid with its affine. The input files (from the
-    image's metadata) are never overwritten, and an ``output_dir`` that is an input file's folder is refused.
+    image's metadata) are never overwritten, and an ``output_dir`` that is an input file's folder is refused. A
+    ``SaveImaged`` for type checks only, so MONAI Label leaves it out (it returns the prediction itself).
 
     Args:
         keys: keys to write.
@@ -131,8 +145,10 @@ class SaveNiftid(MapTransform):
         return d
 
 
-class SaveOverlayd(MapTransform):
+class SaveOverlayd(_HostFilteredWriter):
     """Write ``<output_dir>/<case>_overlay.png`` showing the most anomalous axial slices (model resolution).
+
+    A ``SaveImaged`` for type checks only, so MONAI Label leaves it out.
 
     Args:
         keys: the prediction key (channel 0 = map).
