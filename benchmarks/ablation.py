@@ -235,6 +235,8 @@ def main() -> None:
         f"{sum(v['x'].shape[0] for v in test)} test slices ({time.perf_counter() - t0:.0f} s)"
     )
     network = load_network_weights(parser.get_parsed_content("network_def"), a.checkpoint).eval()
+    if parser.get("weakly_supervised"):  # DTU-Net's label token: guided towards healthy, as the bundle's evaluator
+        network = parser.get_parsed_content("guided_network")
     inferer = parser.get_parsed_content("inferer")
     by_lambda = a.bundle != "sss" and a.lambdas is not None
     lambda_steps = int(a.steps.split(",")[0]) if by_lambda else None
