@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 
@@ -25,6 +26,30 @@ def brats_dir() -> Path | None:
     env = os.environ.get("MONAI_ADIFF_BRATS_DIR")
     path = Path(env) if env else REPO.parent / "shared" / "data" / "brats18-dev"
     return path if path.is_dir() and any(path.iterdir()) else None
+
+
+@pytest.fixture(autouse=True)
+def _restore_logging_handlers():
+    """A bundle run applies its ``logging.conf`` (a root handler on the ``sys.stdout`` of that moment: a test's
+    capture, closed afterwards), and MONAI's ``StatsHandler`` gives its logger one too. Take every handler a test
+    added off again, so later tests do not log into a closed stream."""
+
+    def snapshot() -> dict[str, list[logging.Handler]]:
+        loggers = {"": logging.getLogger()}
+        loggers.update({n: lg for n, lg in logging.Logger.manager.loggerDict.items() if isinstance(lg, logging.Logger)})
+        return {n: list(lg.handlers) for n, lg in loggers.items()}
+
+    before, level = snapshot(), logging.getLogger().level
+    yield
+    for name, handlers in snapshot().items():
+        logger = logging.getLogger(name or None)
+        for h in handlers:
+            if h not in before.get(name, []):
+                logger.removeHandler(h)
+        for h in before.get(name, []):
+            if h not in logger.handlers:  # a logging.conf replaces the root's handlers
+                logger.addHandler(h)
+    logging.getLogger().setLevel(level)
 
 
 @pytest.fixture

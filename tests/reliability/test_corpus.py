@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 import torch
 
+from monai_adiff.bundle import find_bundle
 from monai_adiff.cli import EXIT_PARTIAL, main
 from tests.conftest import LPS_AFFINE, save_nifti, write_case
 from tests.reliability.conftest import FAST, TINY_NET, save_checkpoint
@@ -404,8 +405,9 @@ def test_checkpoint_of_another_bundle_with_its_record(tmp_path):
             ]
         )
     lines = [ln for ln in err.getvalue().strip().splitlines() if ln.startswith("error:")]
+    version = json.loads((find_bundle("sss") / "configs" / "metadata.json").read_text())["version"]
     assert code == 1 and lines == [
-        f"error: {sss}: is a checkpoint of the 'sss' bundle 0.4.0, whose network does not fit the anofpdm bundle's"
+        f"error: {sss}: is a checkpoint of the 'sss' bundle {version}, whose network does not fit the anofpdm bundle's"
     ]
 
 
