@@ -255,25 +255,12 @@ def test_infer_writes_nifti_in_input_space(name, trained, dataset, tmp_path):
 def test_served_as_monai_label_serves_a_bundle(name, trained, dataset, tmp_path):
     """An exported bundle run the way MONAI Label 0.8.5 runs it (see ``tests/label/host.py``): ``pred`` is the
     uint8 {0, 1} mask on the input's grid, the map has its own key, /info says 3D and no file is written."""
-    from monai_adiff.bundle.export import export_bundle
-    from tests.label.host import infer_like_monai_label, served_dimension
+    from tests.label.host import client_image, export_for_serving, infer_like_monai_label, served_dimension
 
     item = dataset["test"][0]
-    config = json.loads((find_bundle(name) / "configs" / "inference.json").read_text())
-    modalities = config["modalities"]
     ref = nib.load(item["flair"])
-    if len(modalities) == 1:
-        image = item[modalities[0]]
-    else:  # one 4-channel NIfTI (modalities on the last axis): what a MONAI Label client sends
-        stacked = np.stack([np.asarray(nib.load(item[m]).dataobj) for m in modalities], axis=-1)
-        image = str(tmp_path / "case_4ch.nii.gz")
-        nib.save(nib.Nifti1Image(stacked.astype(np.float32), ref.affine), image)
-    exported = export_bundle(
-        name,
-        trained[name]["work"] / "models" / "model.pt",
-        tmp_path / "served",
-        {k: v for k, v in tiny(name).items() if k.split("#")[0] in config},
-    )
+    image = client_image(name, item, tmp_path)
+    exported = export_for_serving(name, trained[name]["work"] / "models" / "model.pt", tmp_path / "served")
     assert served_dimension(exported) == 3
     before = sorted(p.relative_to(exported) for p in exported.rglob("*"))
     d = infer_like_monai_label(exported, image)

@@ -16,9 +16,36 @@ import json
 from pathlib import Path
 from typing import Any
 
+import nibabel as nib
+import numpy as np
 import torch
 from monai.bundle import ConfigParser
 from monai.transforms import Compose, LoadImaged, SaveImaged
+
+
+def export_for_serving(name: str, checkpoint: str | Path, out: str | Path) -> Path:
+    """``export_bundle`` of a contract-test checkpoint with the bundle's tiny overrides (those its configs define)."""
+    from monai_adiff.bundle import find_bundle, quick_overrides
+    from monai_adiff.bundle.export import export_bundle
+
+    config = json.loads((find_bundle(name) / "configs" / "inference.json").read_text())
+    overrides = {k: v for k, v in quick_overrides(name, 32).items() if k.split("#")[0] in config}
+    return export_bundle(name, checkpoint, out, overrides)
+
+
+def client_image(name: str, item: dict, folder: str | Path) -> Path:
+    """The one file a MONAI Label client sends for a case: the modality itself, or the bundle's modalities stacked as
+    one NIfTI with channels on the last axis (AnoFPDM's four)."""
+    from monai_adiff.bundle import find_bundle
+
+    modalities = json.loads((find_bundle(name) / "configs" / "inference.json").read_text())["modalities"]
+    if len(modalities) == 1:
+        return Path(item[modalities[0]])
+    ref = nib.load(item[modalities[0]])
+    stacked = np.stack([np.asarray(nib.load(item[m]).dataobj) for m in modalities], axis=-1)
+    path = Path(folder) / f"{item['case']}_{len(modalities)}ch.nii.gz"
+    nib.save(nib.Nifti1Image(stacked.astype(np.float32), ref.affine), str(path))
+    return path
 
 
 def served_dimension(bundle_dir: str | Path) -> int:

@@ -25,9 +25,8 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from monai_adiff.bundle import find_bundle
-from monai_adiff.bundle.export import export_bundle
-from tests.bundles.test_contract import BUNDLES, dataset, tiny, trained  # noqa: F401 (fixtures)
+from tests.bundles.test_contract import BUNDLES, dataset, trained  # noqa: F401 (fixtures)
+from tests.label.host import client_image, export_for_serving
 
 pytestmark = pytest.mark.slow
 
@@ -84,9 +83,7 @@ def server(trained, dataset, tmp_path_factory):  # noqa: F811
     )
     app = root / "apps" / "monaibundle"
     for name in BUNDLES:
-        config = json.loads((find_bundle(name) / "configs" / "inference.json").read_text())
-        overrides = {k: v for k, v in tiny(name).items() if k.split("#")[0] in config}
-        export_bundle(name, trained[name]["work"] / "models" / "model.pt", app / "model" / name, overrides)
+        export_for_serving(name, trained[name]["work"] / "models" / "model.pt", app / "model" / name)
     (root / "studies").mkdir()
     port = _free_port()
     log = open(root / "server.log", "wb")
@@ -132,14 +129,8 @@ def test_info_lists_every_bundle_as_3d(server):
 @pytest.mark.parametrize("name", BUNDLES)
 def test_infer_returns_the_mask_on_the_input_grid(name, server, dataset, tmp_path):  # noqa: F811
     item = dataset["test"][0]
-    config = json.loads((find_bundle(name) / "configs" / "inference.json").read_text())
     ref = nib.load(item["flair"])
-    if len(config["modalities"]) == 1:
-        upload = Path(item[config["modalities"][0]])
-    else:  # the modalities as one 4-channel NIfTI, the last axis: what a MONAI Label client sends
-        stacked = np.stack([np.asarray(nib.load(item[m]).dataobj) for m in config["modalities"]], axis=-1)
-        upload = tmp_path / f"{item['case']}_4ch.nii.gz"
-        nib.save(nib.Nifti1Image(stacked.astype(np.float32), ref.affine), str(upload))
+    upload = client_image(name, item, tmp_path)
     image_id = f"{name}_{item['case']}"
     status, body = _request(f"{server['url']}/datastore/image?image={image_id}", "PUT", upload)
     assert status == 200, body[-2000:]
