@@ -318,7 +318,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--cases", type=int, default=8, help="phantom cases (2 test, 1 threshold, the rest train; default 8)"
     )
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    p.add_argument("--epochs", type=int, default=100, help="training epochs (default 100)")
+    p.add_argument("--epochs", type=int, default=60, help="training epochs (default 60)")
     p.set_defaults(func=_cmd_demo)
 
     p = sub.add_parser("infer", help="score NIfTI volumes with a bundle: <case>_anomaly_map/_anomaly_mask.nii.gz")
