@@ -64,7 +64,7 @@ NETWORK_OVERRIDES = {
 #: what each bundle's calibration file holds (compared with the reference)
 CALIBRATION_KEYS = {
     "anofpdm": ("guidance", "cos_threshold", "m_max", "accuracy"),
-    "d3ad": ("latent_range", "feature_range", "image_range"),
+    "d3ad": ("latent_range", "feature_range", "image_range", "guidance", "guidance_auroc"),
 }
 
 

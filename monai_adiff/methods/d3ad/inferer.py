@@ -60,7 +60,7 @@ class D3ADInferer(AnomalyInferer):
         feature_reference: ``"input"`` (the paper's: features of the slice) or ``"decoded"`` (of ``D(z0)``).
         latent_range, feature_range, image_range: ``(lo, hi)`` of each term on healthy slices.
         calibration_file: a JSON with the ranges (``run calibrate``); when it exists its values replace the
-            arguments.
+            arguments, and so does its ``guidance`` when calibration chose ``w`` from a grid.
         slice_batch_size, autocast_dtype, brain_tol, seed, progress: see :class:`AnomalyInferer`.
     """
 
@@ -124,8 +124,13 @@ class D3ADInferer(AnomalyInferer):
             for key in CALIBRATED_RANGES:
                 if key in cal:
                     setattr(self, key, tuple(float(v) for v in cal[key]))
+            if cal.get("guidance") is not None:  # chosen by calibration from the validation image labels
+                self.guidance = float(cal["guidance"])
             logger.info(
-                "D3AD: map ranges %s from %s", {k: getattr(self, k) for k in CALIBRATED_RANGES}, calibration_file
+                "D3AD: map ranges %s, w %s from %s",
+                {k: getattr(self, k) for k in CALIBRATED_RANGES},
+                self.guidance,
+                calibration_file,
             )
         elif calibration_file:
             logger.warning(
@@ -195,6 +200,12 @@ class D3ADInferer(AnomalyInferer):
         self, x: torch.Tensor, network: Callable[..., torch.Tensor], generator: torch.Generator | None
     ) -> dict[str, torch.Tensor]:
         terms, t_hat = self.terms(x, cast(D3ADModel, network), generator)
+        amap, score = self.combine(terms, x)
+        return {ANOMALY_MAP: amap, "pred_score": score, "t_hat": t_hat.float()}
+
+    def combine(self, terms: dict[str, torch.Tensor], x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The map (N, H, W) from the unnormalised ``terms`` of slices ``x`` (normalised, weighted, blurred) and the
+        slice score, its maximum over the brain (0 for slices without brain)."""
         amap = self.latent_weight * self._normalise(terms["latent"], self.latent_range)
         amap = amap + (1 - self.latent_weight) * self._normalise(terms["feature"], self.feature_range)
         if self.image_weight > 0:
@@ -206,4 +217,4 @@ class D3ADInferer(AnomalyInferer):
         brain = brain_from_inputs(x, tol=self.brain_tol)[:, 0]
         score = amap.masked_fill(~brain, float("-inf")).flatten(1).max(1).values
         score = torch.where(brain.flatten(1).any(1), score, torch.zeros_like(score))
-        return {ANOMALY_MAP: amap, "pred_score": score, "t_hat": t_hat.float()}
+        return amap, score
