@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import csv
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -122,6 +123,11 @@ def test_quick_benchmark_end_to_end(tmp_path, capsys):
     # a rerun skips every finished step; another configuration into the same folder is refused
     capsys.readouterr()
     assert main(args) == 0
+    assert capsys.readouterr().out.count("skipped") == 6
+    # ... also from a copy of the folder (paths inside it are recorded relative to it)
+    shutil.copytree(out, tmp_path / "moved")
+    moved = [a if a != str(out) else str(tmp_path / "moved") for a in args]
+    assert main(moved) == 0
     assert capsys.readouterr().out.count("skipped") == 6
     assert main([*args[:-2], "--out", str(out), "--split-seed", "1"]) == 1
     assert "another configuration" in capsys.readouterr().err

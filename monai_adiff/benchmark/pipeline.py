@@ -9,9 +9,10 @@ scores the FLAIR-intensity baseline beside it on the same slices. Every step is 
 explicitly), and the table checks that their FLAIR baselines agree.
 
 Resumable: each finished step is recorded in ``<out>/<bundle>/state.json`` and skipped by a rerun with the same
-configuration; an interrupted training resumes from its last checkpoint (the bundles' ``resume``; its training
-minutes are then those of the run that finished it). A rerun with another configuration into the same folder is
-refused rather than mixed.
+configuration (also after the output folder was moved or copied: paths inside it are recorded relative to it); an
+interrupted training resumes from its last checkpoint (the bundles' ``resume``; its training minutes are then those
+of the run that finished it). A rerun with another configuration into the same folder is refused rather than
+mixed.
 """
 
 from __future__ import annotations
@@ -141,8 +142,10 @@ class _BundleRun:
         self.state_path = work / "state.json"
         self.state = _read_state(self.state_path)
         config = {"train": self.train_overrides, "infer": self.infer_overrides, "checkpoint": checkpoint}
-        config = json.loads(json.dumps(config, default=str))
-        if self.state.get("config") not in (None, config):
+        absolute = json.loads(json.dumps(config, default=str))
+        # paths inside the work folder are recorded relative to it, so a moved or copied folder still resumes
+        config = json.loads(json.dumps(absolute).replace(json.dumps(str(work))[1:-1], "{work}"))
+        if self.state.get("config") not in (None, config, absolute):
             raise InputError(
                 str(work), f"holds a {bundle} benchmark run with another configuration; choose a new --out folder"
             )
