@@ -17,6 +17,7 @@ from .datalist import (
 )
 from .dataset import SELECTIONS, BrainSliceDataset
 from .io import check_case, check_volume, ras_axial, read_volume
+from .sampling import class_balanced_sampler
 from .slices import build_slice_table, case_slice_table, summarize_slice_table, table_to_csv
 
 __all__ = [
@@ -29,6 +30,7 @@ __all__ = [
     "case_slice_table",
     "find_input_error",
     "check_case",
+    "class_balanced_sampler",
     "check_volume",
     "load_cases",
     "ras_axial",
