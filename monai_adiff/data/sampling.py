@@ -32,7 +32,7 @@ def class_balanced_sampler(
     labels = torch.as_tensor(labels).long().flatten()
     if labels.numel() == 0:
         raise ValueError("class_balanced_sampler: no labels (empty dataset)")
-    classes, inverse, counts = labels.unique(return_inverse=True, return_counts=True)
+    _, inverse, counts = labels.unique(return_inverse=True, return_counts=True)
     weights = (1.0 / counts.double())[inverse]  # each class's weights sum to 1
     generator = torch.Generator().manual_seed(int(seed))
     return WeightedRandomSampler(
