@@ -30,6 +30,7 @@ import argparse
 import copy
 import json
 import os
+import re
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -106,6 +107,43 @@ def checkpoint_config(common: Mapping[str, Any]) -> list[list[str]]:
     return [[i, f"@{i}"] for i in ids]
 
 
+#: the expression that reads a boolean config value (see :func:`coerce_flag_references`)
+FLAG_READER = "monai.utils.str2bool"
+
+
+def coerce_flag_references(configs: Mapping[str, Any], flags: Sequence[str]) -> dict[str, Any]:
+    """A copy of ``configs`` (``{file name: config}``) in which every reference to a boolean top-level id reads it
+    through MONAI's ``str2bool``.
+
+    ``python -m monai.bundle run ... --dynamic false`` passes the string ``'false'``, which Python takes as true, so
+    without this a documented override would be silently ignored; ``str2bool`` turns ``"false"``/``"true"`` (and
+    ``"no"``, ``"0"``, ...) into booleans, keeps booleans, and refuses anything else. ``"@flag"`` becomes
+    ``"$monai.utils.str2bool(@flag)"``, and ``@flag`` inside an expression ``monai.utils.str2bool(@flag)``.
+    """
+    if not flags:
+        return copy.deepcopy(dict(configs))
+    pattern = re.compile(r"@(" + "|".join(re.escape(f) for f in sorted(flags, key=len, reverse=True)) + r")(?![\w#])")
+
+    def rewrite(node: Any) -> Any:
+        if isinstance(node, Mapping):
+            return {k: rewrite(v) for k, v in node.items()}
+        if isinstance(node, list):
+            return [rewrite(v) for v in node]
+        if isinstance(node, str) and pattern.search(node):
+            if node.startswith("$"):
+                return pattern.sub(lambda m: f"{FLAG_READER}({m.group(0)})", node)
+            if pattern.fullmatch(node):
+                return f"${FLAG_READER}({node})"
+        return node
+
+    return {name: rewrite(cfg) for name, cfg in configs.items()}
+
+
+def _flags(configs: Mapping[str, Any]) -> list[str]:
+    """The top-level ids of ``configs`` (``{file name: config}``) whose value is a boolean."""
+    return sorted({k for cfg in configs.values() for k, v in cfg.items() if isinstance(v, bool) and "#" not in k})
+
+
 def _read_json(path: Path) -> dict[str, Any]:
     with open(path) as f:
         return json.load(f)
@@ -142,6 +180,8 @@ def compose_bundle(bundle_dir: str | os.PathLike, base_dir: str | os.PathLike | 
     cpu = {**cpu_overrides(), **CPU_TRAINING, **fragment.get("cpu_args", {})}
     files["cpu_args.json"] = {k: v for k, v in cpu.items() if k != _REMOVE and k not in cpu.get(_REMOVE, [])}
     files.update(fragment.get("configs", {}))
+    workflows = {k: v for k, v in files.items() if k not in ("metadata.json", "cpu_args.json")}
+    files.update(coerce_flag_references(workflows, _flags(files)))
     out = {f"configs/{name}": _dump(cfg) for name, cfg in files.items()}
     out["configs/logging.conf"] = (base / "logging.conf").read_text()
     out["LICENSE"] = (base.parent.parent / "LICENSE").read_text()

@@ -23,6 +23,7 @@ from monai_adiff.bundle import (
     run_bundle,
     write_bundle,
 )
+from monai_adiff.bundle.compose import coerce_flag_references
 from monai_adiff.bundle.compose import main as compose_main
 from monai_adiff.data import scan_brats_folder, write_datalist
 from monai_adiff.data.synthetic import make_demo_dataset
@@ -39,6 +40,49 @@ def test_apply_overrides():
     assert apply_overrides(base, {"list#2": {"k": 3}})["list"] == [{"k": 1}, {"k": 2}, {"k": 3}]  # one past: append
     with pytest.raises(IndexError):
         apply_overrides(base, {"list#3": {"k": 3}})
+
+
+def test_flag_references_read_through_str2bool():
+    cfg = {
+        "x.json": {
+            "resume": True,
+            "resume_ckpt": "$f(@ckpt) if @resume else None",
+            "net": {"flag": "@resume", "other": "@resume_ckpt", "nested": "@resume#a"},
+            "off": "$not @resume",
+            "text": "see @resume",
+        }
+    }
+    out = coerce_flag_references(cfg, ["resume"])["x.json"]
+    assert out["resume"] is True
+    assert out["resume_ckpt"] == "$f(@ckpt) if monai.utils.str2bool(@resume) else None"
+    assert out["net"] == {"flag": "$monai.utils.str2bool(@resume)", "other": "@resume_ckpt", "nested": "@resume#a"}
+    assert out["off"] == "$not monai.utils.str2bool(@resume)"
+    assert out["text"] == "see @resume"  # not a reference MONAI resolves
+    assert cfg["x.json"]["net"]["flag"] == "@resume"  # the input is not modified
+
+
+@pytest.mark.parametrize(("value", "expected"), [("false", False), ("False", False), ("true", True), (False, False)])
+def test_a_boolean_override_from_the_command_line_is_honoured(value, expected):
+    """``--dynamic false`` reaches the inferer as False (MONAI's CLI passes the string 'false', which is truthy)."""
+    from monai.bundle import ConfigParser
+
+    parser = ConfigParser()
+    parser.read_config(str(BUNDLES_DIR / "d3ad" / "configs" / "inference.json"))
+    parser["dynamic"] = value
+    parser["save_overlay"] = value
+    assert parser.get_parsed_content("inferer").dynamic is expected
+    assert parser.get_parsed_content("save_transforms#0#_disabled_") is (not expected)
+
+
+def test_a_boolean_override_that_is_no_boolean_is_refused():
+    from monai.bundle import ConfigParser
+
+    parser = ConfigParser()
+    parser.read_config(str(BUNDLES_DIR / "d3ad" / "configs" / "inference.json"))
+    parser["dynamic"] = "maybe"
+    with pytest.raises(RuntimeError, match="dynamic") as err:
+        parser.get_parsed_content("inferer")
+    assert "maybe" in str(err.value.__cause__)  # MONAI names the expression, str2bool the value
 
 
 @pytest.mark.parametrize("name", [b for b in list_bundles() if (BUNDLES_DIR / b / FRAGMENT).is_file()])

@@ -17,7 +17,7 @@ from typing import Any, cast
 
 import torch
 from monai.engines import SupervisedTrainer, default_prepare_batch
-from monai.handlers import StatsHandler
+from monai.handlers import LrScheduleHandler, StatsHandler
 from torch import nn
 
 from monai_adiff.engines.checkpoint import CheckpointLoader, CheckpointSaver, latest_checkpoint
@@ -119,6 +119,7 @@ def train_stage(
     device: torch.device | str = "cpu",
     name: str = "stage",
     weight_decay: float = 0.0,
+    cosine_lr: bool = False,
 ) -> nn.Module:
     """Train ``network`` with MONAI's ``SupervisedTrainer`` and AdamW, resuming from the newest
     ``checkpoint_epoch=<n>.pt`` in ``ckpt_dir`` (one periodic checkpoint is kept); a finished stage returns at once.
@@ -126,6 +127,12 @@ def train_stage(
     Under ``torch.distributed`` (the bundle's ``multi_gpu_train.json``) the network is wrapped in
     ``DistributedDataParallel``, the loader's ``DistributedSampler`` is re-seeded every epoch and only rank 0 logs
     and writes checkpoints.
+
+    Args:
+        cosine_lr: decay the learning rate along a cosine from ``learning_rate`` to 0 over ``max_epochs`` (MONAI's
+            ``LrScheduleHandler`` stepping PyTorch's ``CosineAnnealingLR`` once per epoch; its state is checkpointed,
+            so a resumed stage continues the schedule). A constant rate ends wherever the last noisy steps left the
+            weights; the decay lets the last epochs settle them.
 
     Returns:
         the trained network.
@@ -148,6 +155,11 @@ def train_stage(
             StatsHandler(name=f"{name}_stats", tag_name=f"{name}_loss", output_transform=lambda out: out["loss"]),
             ProgressBarHandler(output_transform=lambda out: {"loss": out["loss"]}, desc=name),
         ]
+    state: dict[str, Any] = {"model": network, "optimizer": optimizer}
+    if cosine_lr:
+        schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=int(max_epochs))
+        handlers.append(LrScheduleHandler(cast(Any, schedule), print_lr=False, epoch_level=True))
+        state["lr_scheduler"] = schedule
     trainer = SupervisedTrainer(
         device=device,
         max_epochs=int(max_epochs),
@@ -164,7 +176,7 @@ def train_stage(
         from ignite.engine import Events
 
         trainer.add_event_handler(Events.EPOCH_STARTED, lambda e: set_epoch(e.state.epoch))
-    state = {"model": network, "optimizer": optimizer, "trainer": trainer}
+    state["trainer"] = trainer
     resume = latest_checkpoint(ckpt_dir)
     if resume is not None:
         CheckpointLoader(load_path=resume, load_dict=state, map_location=cast(Any, device))(trainer)

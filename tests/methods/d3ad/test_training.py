@@ -1,6 +1,6 @@
 # SPDX-License-Identifier: Apache-2.0
 """D3AD's model and fitting steps: checkpoints with a fitted bank, the latent scale, the bank and its bins against
-brute force, the autoencoder loss by hand, the masking pretext."""
+brute force, the autoencoder loss by hand, the masking pretext, the stages' cosine schedule in closed form."""
 
 from __future__ import annotations
 
@@ -8,14 +8,16 @@ import numpy as np
 import pytest
 import torch
 
-from monai_adiff.engines.checkpoint import load_network_weights
+from monai_adiff.engines.checkpoint import latest_checkpoint, load_network_weights
 from monai_adiff.methods.d3ad import (
     AutoencoderKLLoss,
+    ImagePrepareBatch,
     LatentDiffusionPrepareBatch,
     MaskedImagePrepareBatch,
     fit_feature_bank,
     fit_latent_scale,
     sync_fitted_parts,
+    train_stage,
 )
 from tests.methods.d3ad.conftest import brain_slices, tiny_model
 
@@ -100,3 +102,45 @@ def test_latent_prepare_batch_trains_on_scaled_latents(model):
     z, target, args, kwargs = LatentDiffusionPrepareBatch(model, 1000, sample=False)({"image": x})
     torch.testing.assert_close(z, model.encode(x))
     assert target.shape == z.shape and torch.equal(target, kwargs["noise"]) and kwargs["timesteps"].shape == (4,)
+
+
+class _Interrupting:
+    """Two batches per epoch; raises when epoch ``stop_at`` starts (an interrupted training)."""
+
+    def __init__(self, stop_at: int | None = None) -> None:
+        self.stop_at, self.epoch = stop_at, 0
+        self.batches = [{"image": torch.randn(4, 3, generator=torch.Generator().manual_seed(i))} for i in range(2)]
+
+    def __len__(self) -> int:
+        return len(self.batches)
+
+    def __iter__(self):
+        self.epoch += 1
+        if self.epoch == self.stop_at:
+            raise RuntimeError("interrupted")
+        return iter(self.batches)
+
+
+def _saved_lr(ckpt_dir) -> tuple[float, dict]:
+    state = torch.load(latest_checkpoint(str(ckpt_dir)), weights_only=True)
+    return state["optimizer"]["param_groups"][0]["lr"], state.get("lr_scheduler", {})
+
+
+def test_cosine_stage_schedule_follows_the_closed_form_and_resumes(tmp_path):
+    lr, epochs = 0.1, 4
+    args = {"loss_function": torch.nn.MSELoss(), "prepare_batch": ImagePrepareBatch(), "learning_rate": lr}
+    net = torch.nn.Linear(3, 3)
+    with pytest.raises(RuntimeError, match="interrupted"):
+        train_stage(
+            net, data_loader=_Interrupting(stop_at=3), max_epochs=epochs, ckpt_dir=str(tmp_path), cosine_lr=True, **args
+        )
+    saved, sched = _saved_lr(tmp_path)
+    assert saved == pytest.approx(0.5 * lr * (1 + np.cos(np.pi * 2 / epochs)))  # after 2 of 4 epochs: lr / 2
+    assert sched["last_epoch"] == 2
+    train_stage(net, data_loader=_Interrupting(), max_epochs=epochs, ckpt_dir=str(tmp_path), cosine_lr=True, **args)
+    saved, sched = _saved_lr(tmp_path)
+    assert sched["last_epoch"] == epochs  # the schedule went on from the checkpoint, not from its start
+    assert saved == pytest.approx(0.0, abs=1e-9)
+    plain = tmp_path / "constant"
+    train_stage(torch.nn.Linear(3, 3), data_loader=_Interrupting(), max_epochs=2, ckpt_dir=str(plain), **args)
+    assert _saved_lr(plain) == (lr, {})
