@@ -9,7 +9,7 @@ conditioning gap and its training handler; ``network``: the UNet with the public
 from .calibration import best_accuracy_threshold, calibrate_fpdm, select_guidance
 from .gap import GAP_FIELDS, ConditioningGapHandler, conditioning_gap, summarize_gap
 from .inferer import CALIBRATED_KEYS, FPDMInferer
-from .network import CLASS_CONDITIONING, CFGDiffusionModelUNet, NullableClassEmbedding
+from .network import CLASS_CONDITIONING, CFGDiffusionModelUNet, NullableClassEmbedding, ScaleShiftResnetBlock
 from .sweep import FPDMSweep, cosine_similarity, fpdm_step_grid, fpdm_sweep, rowwise_quantile
 from .threshold import fpdm_quantile
 
@@ -22,6 +22,7 @@ __all__ = [
     "FPDMInferer",
     "FPDMSweep",
     "NullableClassEmbedding",
+    "ScaleShiftResnetBlock",
     "best_accuracy_threshold",
     "calibrate_fpdm",
     "conditioning_gap",

@@ -88,7 +88,8 @@ def calibrate_fpdm(
     batch_size: int | None = None,
     device: str | torch.device | None = None,
     label_key: str = "slice_label",
-    gap_draws: int = 4,
+    gap_draws: int = 16,
+    gap_max_timestep: int | None = None,
 ) -> dict[str, Any]:
     """Choose AnoFPDM's guidance strength, cosine threshold and ``M_max`` on validation slices; write them as JSON.
 
@@ -106,6 +107,8 @@ def calibrate_fpdm(
         device: where to run (default: the network's device).
         label_key: key of the slice label in the dataset items.
         gap_draws: ``(t, noise)`` draws per slice for the conditioning gap (``t`` stratified, MSEs averaged).
+        gap_max_timestep: the gap's ``t`` is drawn below this: the range the network was trained on (default: every
+            step of the scheduler).
 
     Returns:
         the calibration dict (also written to ``output_file``).
@@ -147,13 +150,18 @@ def calibrate_fpdm(
                 gap_generator,
                 inferer.null_label,
                 inferer.network_call,
+                max_timestep=gap_max_timestep,
                 draws=gap_draws,
             )
         )
     cos_all, m_all, y = torch.cat(cos, dim=1), torch.cat(m_end, dim=1), torch.cat(labels)
     area = torch.cat(areas).double()
     gap = {k: torch.cat([g[k] for g in gaps]) for k in ("true", "swapped", "null")}
-    conditioning = summarize_gap(gap)
+    conditioning = {
+        **summarize_gap(gap),
+        "max_timestep": int(gap_max_timestep or inferer.scheduler.num_train_timesteps),
+        "draws": int(gap_draws),
+    }
     if len(torch.unique(y)) < 2:
         raise ValueError(
             f"calibration needs healthy and unhealthy validation slices; labels present: {y.unique().tolist()}"
@@ -237,6 +245,11 @@ def calibrate_fpdm(
     )
     print(
         f"calibration: guidance {w_star}, cos threshold {result['cos_threshold']:.6f}, M_max {result['m_max']:.6g}, "
-        f"accuracy {result['accuracy']:.3f} on {result['n_slices']} slices -> {output_file}"
+        f"accuracy {result['accuracy']:.3f} on {result['n_slices']} slices -> {output_file}\n"
+        f"conditioning gap (t < {conditioning['max_timestep']}, {gap_draws} draws per slice): noise MSE with the "
+        f"true / swapped / null label {conditioning['noise_mse_true']:.5f} / {conditioning['noise_mse_swapped']:.5f} "
+        f"/ {conditioning['noise_mse_null']:.5f}; the true label is better than the null on "
+        f"{100 * conditioning['true_below_null_fraction']:.0f}% of slices, than the swapped on "
+        f"{100 * conditioning['true_below_swapped_fraction']:.0f}%"
     )
     return result

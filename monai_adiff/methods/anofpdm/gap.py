@@ -121,6 +121,7 @@ class ConditioningGapHandler:
         seed: seed of ``t`` and the noise.
         device: where to run (default: the network's device).
         draws: ``(t, noise)`` draws per slice, averaged (see :func:`conditioning_gap`).
+        max_timestep: draw ``t`` below this: the range the network is trained on (default: every step).
     """
 
     def __init__(
@@ -136,6 +137,7 @@ class ConditioningGapHandler:
         seed: int = 0,
         device: str | torch.device | None = None,
         draws: int = 1,
+        max_timestep: int | None = None,
     ) -> None:
         if interval < 1:
             raise ValueError(f"interval must be >= 1, got {interval}")
@@ -143,6 +145,7 @@ class ConditioningGapHandler:
         self.null_label, self.label_key, self.interval = int(null_label), label_key, int(interval)
         self.output_file, self.max_slices, self.seed, self.device = output_file, max_slices, int(seed), device
         self.draws = int(draws)
+        self.max_timestep = max_timestep
 
     def attach(self, engine: Engine) -> None:
         engine.add_event_handler(Events.STARTED, self._started)
@@ -167,7 +170,16 @@ class ConditioningGapHandler:
                 if self.max_slices is not None:
                     x, y = x[: self.max_slices - seen], y[: self.max_slices - seen]
                 parts.append(
-                    conditioning_gap(self.network, self.scheduler, x, y, generator, self.null_label, draws=self.draws)
+                    conditioning_gap(
+                        self.network,
+                        self.scheduler,
+                        x,
+                        y,
+                        generator,
+                        self.null_label,
+                        max_timestep=self.max_timestep,
+                        draws=self.draws,
+                    )
                 )
                 seen += len(y)
                 if self.max_slices is not None and seen >= self.max_slices:

@@ -7,6 +7,9 @@
   that is added to the time embedding *and* fed to every attention level; the null label's embedding is fixed at
   zero (not learnt), so "no label" means "no class signal". MONAI's ``num_class_embeds`` only adds a learnt table row
   to the time embedding, the null class included ("time").
+- The code's scale-shift normalisation (``scale_shift_norm``): the embedding scales and shifts every residual
+  block's second normalisation, ``norm(h) * (1 + scale) + shift``; MONAI's block only adds it before that
+  normalisation, where the group norm removes its per-group mean.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from monai.networks.nets import DiffusionModelUNet
 from monai.networks.nets.diffusion_model_unet import DiffusionUNetResnetBlock
 from torch import nn
 
-__all__ = ["CFGDiffusionModelUNet", "NullableClassEmbedding", "CLASS_CONDITIONING"]
+__all__ = ["CFGDiffusionModelUNet", "NullableClassEmbedding", "ScaleShiftResnetBlock", "CLASS_CONDITIONING"]
 
 CLASS_CONDITIONING = ("time", "time+attention")
 
@@ -52,6 +55,33 @@ class NullableClassEmbedding(nn.Module):
         return emb.masked_fill(null[:, None], 0.0)
 
 
+class ScaleShiftResnetBlock(DiffusionUNetResnetBlock):
+    """MONAI's residual block with the embedding as scale and shift of the second normalisation (guided-diffusion's
+    ``use_scale_shift_norm``): ``time_emb_proj`` gives ``2 * out_channels``, ``h = norm2(h) * (1 + scale) + shift``.
+    MONAI's block has no such option; :meth:`convert` turns a built block into this one (same other weights).
+    """
+
+    @classmethod
+    def convert(cls, block: DiffusionUNetResnetBlock) -> ScaleShiftResnetBlock:
+        """Make ``block`` a scale-shift block in place (a new, doubled ``time_emb_proj``) and return it."""
+        block.__class__ = cls
+        block.time_emb_proj = nn.Linear(block.emb_channels, 2 * block.out_channels)
+        return block  # type: ignore[return-value]
+
+    def forward(self, x: torch.Tensor, emb: torch.Tensor) -> torch.Tensor:
+        h = self.nonlinearity(self.norm1(x))
+        if self.upsample is not None:
+            x, h = self.upsample(x), self.upsample(h)
+        elif self.downsample is not None:
+            x, h = self.downsample(x), self.downsample(h)
+        h = self.conv1(h)
+        scale, shift = self.time_emb_proj(self.nonlinearity(emb)).chunk(2, dim=1)
+        expand = (...,) + (None,) * (h.ndim - 2)
+        h = self.norm2(h) * (1 + scale[expand]) + shift[expand]
+        h = self.conv2(self.nonlinearity(h))
+        return self.skip_connection(x) + h
+
+
 class CFGDiffusionModelUNet(DiffusionModelUNet):
     """``DiffusionModelUNet`` (same arguments) for classifier-free guidance, plus ``dropout`` and
     ``class_conditioning``.
@@ -65,10 +95,14 @@ class CFGDiffusionModelUNet(DiffusionModelUNet):
             ``cross_attention_dim`` = the time-embedding width); the null label (``num_class_embeds - 1``) is zero.
             The code prepends those tokens to the self-attention's keys; here they are a cross-attention of their
             own, MONAI's block.
+        scale_shift_norm: every residual block takes the (time + class) embedding as scale and shift of its second
+            normalisation (:class:`ScaleShiftResnetBlock`, the public code's); False: MONAI's additive embedding.
         args, kwargs: :class:`monai.networks.nets.DiffusionModelUNet`'s (``num_class_embeds`` counts the null label).
     """
 
-    def __init__(self, *args, dropout: float = 0.0, class_conditioning: str = "time", **kwargs) -> None:
+    def __init__(
+        self, *args, dropout: float = 0.0, class_conditioning: str = "time", scale_shift_norm: bool = False, **kwargs
+    ) -> None:
         if not 0.0 <= dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {dropout}")
         if class_conditioning not in CLASS_CONDITIONING:
@@ -86,6 +120,11 @@ class CFGDiffusionModelUNet(DiffusionModelUNet):
         if self.class_attention:
             n, ch = int(kwargs["num_class_embeds"]), int(self.block_out_channels[0])
             self.class_embedding = NullableClassEmbedding(n - 1, ch, 4 * ch, n - 1)  # type: ignore[assignment]
+        self.scale_shift_norm = bool(scale_shift_norm)
+        if self.scale_shift_norm:
+            for module in list(self.modules()):
+                if isinstance(module, DiffusionUNetResnetBlock):
+                    ScaleShiftResnetBlock.convert(module)
         self.dropout = float(dropout)
         if self.dropout > 0:
             for module in self.modules():

@@ -83,7 +83,7 @@ class NoCondNet(torch.nn.Module):
         return self.w * x
 
 
-def test_calibrate_end_to_end(tmp_path, caplog):
+def test_calibrate_end_to_end(tmp_path, caplog, capsys):
     g = torch.Generator().manual_seed(0)
     items = []
     for i in range(12):
@@ -107,7 +107,9 @@ def test_calibrate_end_to_end(tmp_path, caplog):
     assert saved["majority_accuracy"] == 0.5 and saved["auroc"] == 1.0
     # the label changes Net's prediction (the healthy label adds a term), so the MSEs differ
     cond = saved["conditioning"]
-    assert set(cond) == set(GAP_FIELDS) - {"epoch"}
+    assert set(cond) == set(GAP_FIELDS) - {"epoch"} | {"max_timestep", "draws"}
+    assert cond["max_timestep"] == 1000 and cond["draws"] == 16
+    assert "conditioning gap (t < 1000, 16 draws per slice)" in capsys.readouterr().out
     assert cond["noise_mse_true"] != cond["noise_mse_swapped"] and cond["noise_mse_swapped"] != cond["noise_mse_null"]
     assert saved["guidance"] == 8.0  # every w separates perfectly: the largest one
     chosen = next(r for r in saved["grid"] if r["guidance"] == 8.0)

@@ -107,3 +107,20 @@ def test_handler_needs_slices():
         ConditioningGapHandler(LabelShift(), DDPMScheduler(1000), []).measure()
     with pytest.raises(ValueError, match="interval"):
         ConditioningGapHandler(LabelShift(), DDPMScheduler(1000), [], interval=0)
+
+
+class LateLabelShift(LabelShift):
+    """The healthy label shifts the prediction only at t >= 300: a network conditioned where it was not trained."""
+
+    def forward(self, x, timesteps, class_labels):
+        late = (timesteps >= 300).float().reshape(-1, 1, 1, 1)
+        return late * super().forward(x, timesteps, class_labels)
+
+
+def test_handler_draws_below_its_max_timestep():
+    data = [{"image": torch.rand(4, 1, 8, 8), "slice_label": torch.tensor([0, 0, 1, 0])}]
+    sched = DDPMScheduler(1000)
+    below = ConditioningGapHandler(LateLabelShift(0.5), sched, data, max_timestep=300, draws=3).measure()
+    assert below["noise_mse_true"] == below["noise_mse_swapped"] == below["noise_mse_null"]  # no t >= 300 drawn
+    full = ConditioningGapHandler(LateLabelShift(0.5), sched, data, draws=3).measure()
+    assert full["noise_mse_true"] != full["noise_mse_null"]  # draws 2 and 3 of 3 lie in t >= 333

@@ -103,3 +103,57 @@ def test_conditioning_arguments_checked():
     net = CFGDiffusionModelUNet(class_conditioning="time+attention", **KW)
     with pytest.raises(ValueError, match="class labels"):
         net(torch.rand(1, 4, 16, 16), torch.tensor([1]), class_labels=torch.tensor([3]))
+
+
+def test_scale_shift_block_follows_the_formula():
+    from monai.networks.nets.diffusion_model_unet import DiffusionUNetResnetBlock
+
+    from monai_adiff.methods.anofpdm import ScaleShiftResnetBlock
+
+    torch.manual_seed(0)
+    block = _perturbed(DiffusionUNetResnetBlock(2, in_channels=8, temb_channels=12, out_channels=16, norm_num_groups=4))
+    plain_out = block(x := torch.randn(2, 8, 6, 6), emb := torch.randn(2, 12))
+    ScaleShiftResnetBlock.convert(block)
+    assert block.time_emb_proj.out_features == 32
+    with torch.no_grad():
+        block.time_emb_proj.weight.normal_()
+        out = block(x, emb)
+        # by hand: norm2(conv1(silu(norm1(x)))) * (1 + scale) + shift, then silu, conv2, plus the 1x1 skip
+        ss = torch.nn.functional.linear(
+            torch.nn.functional.silu(emb), block.time_emb_proj.weight, block.time_emb_proj.bias
+        )
+        scale, shift = ss[:, :16, None, None], ss[:, 16:, None, None]
+        h = block.conv1(
+            torch.nn.functional.silu(torch.nn.functional.group_norm(x, 4, block.norm1.weight, block.norm1.bias, 1e-6))
+        )
+        h = torch.nn.functional.group_norm(h, 4, block.norm2.weight, block.norm2.bias, 1e-6) * (1 + scale) + shift
+        expected = block.skip_connection(x) + block.conv2(torch.nn.functional.silu(h))
+        torch.testing.assert_close(out, expected)
+        # zero scale and shift: MONAI's block with a zero time projection
+        block.time_emb_proj.weight.zero_(), block.time_emb_proj.bias.zero_()
+        ref = DiffusionUNetResnetBlock(2, in_channels=8, temb_channels=12, out_channels=16, norm_num_groups=4)
+        ref.load_state_dict(
+            {k: v for k, v in block.state_dict().items() if not k.startswith("time_emb_proj")}, strict=False
+        )
+        ref.time_emb_proj.weight.data.zero_(), ref.time_emb_proj.bias.data.zero_()
+        torch.testing.assert_close(block(x, emb), ref(x, emb))
+        assert not torch.allclose(plain_out, out)
+
+
+@pytest.mark.parametrize("mode", ["time", "time+attention"])
+def test_scale_shift_network_carries_the_label(mode):
+    from monai.networks.nets.diffusion_model_unet import DiffusionUNetResnetBlock
+
+    from monai_adiff.methods.anofpdm import ScaleShiftResnetBlock
+
+    net = _perturbed(CFGDiffusionModelUNet(class_conditioning=mode, scale_shift_norm=True, dropout=0.1, **KW))
+    blocks = [m for m in net.modules() if isinstance(m, DiffusionUNetResnetBlock)]
+    assert blocks and all(isinstance(m, ScaleShiftResnetBlock) for m in blocks)
+    assert _changes_with_label(net)
+    assert not _changes_with_label(_LabelBlind(net))
+    # the state dict round-trips into a fresh network of the same arguments
+    fresh = CFGDiffusionModelUNet(class_conditioning=mode, scale_shift_norm=True, dropout=0.1, **KW).eval()
+    fresh.load_state_dict(net.state_dict())
+    x, t, y = torch.rand(2, 4, 16, 16), torch.tensor([3, 700]), torch.tensor([0, 1])
+    with torch.no_grad():
+        torch.testing.assert_close(fresh(x, t, class_labels=y), net(x, t, class_labels=y))
