@@ -8,8 +8,9 @@ The reference was first recorded before the configs were layered and the methods
 contrast (bundles 0.3.0), and when saved maps and masks became zero outside the input's own brain (bundles 0.4.0;
 every other number was checked unchanged first), and AnoFPDM's alone when its network gained the public code's
 class-conditioning path and brain-pixel error curves (anofpdm 0.5.0; the other bundles then gained only the image
-section's brain-area AUROC and score-area correlation, their numbers checked unchanged); D3AD's was added with its
-bundle (d3ad 0.1.0), DTU-Net's with its (dtunet 0.1.0). Re-record it (``python -m
+section's brain-area AUROC and score-area correlation, their numbers checked unchanged), and AnoFPDM's alone again when
+scale-shift normalisation became its default and calibration chose between two slice scores (anofpdm 0.8.0); D3AD's
+was added with its bundle (d3ad 0.1.0), DTU-Net's with its (dtunet 0.1.0). Re-record it (``python -m
 tests.bundles.reference_run``) only for a deliberate behaviour change, and say so in the bundle's changelog."""
 
 from __future__ import annotations
@@ -63,7 +64,7 @@ NETWORK_OVERRIDES = {
 }
 #: what each bundle's calibration file holds (compared with the reference)
 CALIBRATION_KEYS = {
-    "anofpdm": ("guidance", "cos_threshold", "m_max", "accuracy"),
+    "anofpdm": ("slice_score", "guidance", "score_threshold", "m_max", "accuracy"),
     "d3ad": ("latent_range", "feature_range", "image_range", "guidance", "guidance_auroc"),
 }
 

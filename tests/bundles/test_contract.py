@@ -378,7 +378,7 @@ def test_calibration_without_pixel_labels(name, trained, dataset):
     )
     cal = json.loads((trained[name]["work"] / "models" / "calibration.json").read_text())
     if name == "anofpdm":
-        assert {"guidance", "cos_threshold", "m_max", "grid"} <= set(cal)
+        assert {"slice_score", "guidance", "score_threshold", "m_max", "grid"} <= set(cal)
         assert cal["guidance"] in [g["guidance"] for g in cal["grid"]] and cal["n_unhealthy"] > 0
     if name == "d3ad":  # the map terms' ranges on healthy validation slices
         for key in ("latent_range", "feature_range"):

@@ -2,9 +2,11 @@
 """Label-free calibration of AnoFPDM (Che et al. 2025, sections 4.2-4.3): only image-level (slice) labels.
 
 On validation slices, one forward sweep per batch measures, for every candidate guidance strength w at once, the
-cosine similarity of the guided and unguided error curves and the peak divergence ``M_te``. For each w the cosine
-threshold with the best healthy/unhealthy accuracy is found; the chosen w is the largest one within 99 % of the best
-accuracy (BraTS: w = 2), and ``M_max`` is the largest ``M_te`` at that w. No pixel label is read.
+slice scores (``1 - cos`` of the guided and unguided error curves, the paper's, and the relative excess of the guided
+error) and the peak divergence ``M_te``. For each score and w the threshold with the best healthy/unhealthy accuracy
+is found; the score is the one with the best accuracy (ties: the first candidate, the paper's cosine); its w is the
+largest one within 99 % of that score's best accuracy (the paper's rule; BraTS: w = 2), and ``M_max`` is the largest
+``M_te`` at that w. No pixel label is read.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from monai_adiff.engines.checkpoint import load_network_weights
 from monai_adiff.inferers import brain_from_inputs
 from monai_adiff.methods.anofpdm.gap import conditioning_gap, summarize_gap
 from monai_adiff.methods.anofpdm.inferer import FPDMInferer
+from monai_adiff.methods.anofpdm.sweep import SLICE_SCORES
 from monai_adiff.metrics.functional import auroc, spearman
 from monai_adiff.utils import atomic_write_text
 
@@ -31,13 +34,13 @@ logger = logging.getLogger(__name__)
 
 
 def best_accuracy_threshold(scores: torch.Tensor, labels: torch.Tensor) -> tuple[float, float]:
-    """The threshold ``thr`` maximising the accuracy of "unhealthy iff score <= thr" (score: cosine similarity).
+    """The threshold ``thr`` maximising the accuracy of "unhealthy iff score >= thr" (higher: more anomalous).
 
     Exact: every cut between consecutive distinct scores (and below/above all of them) is tried; the threshold is
-    the midpoint of the best cut; ties go to the lowest cut.
+    the midpoint of the best cut; ties go to the cut that calls the fewest slices unhealthy.
 
     Args:
-        scores: (N,) cosine similarities.
+        scores: (N,) slice scores (e.g. ``1 - cos``).
         labels: (N,) 1 unhealthy, 0 healthy.
 
     Returns:
@@ -47,7 +50,7 @@ def best_accuracy_threshold(scores: torch.Tensor, labels: torch.Tensor) -> tuple
     y = torch.as_tensor(labels).flatten().long()
     if s.numel() == 0 or s.numel() != y.numel():
         raise ValueError(f"need as many labels as scores (> 0), got {s.numel()} and {y.numel()}")
-    order = torch.argsort(s)
+    order = torch.argsort(s, descending=True)
     s, y = s[order], y[order]
     n_healthy = int((y == 0).sum())
     # predicting unhealthy for the first k sorted scores: correct = unhealthy among them + healthy after them
@@ -56,11 +59,11 @@ def best_accuracy_threshold(scores: torch.Tensor, labels: torch.Tensor) -> tuple
     correct = unh_cum + (n_healthy - hea_cum)  # (N + 1,) for k = 0..N
     # a cut is only possible between distinct scores
     valid = torch.ones_like(correct, dtype=torch.bool)
-    valid[1:-1] = s[1:] > s[:-1]
+    valid[1:-1] = s[1:] < s[:-1]
     correct = torch.where(valid, correct, torch.full_like(correct, -1))
     k = int(torch.argmax(correct))
     if k == 0:
-        thr = float(s[0]) - 1e-6
+        thr = float(s[0]) + 1e-6
     elif k == len(s):
         thr = float(s[-1])
     else:
@@ -90,13 +93,15 @@ def calibrate_fpdm(
     label_key: str = "slice_label",
     gap_draws: int = 16,
     gap_max_timestep: int | None = None,
+    slice_scores: Sequence[str] = SLICE_SCORES,
 ) -> dict[str, Any]:
-    """Choose AnoFPDM's guidance strength, cosine threshold and ``M_max`` on validation slices; write them as JSON.
+    """Choose AnoFPDM's slice score, guidance strength, score threshold and ``M_max`` on validation slices; write
+    them as JSON.
 
     Args:
         network: the class-conditional noise predictor.
         inferer: the :class:`FPDMInferer` whose step grid, mode, channels and early stop will be used at inference
-            (the cosine threshold depends on them).
+            (the score threshold depends on them).
         dataset: validation slices with image-level labels (e.g. ``BrainSliceDataset(selection="brain")``; labels
             from segmentations or from a datalist's ``slice_labels``). Both classes must be present.
         output_file: the calibration JSON to write (atomically).
@@ -109,6 +114,8 @@ def calibrate_fpdm(
         gap_draws: ``(t, noise)`` draws per slice for the conditioning gap (``t`` stratified, MSEs averaged).
         gap_max_timestep: the gap's ``t`` is drawn below this: the range the network was trained on (default: every
             step of the scheduler).
+        slice_scores: candidate slice scores (:meth:`FPDMSweep.slice_score`), in order of preference on ties;
+            ``("cosine",)`` keeps the paper's test.
 
     Returns:
         the calibration dict (also written to ``output_file``).
@@ -118,16 +125,21 @@ def calibrate_fpdm(
     device = torch.device(device) if device is not None else next(network.parameters()).device
     network = network.to(device).eval()
     grid = sorted(float(w) for w in guidance_grid)
+    kinds = list(dict.fromkeys(slice_scores))
+    if not kinds or any(k not in SLICE_SCORES for k in kinds):
+        raise ValueError(f"slice_scores must be a non-empty subset of {SLICE_SCORES}, got {list(slice_scores)}")
     loader = DataLoader(dataset, batch_size=batch_size or inferer.slice_batch_size, shuffle=False, num_workers=0)
     generator = inferer.generator()
     gap_generator = torch.Generator().manual_seed(0)
-    cos, m_end, labels, gaps, areas = [], [], [], [], []
+    scores: dict[str, list[torch.Tensor]] = {k: [] for k in kinds}
+    m_end, labels, gaps, areas = [], [], [], []
     t0 = time.perf_counter()
     for batch in loader:
         x = batch["image"].to(device)
         if inferer.patience is None:  # one sweep serves every w: the trajectory does not depend on it
             res = inferer.sweep(x, network, generator, guidance=grid, keep_map=False)
-            cos.append(res.cosine().cpu())
+            for k in kinds:
+                scores[k].append(res.slice_score(k).cpu())
             m_end.append(res.m_end.cpu())
         else:  # the early stop follows w's own divergence peak, as at inference: one sweep per w
             state = generator.get_state() if generator is not None else None
@@ -136,7 +148,8 @@ def calibrate_fpdm(
                 if generator is not None and state is not None:
                     generator.set_state(state)  # the same encoding noise for every w
                 per.append(inferer.sweep(x, network, generator, guidance=w, keep_map=False))
-            cos.append(torch.cat([r.cosine().cpu() for r in per]))
+            for k in kinds:
+                scores[k].append(torch.cat([r.slice_score(k).cpu() for r in per]))
             m_end.append(torch.cat([r.m_end.cpu() for r in per]))
         labels.append(torch.as_tensor(batch[label_key]).long().flatten())
         brain = batch["brain"] if "brain" in batch else brain_from_inputs(x, tol=inferer.brain_tol)
@@ -154,7 +167,7 @@ def calibrate_fpdm(
                 draws=gap_draws,
             )
         )
-    cos_all, m_all, y = torch.cat(cos, dim=1), torch.cat(m_end, dim=1), torch.cat(labels)
+    m_all, y = torch.cat(m_end, dim=1), torch.cat(labels)
     area = torch.cat(areas).double()
     gap = {k: torch.cat([g[k] for g in gaps]) for k in ("true", "swapped", "null")}
     conditioning = {
@@ -166,28 +179,33 @@ def calibrate_fpdm(
         raise ValueError(
             f"calibration needs healthy and unhealthy validation slices; labels present: {y.unique().tolist()}"
         )
-    per_w = []
-    for j, w in enumerate(grid):
-        thr, acc = best_accuracy_threshold(cos_all[j], y)
-        # the threshold-free separability of the slice score 1 - cos (image labels only): a diagnostic
-        per_w.append(
-            {
-                "guidance": w,
-                "cos_threshold": thr,
-                "accuracy": acc,
-                "m_max": float(m_all[j].max()),
-                "auroc": auroc(1 - cos_all[j], y),
-                "area_spearman": spearman(1 - cos_all[j], area),
-            }
-        )
-    w_star = select_guidance({r["guidance"]: r["accuracy"] for r in per_w}, tolerance)
-    chosen = next(r for r in per_w if r["guidance"] == w_star)
+    per_w: list[dict[str, Any]] = []
+    for kind in kinds:
+        all_w = torch.cat(scores[kind], dim=1)
+        for j, w in enumerate(grid):
+            thr, acc = best_accuracy_threshold(all_w[j], y)
+            # the threshold-free separability of the slice score (image labels only): a diagnostic
+            per_w.append(
+                {
+                    "slice_score": kind,
+                    "guidance": w,
+                    "score_threshold": thr,
+                    "accuracy": acc,
+                    "m_max": float(m_all[j].max()),
+                    "auroc": auroc(all_w[j], y),
+                    "area_spearman": spearman(all_w[j], area),
+                }
+            )
+    best_kind = max(kinds, key=lambda k: (max(r["accuracy"] for r in per_w if r["slice_score"] == k), -kinds.index(k)))
+    rows = [r for r in per_w if r["slice_score"] == best_kind]
+    w_star = select_guidance({r["guidance"]: r["accuracy"] for r in rows}, tolerance)
+    chosen = next(r for r in rows if r["guidance"] == w_star)
     majority = max(float((y == 1).float().mean()), float((y == 0).float().mean()))
     # the best-threshold search overfits: accuracy within two binomial standard errors of the majority rate is noise
     margin = 2 * (majority * (1 - majority) / y.numel()) ** 0.5
     if chosen["accuracy"] <= majority + margin:
         logger.warning(
-            "AnoFPDM calibration: no cosine threshold separates healthy from unhealthy validation slices clearly "
+            "AnoFPDM calibration: no slice-score threshold separates healthy from unhealthy validation slices clearly "
             "better than calling every slice %s (accuracy %.3f, image-level AUROC %.3f); noise MSE with the true / "
             "swapped / null class label %.5f / %.5f / %.5f (the true label is better than the null on %.0f%% of "
             "slices): if these barely differ, the network has not learnt its class conditioning (train longer); "
@@ -203,17 +221,19 @@ def calibrate_fpdm(
     area_auroc = auroc(area, y)
     if chosen["auroc"] < 0.5:
         logger.warning(
-            "AnoFPDM calibration: the slice score 1 - cos ranks healthy validation slices above unhealthy ones "
+            "AnoFPDM calibration: the slice score (%s) ranks healthy validation slices above unhealthy ones "
             "(image-level AUROC %.3f at w=%s): it tracks something other than tumour; its rank correlation with the "
             "slices' brain area is %.2f (brain area alone reaches AUROC %.3f).",
+            best_kind,
             chosen["auroc"],
             w_star,
             chosen["area_spearman"],
             area_auroc,
         )
     result = {
+        "slice_score": best_kind,
         "guidance": w_star,
-        "cos_threshold": chosen["cos_threshold"],
+        "score_threshold": chosen["score_threshold"],
         "m_max": chosen["m_max"],
         "accuracy": chosen["accuracy"],
         "majority_accuracy": majority,
@@ -236,16 +256,18 @@ def calibrate_fpdm(
     }
     atomic_write_text(output_file, json.dumps(result, indent=4))
     logger.info(
-        "AnoFPDM calibration: w=%s, cos_threshold=%.6f, M_max=%.6g, accuracy=%.3f -> %s",
+        "AnoFPDM calibration: slice score %s, w=%s, score_threshold=%.6g, M_max=%.6g, accuracy=%.3f -> %s",
+        best_kind,
         w_star,
-        result["cos_threshold"],
+        result["score_threshold"],
         result["m_max"],
         result["accuracy"],
         output_file,
     )
     print(
-        f"calibration: guidance {w_star}, cos threshold {result['cos_threshold']:.6f}, M_max {result['m_max']:.6g}, "
-        f"accuracy {result['accuracy']:.3f} on {result['n_slices']} slices -> {output_file}\n"
+        f"calibration: slice score {best_kind} (image-level AUROC {result['auroc']:.3f}), guidance {w_star}, "
+        f"threshold {result['score_threshold']:.6g}, M_max {result['m_max']:.6g}, accuracy {result['accuracy']:.3f} "
+        f"on {result['n_slices']} slices -> {output_file}\n"
         f"conditioning gap (t < {conditioning['max_timestep']}, {gap_draws} draws per slice): noise MSE with the "
         f"true / swapped / null label {conditioning['noise_mse_true']:.5f} / {conditioning['noise_mse_swapped']:.5f} "
         f"/ {conditioning['noise_mse_null']:.5f}; the true label is better than the null on "

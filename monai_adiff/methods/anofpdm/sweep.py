@@ -19,7 +19,18 @@ from monai.networks.schedulers import Scheduler
 from monai_adiff.diffusion import ddim_invert_step, predict_x0
 from monai_adiff.inferers import device_generator
 
-__all__ = ["FPDMSweep", "fpdm_sweep", "fpdm_step_grid", "cosine_similarity", "rowwise_quantile"]
+__all__ = [
+    "FPDMSweep",
+    "SLICE_SCORES",
+    "fpdm_sweep",
+    "fpdm_step_grid",
+    "cosine_similarity",
+    "relative_excess",
+    "rowwise_quantile",
+]
+
+#: the per-slice scores (higher: more anomalous); see :meth:`FPDMSweep.slice_score`
+SLICE_SCORES = ("cosine", "excess")
 
 
 def fpdm_step_grid(num_steps: int = 600, stride: int = 1, start: int = 0) -> list[int]:
@@ -52,6 +63,19 @@ def cosine_similarity(a: torch.Tensor, b: torch.Tensor, mask: torch.Tensor | Non
     return torch.where(den > 0, num / den.clamp_min(1e-30), torch.ones_like(num))
 
 
+def relative_excess(guided: torch.Tensor, unguided: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+    """Row-wise ``sum_t (guided_t - unguided_t) / sum_t unguided_t`` of (N, T) error curves, over ``mask``'s steps.
+
+    How much larger the healthy-guided error is than the unguided one, as a fraction of the unguided error: unlike
+    ``1 - cos`` it sees a guided curve that is the unguided one scaled up (``g = (1 + r) u`` gives ``r``; the cosine
+    gives 0), and its sign tells an excess from a deficit. 0 where the unguided error is 0.
+    """
+    if mask is not None:
+        guided, unguided = guided * mask, unguided * mask
+    den = unguided.sum(-1)
+    return torch.where(den > 0, (guided - unguided).sum(-1) / den.clamp_min(1e-30), torch.zeros_like(den))
+
+
 @dataclass
 class FPDMSweep:
     """What one forward sweep measured, per guidance strength ``w`` (first axis) and slice.
@@ -81,6 +105,25 @@ class FPDMSweep:
     def cosine(self) -> torch.Tensor:
         """(G, N) cosine similarity of the guided and unguided error curves over the visited steps (eq. 18)."""
         return torch.stack([cosine_similarity(g, self.mse_unguided, self.visited) for g in self.mse_guided])
+
+    def excess(self) -> torch.Tensor:
+        """(G, N) relative excess of the guided over the unguided error over the visited steps
+        (:func:`relative_excess`)."""
+        return torch.stack([relative_excess(g, self.mse_unguided, self.visited) for g in self.mse_guided])
+
+    def slice_score(self, kind: str = "cosine") -> torch.Tensor:
+        """(G, N) the slice score, higher for slices more likely unhealthy.
+
+        ``"cosine"``: ``1 - cos`` of the guided and unguided error curves (the paper's, eq. 18): a change of the
+        curves' *shape*. It is blind to a guided curve that is the unguided one scaled up: ``1 - cos`` is, to second
+        order, half the ``u_t^2``-weighted variance over t of the relative excess ``r_t = g_t / u_t - 1``, not its
+        mean. ``"excess"``: the mean relative excess itself (:meth:`excess`), a change of the curves' *level*.
+        """
+        if kind == "cosine":
+            return 1.0 - self.cosine()
+        if kind == "excess":
+            return self.excess()
+        raise ValueError(f"slice score must be one of {SLICE_SCORES}, got {kind!r}")
 
 
 def fpdm_sweep(

@@ -24,8 +24,8 @@ from monai_adiff.metrics import auroc
 
 def _brute(scores, labels):
     best = -1.0
-    for thr in sorted(set(scores.tolist())) + [min(scores.tolist()) - 1]:
-        acc = float(np.mean((scores <= thr) == (labels == 1)))
+    for thr in sorted(set(scores.tolist())) + [max(scores.tolist()) + 1]:
+        acc = float(np.mean((scores >= thr) == (labels == 1)))
         best = max(best, acc)
     return best
 
@@ -35,18 +35,21 @@ def test_best_threshold_against_brute_force(seed):
     rng = np.random.default_rng(seed)
     n = 40
     labels = rng.integers(0, 2, n)
-    scores = np.round(rng.normal(1.0 - 0.05 * labels, 0.03), 3)  # ties on purpose
+    scores = np.round(rng.normal(0.05 * labels, 0.03), 3)  # ties on purpose
     thr, acc = best_accuracy_threshold(torch.as_tensor(scores), torch.as_tensor(labels))
     assert acc == pytest.approx(_brute(scores, labels))
-    assert float(np.mean((scores <= thr) == (labels == 1))) == pytest.approx(acc)
+    assert float(np.mean((scores >= thr) == (labels == 1))) == pytest.approx(acc)
 
 
 def test_best_threshold_by_hand():
-    # unhealthy slices have the lower cosine: a perfect cut between 0.96 and 0.99
-    thr, acc = best_accuracy_threshold(torch.tensor([0.90, 0.95, 0.96, 0.99, 0.995]), torch.tensor([1, 1, 1, 0, 0]))
-    assert acc == 1.0 and thr == pytest.approx(0.975)
-    thr, acc = best_accuracy_threshold(torch.tensor([0.9, 0.9]), torch.tensor([0, 0]))
-    assert acc == 1.0 and thr < 0.9  # all healthy: predict none unhealthy
+    # unhealthy slices have the higher score (1 - cos of 0.90, 0.95, ...): a perfect cut between 0.04 and 0.01
+    scores = torch.tensor([0.10, 0.05, 0.04, 0.01, 0.005], dtype=torch.float64)
+    thr, acc = best_accuracy_threshold(scores, torch.tensor([1, 1, 1, 0, 0]))
+    assert acc == 1.0 and thr == pytest.approx(0.025)
+    thr, acc = best_accuracy_threshold(torch.tensor([0.1, 0.1]), torch.tensor([0, 0]))
+    assert acc == 1.0 and thr > 0.1  # all healthy: predict none unhealthy
+    thr, acc = best_accuracy_threshold(torch.tensor([0.1, 0.1]), torch.tensor([1, 1]))
+    assert acc == 1.0 and thr <= float(torch.tensor(0.1))  # all unhealthy: predict all
     with pytest.raises(ValueError):
         best_accuracy_threshold(torch.tensor([]), torch.tensor([]))
 
@@ -101,7 +104,9 @@ def test_calibrate_end_to_end(tmp_path, caplog, capsys):
     assert float(net.scale.detach()) == pytest.approx(0.7)  # weights loaded, weights_only
     saved = json.loads(out.read_text())
     assert saved == json.loads(json.dumps(result))
-    assert [r["guidance"] for r in saved["grid"]] == [0.5, 2.0, 8.0]
+    assert [(r["slice_score"], r["guidance"]) for r in saved["grid"]] == [
+        (k, w) for k in ("cosine", "excess") for w in (0.5, 2.0, 8.0)
+    ]
     assert saved["n_slices"] == 12 and saved["n_unhealthy"] == 6
     assert saved["accuracy"] == 1.0  # the lesion slices diverge, the others do not
     assert saved["majority_accuracy"] == 0.5 and saved["auroc"] == 1.0
@@ -112,13 +117,15 @@ def test_calibrate_end_to_end(tmp_path, caplog, capsys):
     assert "conditioning gap (t < 1000, 16 draws per slice)" in capsys.readouterr().out
     assert cond["noise_mse_true"] != cond["noise_mse_swapped"] and cond["noise_mse_swapped"] != cond["noise_mse_null"]
     assert saved["guidance"] == 8.0  # every w separates perfectly: the largest one
-    chosen = next(r for r in saved["grid"] if r["guidance"] == 8.0)
+    assert saved["slice_score"] == "cosine"  # both scores separate perfectly: the paper's wins the tie
+    chosen = next(r for r in saved["grid"] if r["guidance"] == 8.0 and r["slice_score"] == "cosine")
+    assert saved["score_threshold"] == chosen["score_threshold"]
     assert saved["m_max"] == chosen["m_max"] > 0
     # a network whose class conditioning does nothing cannot separate the classes: calibration says so
     with caplog.at_level(logging.WARNING, logger="monai_adiff.engines.calibration"):
         flat = calibrate_fpdm(NoCondNet(), inferer, items, str(tmp_path / "flat.json"), guidance_grid=(1.0,))
     assert flat["majority_accuracy"] == 0.5 and flat["accuracy"] < 0.79  # 0.5 + 2 standard errors of 12 slices
-    assert "no cosine threshold separates" in caplog.text
+    assert "no slice-score threshold separates" in caplog.text
     # the label changes nothing: equal MSEs, the true label never better
     c = flat["conditioning"]
     assert c["noise_mse_true"] == c["noise_mse_swapped"] == c["noise_mse_null"]
@@ -157,7 +164,9 @@ def test_calibration_flags_an_inverted_score(tmp_path, caplog):
         items.append({"image": img, "slice_label": torch.tensor(label)})
     inferer = FPDMInferer(DDPMScheduler(1000), num_steps=60, stride=10, channels=(0, 1), slice_batch_size=6)
     with caplog.at_level(logging.WARNING):
-        res = calibrate_fpdm(DarkNet(), inferer, items, str(tmp_path / "c.json"), guidance_grid=(1.0,))
+        res = calibrate_fpdm(
+            DarkNet(), inferer, items, str(tmp_path / "c.json"), guidance_grid=(1.0,), slice_scores=("cosine",)
+        )
     assert res["auroc"] < 0.5 and "ranks healthy validation slices above unhealthy ones" in caplog.text
     assert res["brain_area_auroc"] == 1.0  # every unhealthy slice has the larger brain
     assert res["grid"][0]["area_spearman"] < 0  # the inverted score falls with brain area
@@ -191,5 +200,6 @@ def test_calibration_with_early_stop_sweeps_each_guidance_on_its_own(tmp_path):
     for row in res["grid"]:
         alone = inferer.sweep(x, BumpNet().eval(), inferer.generator(), guidance=row["guidance"], keep_map=False)
         assert row["m_max"] == pytest.approx(float(alone.m_end.max()))
-        assert row["auroc"] == pytest.approx(auroc(1 - alone.cosine()[0], y))
-        assert row["cos_threshold"] == pytest.approx(best_accuracy_threshold(alone.cosine()[0], y)[0], abs=1e-9)
+        score = alone.slice_score(row["slice_score"])[0]
+        assert row["auroc"] == pytest.approx(auroc(score, y))
+        assert row["score_threshold"] == pytest.approx(best_accuracy_threshold(score, y)[0], abs=1e-9)

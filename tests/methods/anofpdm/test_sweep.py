@@ -10,7 +10,15 @@ import torch
 from monai.networks.schedulers import DDPMScheduler
 from parameterized import parameterized
 
-from monai_adiff.methods.anofpdm import FPDMInferer, cosine_similarity, fpdm_quantile, fpdm_step_grid, fpdm_sweep
+from monai_adiff.methods.anofpdm import (
+    FPDMInferer,
+    FPDMSweep,
+    cosine_similarity,
+    fpdm_quantile,
+    fpdm_step_grid,
+    fpdm_sweep,
+    relative_excess,
+)
 from monai_adiff.metrics import auroc
 from monai_adiff.output import AnomalyOutput, channel_names
 from monai_adiff.transforms import median_filter_mirror
@@ -247,12 +255,62 @@ def test_cosine_similarity_masked():
     torch.testing.assert_close(cosine_similarity(a, b, m), torch.tensor([1.0, 0.0]))
 
 
+def test_relative_excess_by_hand():
+    g = torch.tensor([[2.0, 3.0, 100.0], [1.0, 1.0, 1.0], [0.0, 5.0, 0.0]])
+    u = torch.tensor([[1.0, 2.0, 7.0], [1.0, 1.0, 1.0], [0.0, 0.0, 0.0]])
+    m = torch.tensor([[True, True, False], [True, True, True], [True, True, True]])
+    # (2 - 1 + 3 - 2) / (1 + 2) over the first two steps; equal curves; no unguided error: 0
+    torch.testing.assert_close(relative_excess(g, u, m), torch.tensor([2.0 / 3.0, 0.0, 0.0]))
+
+
+def _curves(u: torch.Tensor, r: torch.Tensor) -> FPDMSweep:
+    """A sweep whose guided error curves are ``u_t * (1 + r_t)`` (rows of ``r``): one w, every step visited."""
+    n, t = r.shape
+    g = u * (1 + r)
+    return FPDMSweep(
+        timesteps=torch.arange(t),
+        guidance=torch.tensor([2.0]),
+        mse_guided=g[None],
+        mse_unguided=u.expand(n, t),
+        divergence=torch.zeros(1, n, t),
+        visited=torch.ones(n, t, dtype=torch.bool),
+        t_end=torch.zeros(1, n, dtype=torch.long),
+        m_end=torch.zeros(1, n),
+        amap=None,
+    )
+
+
+def test_cosine_is_blind_to_a_scaled_guided_curve():
+    """Why ``1 - cos`` inverted on the CPU recipe's model: its unhealthy slices' guided error curve is the unguided
+    one scaled up (relative excess r_t about +0.1 at every step), its healthy slices' fluctuates around it (r_t of
+    a few % of either sign). The cosine cannot see a scale: to second order ``1 - cos`` is half the
+    ``u_t^2``-weighted variance over t of r_t, so it ranks the healthy slices first; the relative excess is the
+    weighted mean of r_t and ranks the unhealthy ones first."""
+    u = torch.tensor([0.0001, 0.014, 0.035, 0.079, 0.146, 0.294])  # the recipe's mean unguided MSE at t = 0..500
+    healthy = torch.tensor([[-0.02, 0.04, 0.06, -0.03, 0.07, -0.04], [0.01, -0.05, 0.03, 0.02, -0.06, 0.03]])
+    unhealthy = torch.tensor([[0.12] * 6, [0.10, 0.14, 0.11, 0.09, 0.13, 0.10]])
+    r = torch.cat([healthy, unhealthy]).double()
+    res = _curves(u.double(), r)
+    y = torch.tensor([0, 0, 1, 1])
+    cos_score, excess = res.slice_score("cosine")[0], res.slice_score("excess")[0]
+    assert auroc(cos_score, y) == 0.0 and auroc(excess, y) == 1.0
+    # closed forms: the excess is the u-weighted mean of r_t; 1 - cos is half the u^2-weighted variance of r_t
+    torch.testing.assert_close(excess, (r * u).sum(1) / u.sum())
+    w = u**2 / (u**2).sum()
+    mean = (r * w).sum(1, keepdim=True)
+    var = ((r - mean) ** 2 * w).sum(1)
+    torch.testing.assert_close(cos_score, var / (2 * (1 + mean[:, 0]) ** 2), rtol=0.05, atol=1e-6)
+    assert float(cos_score[2]) == pytest.approx(0.0, abs=1e-12)  # a uniformly scaled curve: cos = 1
+    with pytest.raises(ValueError, match="slice score"):
+        res.slice_score("area")
+
+
 def test_inferer_mask_threshold_and_decision(sched):
     x = _x(n=4, c=4, size=12).float()
     x[3] = -1.0  # a non-brain slice
     net = Stub(bump=0.6)
     inf = FPDMInferer(
-        sched, num_steps=100, stride=10, channels=(0, 3), m_max=0.05, cos_threshold=0.9999, median_kernel=5, seed=0
+        sched, num_steps=100, stride=10, channels=(0, 3), m_max=0.05, score_threshold=1e-4, median_kernel=5, seed=0
     )
     packed = inf(x, net)
     assert packed.shape == (4, 3, 12, 12)
@@ -265,20 +323,20 @@ def test_inferer_mask_threshold_and_decision(sched):
     q = torch.tensor([fpdm_quantile(float(m), 0.05) for m in res.m_end[0]])
     thr = torch.stack([torch.quantile(amap[i].flatten(), q[i]) for i in range(3)])
     filtered = median_filter_mirror(amap, 5)
-    mask = (filtered >= thr[:, None, None]) & (cos <= 0.9999)[:, None, None]
+    mask = (filtered >= thr[:, None, None]) & (1 - cos >= 1e-4)[:, None, None]
     brain = (x[:3] > -1 + 1e-3).any(1)
     torch.testing.assert_close(out.anomaly_map[:3, 0], filtered * brain)
     torch.testing.assert_close(out.pred_mask[:3, 0], (mask & brain).float())
     # the ungated mask is Algorithm 1's mask before the healthy/unhealthy decision
     torch.testing.assert_close(out.maps["ungated_mask"][:3, 0], ((filtered >= thr[:, None, None]) & brain).float())
-    torch.testing.assert_close(out.pred_label[:3], (cos <= 0.9999).float())
+    torch.testing.assert_close(out.pred_label[:3], (1 - cos >= 1e-4).float())
     torch.testing.assert_close(out.pred_score[:3], 1 - cos)
     torch.testing.assert_close(out.values["m_te"][:3], res.m_end[0])
     assert out.values["t_e"][:3].tolist() == [10.0 * k for k in res.t_end[0].tolist()]
     assert float(packed[3].abs().sum()) == 0.0 and float(out.pred_score[3]) == 0.0  # no brain, not scored
     # a slice classified healthy gets an empty mask whatever its map
     strict = FPDMInferer(
-        sched, num_steps=100, stride=10, channels=(0, 3), m_max=0.05, cos_threshold=-1.0, median_kernel=None, seed=0
+        sched, num_steps=100, stride=10, channels=(0, 3), m_max=0.05, score_threshold=3.0, median_kernel=None, seed=0
     )
     gated = strict.infer(x, Stub(bump=0.6))
     assert float(gated.pred_mask.sum()) == 0.0
@@ -290,9 +348,18 @@ def test_inferer_mask_threshold_and_decision(sched):
 
 def test_inferer_reads_calibration(sched, tmp_path):
     p = tmp_path / "cal.json"
-    p.write_text('{"guidance": 3.5, "cos_threshold": 0.97, "m_max": 0.2}')
+    p.write_text('{"slice_score": "excess", "guidance": 3.5, "score_threshold": 0.07, "m_max": 0.2}')
     inf = FPDMInferer(sched, num_steps=10, calibration_file=str(p))
-    assert (inf.guidance, inf.cos_threshold, inf.m_max) == (3.5, 0.97, 0.2)
+    assert (inf.slice_score, inf.guidance, inf.score_threshold, inf.m_max) == ("excess", 3.5, 0.07, 0.2)
+    # a file from before 0.8.0 holds the cosine threshold c: the cosine test with 1 - cos >= 1 - c
+    p.write_text('{"guidance": 3.5, "cos_threshold": 0.97, "m_max": 0.2}')
+    old = FPDMInferer(sched, num_steps=10, slice_score="excess", calibration_file=str(p))
+    assert (old.slice_score, old.score_threshold) == ("cosine", pytest.approx(0.03))
+    p.write_text('{"guidance": 3.5, "m_max": 0.2}')
+    with pytest.raises(ValueError, match="not an AnoFPDM calibration file"):
+        FPDMInferer(sched, num_steps=10, calibration_file=str(p))
+    with pytest.raises(ValueError, match="slice_score"):
+        FPDMInferer(sched, num_steps=10, slice_score="area")
     missing = FPDMInferer(sched, num_steps=10, guidance=2.0, calibration_file=str(tmp_path / "none.json"))
     assert missing.guidance == 2.0
     with pytest.raises(ValueError):
