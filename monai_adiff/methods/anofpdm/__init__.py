@@ -12,6 +12,7 @@ from .gap import GAP_FIELDS, ConditioningGapHandler, conditioning_gap, summarize
 from .inferer import CALIBRATED_KEYS, FPDMInferer
 from .network import CLASS_CONDITIONING, CFGDiffusionModelUNet, NullableClassEmbedding, ScaleShiftResnetBlock
 from .sweep import (
+    MAP_RESIDUALS,
     SLICE_SCORES,
     FPDMSweep,
     cosine_similarity,
@@ -30,6 +31,7 @@ __all__ = [
     "CFGDiffusionModelUNet",
     "FPDMInferer",
     "FPDMSweep",
+    "MAP_RESIDUALS",
     "NullableClassEmbedding",
     "SLICE_SCORES",
     "ScaleShiftResnetBlock",

@@ -14,7 +14,14 @@ import torch
 from monai.networks.schedulers import Scheduler
 
 from monai_adiff.inferers import AnomalyInferer, brain_from_inputs
-from monai_adiff.methods.anofpdm.sweep import SLICE_SCORES, FPDMSweep, fpdm_step_grid, fpdm_sweep, rowwise_quantile
+from monai_adiff.methods.anofpdm.sweep import (
+    MAP_RESIDUALS,
+    SLICE_SCORES,
+    FPDMSweep,
+    fpdm_step_grid,
+    fpdm_sweep,
+    rowwise_quantile,
+)
 from monai_adiff.methods.anofpdm.threshold import fpdm_quantile
 from monai_adiff.output import ANOMALY_MAP, PRED_LABEL, PRED_MASK, PRED_SCORE
 from monai_adiff.transforms.postprocessing.array import median_filter_mirror
@@ -65,6 +72,7 @@ class FPDMInferer(AnomalyInferer):
         patience: early stop (see :func:`fpdm_sweep`); None sweeps every step.
         brain_means: error curves and divergence as means over brain pixels (:func:`fpdm_sweep`'s ``brain``)
             instead of the whole slice (the public code's).
+        map_residual: ``"squared"`` (the paper's) or ``"positive"`` (:func:`fpdm_sweep`'s ``residual``).
         slice_batch_size, autocast_dtype, brain_tol, seed, progress: see :class:`AnomalyInferer`.
     """
 
@@ -91,6 +99,7 @@ class FPDMInferer(AnomalyInferer):
         median_kernel: int | None = 5,
         patience: int | None = None,
         brain_means: bool = False,
+        map_residual: str = "squared",
         slice_batch_size: int = 64,
         autocast_dtype: str | None = None,
         brain_tol: float = 1e-3,
@@ -125,6 +134,9 @@ class FPDMInferer(AnomalyInferer):
         self.median_kernel = median_kernel
         self.patience = patience
         self.brain_means = bool(brain_means)
+        if map_residual not in MAP_RESIDUALS:
+            raise ValueError(f"map_residual must be one of {MAP_RESIDUALS}, got {map_residual!r}")
+        self.map_residual = map_residual
 
     def load_calibration(self, path: str) -> None:
         """Replace ``slice_score``, ``guidance``, ``score_threshold`` and ``m_max`` by the values of a calibration
@@ -168,6 +180,7 @@ class FPDMInferer(AnomalyInferer):
             generator,
             network_call=lambda xx, **kw: self.network_call(network, xx, **kw),
             brain=brain_from_inputs(x, tol=self.brain_tol) if self.brain_means else None,
+            residual=self.map_residual,
         )
 
     def score_slices(

@@ -21,6 +21,7 @@ from monai_adiff.inferers import device_generator
 
 __all__ = [
     "FPDMSweep",
+    "MAP_RESIDUALS",
     "SLICE_SCORES",
     "fpdm_sweep",
     "fpdm_step_grid",
@@ -31,6 +32,8 @@ __all__ = [
 
 #: the per-slice scores (higher: more anomalous); see :meth:`FPDMSweep.slice_score`
 SLICE_SCORES = ("cosine", "excess")
+#: the per-pixel residual the map aggregates; see :func:`fpdm_sweep`'s ``residual``
+MAP_RESIDUALS = ("squared", "positive")
 
 
 def fpdm_step_grid(num_steps: int = 600, stride: int = 1, start: int = 0) -> list[int]:
@@ -89,7 +92,8 @@ class FPDMSweep:
         visited: (N, T) bool, the steps each slice was swept (all, unless it stopped early).
         t_end: (G, N) index into ``timesteps`` of ``argmax_t M_t`` (eq. 21).
         m_end: (G, N) ``M_{t_e}``.
-        amap: (N, H, W) the aggregated map ``H`` (eq. 20, scoring channels averaged) for ``guidance[0]``, or None.
+        amap: (N, H, W) the aggregated map ``H`` (eq. 20, of the chosen ``residual``, scoring channels averaged) for
+            ``guidance[0]``, or None.
     """
 
     timesteps: torch.Tensor
@@ -142,6 +146,7 @@ def fpdm_sweep(
     generator: torch.Generator | None = None,
     network_call: Callable[..., torch.Tensor] | None = None,
     brain: torch.Tensor | None = None,
+    residual: str = "squared",
 ) -> FPDMSweep:
     """Run AnoFPDM's forward process over ``timesteps`` for a batch of slices.
 
@@ -169,12 +174,19 @@ def fpdm_sweep(
         brain: (N, 1, H, W) bool; when given, the error curves ``MSE^h_t``, ``MSE^0_t`` and the divergence ``M_t``
             are means over each slice's brain pixels instead of the whole slice (the code's), so what the
             predictions do in the background does not count.
+        residual: what the map ``H`` aggregates per step: ``"squared"``, the paper's ``S_t = (x0_h - x0)^2``
+            (eq. 19); ``"positive"``, the positive part of ``x0 - x0_h``: only where the slice is brighter than its
+            healthy-guided prediction (tumour and oedema are hyperintense on FLAIR and T2; the usual choice for
+            residual maps of brain MRI, e.g. Baur et al. 2021), a departure from the paper. Both scoring-channel
+            means; the error curves ``MSE^h_t`` stay squared errors either way.
 
     Returns:
         an :class:`FPDMSweep`.
     """
     if mode not in ("ddim", "ddpm"):
         raise ValueError(f"mode must be 'ddim' or 'ddpm', got {mode!r}")
+    if residual not in MAP_RESIDUALS:
+        raise ValueError(f"residual must be one of {MAP_RESIDUALS}, got {residual!r}")
     if unguided not in ("null", "healthy"):
         raise ValueError(f"unguided must be 'null' or 'healthy', got {unguided!r}")
     steps = [int(t) for t in timesteps]
@@ -244,7 +256,7 @@ def fpdm_sweep(
                 since[active] = torch.where(improved, torch.zeros_like(since[active]), since[active] + 1)
                 if keep_map:
                     assert running is not None and amap is not None
-                    running[active] += sam
+                    running[active] += sam if residual == "squared" else (xa - x0_h)[:, ch].clamp_min(0).mean(dim=1)
                     sel = active[improved]
                     amap[sel] = running[sel]  # the running sum at the new peak: H * (steps aggregated)
                     count[sel] = float(k + 1)

@@ -15,6 +15,7 @@ from monai_adiff.engines import load_network_weights
 from monai_adiff.methods.anofpdm import (
     GAP_FIELDS,
     FPDMInferer,
+    FPDMSweep,
     best_accuracy_threshold,
     calibrate_fpdm,
     select_guidance,
@@ -203,3 +204,57 @@ def test_calibration_with_early_stop_sweeps_each_guidance_on_its_own(tmp_path):
         score = alone.slice_score(row["slice_score"])[0]
         assert row["auroc"] == pytest.approx(auroc(score, y))
         assert row["score_threshold"] == pytest.approx(best_accuracy_threshold(score, y)[0], abs=1e-9)
+
+
+class ScaledCurvesInferer(FPDMInferer):
+    """Sweeps that return error curves like the CPU recipe's model: on a slice with a bright lesion the guided curve
+    is the unguided one scaled up by 12 %, on the others it wobbles by +-5 % around it (w makes no difference)."""
+
+    def sweep(self, x, network, generator, guidance=None, keep_map=True):
+        ws = torch.as_tensor(guidance if isinstance(guidance, (list, tuple)) else [guidance], dtype=torch.float32)
+        u = torch.tensor([0.0001, 0.014, 0.035, 0.079, 0.146, 0.294]).expand(len(x), 6)
+        lesion = (x[:, 0] > 0.85).flatten(1).any(1)
+        wobble = 0.05 * torch.tensor([1.0, -1.0, 1.0, -1.0, 1.0, -1.0]) * (1 + torch.arange(len(x)) % 3)[:, None]
+        r = torch.where(lesion[:, None], torch.full_like(u, 0.12), wobble)
+        g = (u * (1 + r))[None].expand(len(ws), -1, -1)
+        return FPDMSweep(
+            timesteps=torch.arange(0, 600, 100),
+            guidance=ws,
+            mse_guided=g,
+            mse_unguided=u,
+            divergence=g - u,
+            visited=torch.ones(len(x), 6, dtype=torch.bool),
+            t_end=torch.full((len(ws), len(x)), 5),
+            m_end=(g - u)[:, :, -1],
+            amap=None,
+        )
+
+
+def test_calibration_picks_the_score_that_is_not_inverted(tmp_path, caplog):
+    """The CPU recipe's failure: ``1 - cos`` ranks healthy slices first (AUROC 0 here); calibration keeps the
+    relative excess instead (AUROC 1), and inference then calls the lesion slices unhealthy."""
+    g = torch.Generator().manual_seed(0)
+    items = []
+    for i in range(12):
+        img = torch.rand(2, 12, 12, generator=g) * 0.8 - 0.8
+        if i % 2:
+            img[:, 3:7, 3:7] = 0.9
+        items.append({"image": img, "slice_label": torch.tensor(i % 2)})
+    inferer = ScaledCurvesInferer(DDPMScheduler(1000), num_steps=60, stride=10, channels=(0, 1), slice_batch_size=5)
+    with caplog.at_level(logging.WARNING):
+        res = calibrate_fpdm(Net(), inferer, items, str(tmp_path / "c.json"), guidance_grid=(1.0, 2.0))
+    rows = {(r["slice_score"], r["guidance"]): r for r in res["grid"]}
+    assert rows[("cosine", 2.0)]["auroc"] == 0.0 and rows[("excess", 2.0)]["auroc"] == 1.0
+    assert res["slice_score"] == "excess" and res["auroc"] == 1.0 and res["accuracy"] == 1.0
+    assert "ranks healthy validation slices above" not in caplog.text
+    # the same data with the paper's score alone: calibration warns instead
+    with caplog.at_level(logging.WARNING):
+        calibrate_fpdm(
+            Net(), inferer, items, str(tmp_path / "cos.json"), guidance_grid=(2.0,), slice_scores=("cosine",)
+        )
+    assert "ranks healthy validation slices above" in caplog.text
+    # inference with the calibration file labels exactly the lesion slices unhealthy
+    inferer.load_calibration(str(tmp_path / "c.json"))
+    x = torch.stack([it["image"] for it in items])
+    score = inferer.sweep(x, Net(), None, guidance=inferer.guidance).slice_score(inferer.slice_score)[0]
+    assert ((score >= inferer.score_threshold).long() == torch.tensor([i % 2 for i in range(12)])).all()

@@ -82,8 +82,9 @@ def test_step_grid():
         fpdm_step_grid(0)
 
 
-def _reference(x0, xts, steps, w, ch, unguided="null", brain=None):
-    """Equations 7, 10, 12, 19, 20, 21 and 18 in float64 from the recorded x_t (curves over ``brain`` pixels)."""
+def _reference(x0, xts, steps, w, ch, unguided="null", brain=None, residual="squared"):
+    """Equations 7, 10, 12, 19, 20, 21 and 18 in float64 from the recorded x_t (curves over ``brain`` pixels); with
+    ``residual="positive"`` the map aggregates ``max(x0 - x0_h, 0)`` instead of eq. 19."""
     x0 = x0.double().numpy()
     wts = np.ones((len(x0), x0[0, 0].size)) if brain is None else brain.reshape(len(x0), -1).astype(float)
     wts = wts / wts.sum(1, keepdims=True)
@@ -96,7 +97,7 @@ def _reference(x0, xts, steps, w, ch, unguided="null", brain=None):
         x0_n = (xt - np.sqrt(1 - a) * eps_n) / np.sqrt(a)  # eq. 10
         x0_u = x0_n if unguided == "null" else (xt - np.sqrt(1 - a) * eps_h) / np.sqrt(a)
         sam = ((x0_h - x0)[:, ch] ** 2).mean(1)  # eq. 19, scoring channels averaged
-        sams.append(sam)
+        sams.append(sam if residual == "squared" else np.clip(x0 - x0_h, 0, None)[:, ch].mean(1))
         mse_h.append((sam.reshape(len(x0), -1) * wts).sum(1))
         mse_u.append((((x0_u - x0)[:, ch] ** 2).mean(1).reshape(len(x0), -1) * wts).sum(1))
         div.append((((x0_h - x0_u)[:, ch] ** 2).mean(1).reshape(len(x0), -1) * wts).sum(1))  # eq. 12
@@ -107,8 +108,8 @@ def _reference(x0, xts, steps, w, ch, unguided="null", brain=None):
     return mse_h, mse_u, div, t_e, amap, cos
 
 
-@pytest.mark.parametrize("unguided", ["null", "healthy"])
-def test_ddpm_sweep_matches_equations(sched_noclip, unguided):
+@pytest.mark.parametrize("unguided, residual", [("null", "squared"), ("healthy", "squared"), ("null", "positive")])
+def test_ddpm_sweep_matches_equations(sched_noclip, unguided, residual):
     x0 = _x().float()
     net = Stub()
     steps = [0, 50, 100, 300, 600]
@@ -122,6 +123,7 @@ def test_ddpm_sweep_matches_equations(sched_noclip, unguided):
         unguided=unguided,
         channels=[1],
         generator=torch.Generator().manual_seed(0),
+        residual=residual,
     )
     # one network call per step on the doubled batch: healthy then null labels, the step's timestep
     assert len(net.calls) == len(steps)
@@ -132,7 +134,7 @@ def test_ddpm_sweep_matches_equations(sched_noclip, unguided):
     # DDPM encoding: each x_t is q(x_t | x_0) with fresh Gaussian noise (eq. 2)
     implied = [(xt.double() - np.sqrt(ABAR[t]) * x0.double()) / np.sqrt(1 - ABAR[t]) for xt, t in zip(xts, steps)]
     assert all(0.7 < float(e.std()) < 1.3 for e in implied[1:])
-    mse_h, mse_u, div, t_e, amap, cos = _reference(x0, xts, steps, 2.0, [1], unguided)
+    mse_h, mse_u, div, t_e, amap, cos = _reference(x0, xts, steps, 2.0, [1], unguided, residual=residual)
     np.testing.assert_allclose(res.mse_guided[0].numpy(), mse_h, rtol=2e-4, atol=1e-7)
     np.testing.assert_allclose(res.mse_unguided.numpy(), mse_u, rtol=2e-4, atol=1e-7)
     np.testing.assert_allclose(res.divergence[0].numpy(), div, rtol=2e-4, atol=1e-8)
@@ -360,6 +362,8 @@ def test_inferer_reads_calibration(sched, tmp_path):
         FPDMInferer(sched, num_steps=10, calibration_file=str(p))
     with pytest.raises(ValueError, match="slice_score"):
         FPDMInferer(sched, num_steps=10, slice_score="area")
+    with pytest.raises(ValueError, match="map_residual"):
+        FPDMInferer(sched, num_steps=10, map_residual="absolute")
     missing = FPDMInferer(sched, num_steps=10, guidance=2.0, calibration_file=str(tmp_path / "none.json"))
     assert missing.guidance == 2.0
     with pytest.raises(ValueError):
