@@ -87,15 +87,20 @@ class NoCondNet(torch.nn.Module):
         return self.w * x
 
 
-def test_calibrate_end_to_end(tmp_path, caplog, capsys):
-    g = torch.Generator().manual_seed(0)
+def _lesion_items(n: int, seed: int) -> list[dict]:
+    """``n`` 2-channel 12 x 12 slices in [-0.8, 0]; every second one has a bright 4 x 4 "lesion" and label 1."""
+    g = torch.Generator().manual_seed(seed)
     items = []
-    for i in range(12):
+    for i in range(n):
         img = torch.rand(2, 12, 12, generator=g) * 0.8 - 0.8
-        label = i % 2
-        if label:
-            img[:, 3:7, 3:7] = 0.9  # a bright "lesion"
-        items.append({"image": img, "slice_label": torch.tensor(label)})
+        if i % 2:
+            img[:, 3:7, 3:7] = 0.9
+        items.append({"image": img, "slice_label": torch.tensor(i % 2)})
+    return items
+
+
+def test_calibrate_end_to_end(tmp_path, caplog, capsys):
+    items = _lesion_items(12, seed=0)
     net = Net()
     ckpt = tmp_path / "model.pt"
     torch.save({"model": {"scale": torch.tensor(0.7)}}, ckpt)
@@ -186,13 +191,7 @@ class BumpNet(Net):
 def test_calibration_with_early_stop_sweeps_each_guidance_on_its_own(tmp_path):
     """With ``patience`` a slice stops after *its w's* divergence peak (as at inference), so one sweep cannot serve
     every w: each w's numbers must equal those of an inference-like sweep at that w alone."""
-    g = torch.Generator().manual_seed(2)
-    items = []
-    for i in range(8):
-        img = torch.rand(2, 12, 12, generator=g) * 0.8 - 0.8
-        if i % 2:
-            img[:, 3:7, 3:7] = 0.9
-        items.append({"image": img, "slice_label": torch.tensor(i % 2)})
+    items = _lesion_items(8, seed=2)
     inferer = FPDMInferer(DDPMScheduler(1000), num_steps=200, stride=10, channels=(0, 1), slice_batch_size=8)
     inferer.patience = 2
     res = calibrate_fpdm(BumpNet(), inferer, items, str(tmp_path / "c.json"), guidance_grid=(0.5, 8.0))
@@ -233,13 +232,7 @@ class ScaledCurvesInferer(FPDMInferer):
 def test_calibration_picks_the_score_that_is_not_inverted(tmp_path, caplog):
     """The CPU recipe's failure: ``1 - cos`` ranks healthy slices first (AUROC 0 here); calibration keeps the
     relative excess instead (AUROC 1), and inference then calls the lesion slices unhealthy."""
-    g = torch.Generator().manual_seed(0)
-    items = []
-    for i in range(12):
-        img = torch.rand(2, 12, 12, generator=g) * 0.8 - 0.8
-        if i % 2:
-            img[:, 3:7, 3:7] = 0.9
-        items.append({"image": img, "slice_label": torch.tensor(i % 2)})
+    items = _lesion_items(12, seed=0)
     inferer = ScaledCurvesInferer(DDPMScheduler(1000), num_steps=60, stride=10, channels=(0, 1), slice_batch_size=5)
     with caplog.at_level(logging.WARNING):
         res = calibrate_fpdm(Net(), inferer, items, str(tmp_path / "c.json"), guidance_grid=(1.0, 2.0))
