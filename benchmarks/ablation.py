@@ -64,16 +64,16 @@ def bundle_parser(bundle: str, data: str, args_file: str | None, overrides: dict
 def load_volumes(parser: ConfigParser, sections: list[str]) -> dict[str, list[dict]]:
     all_cases = mdata.load_cases(
         dataset_dir=parser["dataset_dir"],
-        modalities=parser["modalities"],
-        val_fraction=parser["val_fraction"],
-        test_fraction=parser["test_fraction"],
-        seed=parser["split_seed"],
+        modalities=parser.get_parsed_content("modalities"),
+        val_fraction=parser.get_parsed_content("val_fraction"),
+        test_fraction=parser.get_parsed_content("test_fraction"),
+        seed=parser.get_parsed_content("split_seed"),
     )
     prep = parser.get_parsed_content("preprocessing")
     out: dict[str, list[dict]] = {}
     for section in sections:
         vols = []
-        for item in mdata.with_image_key(all_cases[section], parser["modalities"]):
+        for item in mdata.with_image_key(all_cases[section], parser.get_parsed_content("modalities")):
             d = prep(item)
             keep = torch.as_tensor(d["brain_slices"]).bool()
             sl = lambda v, keep=keep: v[0].as_subclass(torch.Tensor).permute(2, 0, 1)[keep]  # noqa: E731  (S, H, W)

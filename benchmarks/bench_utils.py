@@ -72,7 +72,7 @@ def inference_parts(
     if bundle == "d3ad":
         from monai_adiff.methods.d3ad.fitting import fit_feature_bank
 
-        size, c = int(parser["spatial_size"]), len(parser["modalities"])
+        size, c = int(parser.get_parsed_content("spatial_size")), len(parser.get_parsed_content("modalities"))
         batches = [{"image": random_slices(64, c, size, device, seed=i)} for i in range(BANK_SLICES // 64)]
         with torch.no_grad():
             fit_feature_bank(network, batches, device)

@@ -43,7 +43,7 @@ def _one(bundle: str, size: int, batch: int, mem_gib: float) -> dict:
 
     device = torch.device("cpu")
     parser, network, inferer = inference_parts(bundle, {"spatial_size": size, "slice_batch_size": batch}, device)
-    channels = len(parser["modalities"])
+    channels = len(parser.get_parsed_content("modalities"))
     x = random_slices(batch, channels, size, device)
     with torch.no_grad():
         inferer.infer(x[:1], network)  # noise tables, lazy allocations

@@ -166,8 +166,8 @@ def anofpdm_stage(device: torch.device, dry: bool) -> dict[str, Any]:
     if dry:
         overrides.update({**quick_overrides("anofpdm"), "network_def#use_flash_attention": False})
     parser, network, inferer = inference_parts("anofpdm", overrides, device, recipe="paper")
-    size = int(parser["spatial_size"])
-    x = random_slices(slices, len(parser["modalities"]), size, device)
+    size = int(parser.get_parsed_content("spatial_size"))
+    x = random_slices(slices, len(parser.get_parsed_content("modalities")), size, device)
     with torch.no_grad():
         first = timed(lambda: inferer.infer(x, network), device)
         seconds = timed(lambda: inferer.infer(x, network), device)

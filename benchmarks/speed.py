@@ -76,7 +76,7 @@ def main() -> None:
                 parser[k] = v
     if args.size is not None:
         parser["spatial_size"] = args.size
-    args.size = int(parser["spatial_size"])
+    args.size = int(parser.get_parsed_content("spatial_size"))
     parser["network_def#use_flash_attention"] = args.flash
     network = parser.get_parsed_content("network_def")
     if args.checkpoint:

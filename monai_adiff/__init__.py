@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import importlib
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 _SUBMODULES = (
     "bundle",
@@ -20,6 +20,7 @@ _SUBMODULES = (
     "diffusion",
     "engines",
     "errors",
+    "fitted",
     "inferers",
     "methods",
     "metrics",

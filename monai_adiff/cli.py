@@ -3,7 +3,8 @@
 
 Sub-commands:
     demo        the whole workflow on built-in synthetic data (train a tiny SSS model, infer, evaluate)
-    infer       score NIfTI volumes with a bundle and a checkpoint: anomaly-map and mask NIfTI files
+    train       train a bundle on a BraTS-style folder or datalist into a model folder (training, label-free fitting)
+    infer       score NIfTI volumes with a model folder (or a bundle and a checkpoint): anomaly-map and mask files
     make-data   write a synthetic BraTS-style demo dataset
     datalist    scan a BraTS-style folder, write a datalist JSON with its slice table, print per-case counts
     benchmark   train, calibrate and evaluate several bundles on the same held-out patients: one table, pictures
@@ -190,22 +191,27 @@ def _single_volume_item(vol: str) -> dict:
 
 
 def _cmd_infer(args: argparse.Namespace) -> int:
-    import json
-
-    from monai_adiff.bundle import find_bundle, run_bundle
+    from monai_adiff.bundle import find_bundle, is_model_folder, read_summary, resolved_value, run_bundle
+    from monai_adiff.bundle.model_folder import MODEL
     from monai_adiff.data import BRATS_MODALITIES, InputError, scan_brats_folder, split_items, with_image_key
-    from monai_adiff.engines import checkpoint_info, read_checkpoint, recorded_overrides
+    from monai_adiff.engines import read_checkpoint
 
     # every argument is checked before any volume is read
-    bundle = find_bundle(args.bundle)
-    ckpt_path = os.path.abspath(args.checkpoint)
-    # the checkpoint's record rebuilds its network (size, resolution, noise); an args file and --set refine it
-    overrides = recorded_overrides(checkpoint_info(read_checkpoint(ckpt_path)))
-    overrides.update(_user_overrides(args))
-    if "modalities" not in overrides:
-        with open(bundle / "configs" / "inference.json") as f:
-            overrides["modalities"] = json.load(f).get("modalities", ["flair"])
-    modalities = overrides["modalities"]
+    if is_model_folder(args.bundle):  # infer MODEL_DIR VOLUMES: the folder names its bundle and holds model.pt
+        summary = read_summary(args.bundle)
+        if "training" not in (summary.get("stages") or {}):
+            raise InputError(args.bundle, "its training has not finished: rerun the monai-adiff train command")
+        bundle = find_bundle(summary["bundle"])
+        ckpt_path = os.path.abspath(args.checkpoint or os.path.join(args.bundle, MODEL))
+    else:
+        if not args.checkpoint:
+            raise InputError(args.bundle, "is a bundle name: give --checkpoint model.pt (or pass a model folder)")
+        bundle = find_bundle(args.bundle)
+        ckpt_path = os.path.abspath(args.checkpoint)
+    read_checkpoint(ckpt_path)  # one line naming an unreadable file
+    # the inference config reads what the checkpoint was trained with; an args file and --set win over it
+    overrides = _user_overrides(args)
+    modalities = resolved_value(bundle, "inference", "modalities", {**overrides, "ckpt_path": ckpt_path})
     out = _output_folder(args.out)
     items, failed = [], []
     for vol in args.volumes:
@@ -248,6 +254,32 @@ def _cmd_infer(args: argparse.Namespace) -> int:
             f"error: {len(failed)} of {len(failed) + len(items)} requested cases failed (listed above)", file=sys.stderr
         )
         return EXIT_PARTIAL
+    return 0
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    import shlex
+
+    from monai_adiff.bundle import train_model
+
+    if not args.verbose:  # MONAI's workflow logs its own set-up lines (workflow type, logging file) on stdout
+        logging.getLogger("monai.bundle.workflows").setLevel(logging.ERROR)
+    summary = train_model(
+        args.bundle,
+        args.data,
+        args.out,
+        recipe=args.recipe,
+        split_seed=args.split_seed,
+        val_fraction=args.val_fraction,
+        test_fraction=args.test_fraction,
+        overrides=_parse_set(args.set or []),
+        command="monai-adiff " + " ".join(shlex.quote(a) for a in args.argv),
+    )
+    out = os.path.abspath(args.out)
+    minutes = sum(s.get("minutes", 0) for s in summary["stages"].values())
+    files = sorted(p for p in os.listdir(out) if os.path.isfile(os.path.join(out, p)))
+    print(f"model folder {out} ({', '.join(files)}), {minutes:.1f} min in all")
+    print(f"next: monai-adiff infer {shlex.quote(out)} <FLAIR volume or case folder> ... --out predictions")
     return 0
 
 
@@ -321,12 +353,38 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--epochs", type=int, default=60, help="training epochs (default 60)")
     p.set_defaults(func=_cmd_demo)
 
-    p = sub.add_parser("infer", help="score NIfTI volumes with a bundle: <case>_anomaly_map/_anomaly_mask.nii.gz")
+    p = sub.add_parser(
+        "train",
+        help="train a bundle on your scans into a model folder (model.pt, label-free threshold and calibration, "
+        "summary, log); a rerun resumes",
+    )
     p.add_argument("bundle", help="bundle folder or name (" + ", ".join(list_bundles()) + ")")
+    p.add_argument("data", help="BraTS-style folder <data>/<case>/<case>_<modality>.nii.gz, or a datalist JSON")
+    p.add_argument("--out", required=True, help="model folder to create (new or empty; the same command resumes it)")
+    p.add_argument(
+        "--recipe",
+        default="cpu",
+        choices=("cpu", "paper"),
+        help="cpu: the bundle's CPU recipe (small network, minutes to an hour on 2 cores; default); paper: the "
+        "paper-size network (needs a GPU)",
+    )
+    p.add_argument("--split-seed", type=int, help="seed of the patient split of a folder (default: the recipe's, 0)")
+    p.add_argument("--val-fraction", type=float, help="validation patients (label-free fitting; default: recipe's)")
+    p.add_argument("--test-fraction", type=float, help="held-out test patients (default: the recipe's)")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="config override, repeatable")
+    p.set_defaults(func=_cmd_train)
+
+    p = sub.add_parser(
+        "infer", help="score NIfTI volumes with a model folder or a bundle: <case>_anomaly_map/_anomaly_mask.nii.gz"
+    )
+    p.add_argument(
+        "bundle",
+        help="model folder (from monai-adiff train), or bundle folder or name (" + ", ".join(list_bundles()) + ")",
+    )
     p.add_argument("volumes", nargs="+", help="NIfTI volumes (one modality) or BraTS-style case folders")
-    p.add_argument("--checkpoint", required=True, help="model.pt written by the bundle's training")
+    p.add_argument("--checkpoint", help="model.pt written by the bundle's training (not needed with a model folder)")
     p.add_argument("--out", required=True, help="output folder (must not be an input folder)")
-    p.add_argument("--args-file", help="JSON of config overrides (e.g. the demo's inference_args.json)")
+    p.add_argument("--args-file", help="JSON of config overrides (the checkpoint's recipe applies without one)")
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="config override, repeatable")
     p.add_argument("--no-overlay", action="store_true", help="do not write PNG overlays")
     p.set_defaults(func=_cmd_infer)
@@ -399,6 +457,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``monai-adiff`` console script."""
     args = build_parser().parse_args(argv)
+    args.argv = list(argv) if argv is not None else sys.argv[1:]  # recorded by train in the model's summary
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(message)s")
     try:
         return args.func(args)

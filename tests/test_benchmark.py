@@ -12,10 +12,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from monai_adiff.benchmark import CSV_COLUMNS, bundle_overrides, markdown_table, method_rows
+from monai_adiff.benchmark import CSV_COLUMNS, markdown_table, method_rows
 from monai_adiff.benchmark.results import same_baseline
+from monai_adiff.bundle import recipe_overrides
 from monai_adiff.cli import main
 from monai_adiff.data.synthetic import make_demo_dataset
+from monai_adiff.errors import InputError
 
 
 def _report(auprc: float, dice: float, cases: dict[str, float]) -> dict:
@@ -68,14 +70,14 @@ def test_same_baseline():
 
 
 def test_recipes():
-    assert bundle_overrides("sss", "paper") == {}
-    cpu = bundle_overrides("sss", "cpu")
+    assert recipe_overrides("sss", "paper") == {}
+    cpu = recipe_overrides("sss", "cpu")
     assert cpu == json.loads((Path(__file__).parents[1] / "bundles/sss/configs/cpu_args.json").read_text())
-    quick = bundle_overrides("dtunet", "cpu", quick=True)
-    assert quick["max_epochs"] == 2 and quick["network_def#embed_dim"] == 32 and "threshold_file" in quick
-    assert "threshold_file" not in bundle_overrides("anofpdm", "cpu", quick=True)  # its thresholds: calibration
-    with pytest.raises(ValueError):
-        bundle_overrides("sss", "gpu")
+    quick = recipe_overrides("dtunet", "cpu", quick=True)
+    assert quick["max_epochs"] == 2 and quick["network_def#embed_dim"] == 32 and quick["use_healthy_threshold"]
+    assert "use_healthy_threshold" not in recipe_overrides("anofpdm", "cpu", quick=True)  # its own: calibration
+    with pytest.raises(InputError):
+        recipe_overrides("sss", "gpu")
 
 
 @pytest.mark.slow
@@ -118,7 +120,9 @@ def test_quick_benchmark_end_to_end(tmp_path, capsys):
     md = (out / "results.md").read_text()
     assert f"| sss | unhealthy | {rows[('sss', 'unhealthy')]['dice']:.3f} |" in md
     log = (out / "benchmark.log").read_text()
-    assert "run_bundle('dtunet', 'evaluate'" in log and '"network_def#embed_dim": 32' in log
+    assert "run_bundle('dtunet', 'evaluate'" in log and "network_def" not in log  # evaluation: the model's record
+    train_log = (out / "dtunet" / "model" / "train.log").read_text()
+    assert "run_bundle('dtunet', 'training'" in train_log and '"network_def#embed_dim": 32' in train_log
 
     # a rerun skips every finished step; another configuration into the same folder is refused
     capsys.readouterr()

@@ -14,6 +14,7 @@ PACKAGE = Path(monai_adiff.__file__).parent
 #: top-level module or subpackage -> floor (a module may import its own floor or lower ones)
 FLOORS = {
     "errors": 0,
+    "fitted": 0,
     "utils": 0,
     "output": 0,
     "noise": 1,

@@ -1,17 +1,17 @@
-# SPDX-License-Identifier: Apache-2.0
 """``monai-adiff benchmark``: every method on the same held-out patients, in one table, with pictures.
 
-For each bundle: train it with a recipe (or take a given checkpoint), run its label-free calibration and its
-healthy-quantile threshold where the recipe has them, then its ``evaluate`` workflow on the test patients, which
-scores the FLAIR-intensity baseline beside it on the same slices. Every step is the bundle's own workflow run through
-:func:`~monai_adiff.bundle.run_bundle`, with the overrides written to the log, so any row can be reproduced with
-``python -m monai.bundle run``. All bundles get the same patient split (``dataset_dir``, fractions and seed set
-explicitly), and the table checks that their FLAIR baselines agree.
+For each bundle: train a model folder with a recipe (:func:`~monai_adiff.bundle.train_model`: training, then the
+label-free calibration and healthy-quantile threshold, exactly what ``monai-adiff train`` does), or take a given model
+folder or checkpoint, then run the bundle's ``evaluate`` workflow on the test patients, which scores the
+FLAIR-intensity baseline beside it on the same slices. Evaluation gets no recipe overrides: it reads the recipe from
+the checkpoint, as ``monai-adiff infer`` does, so the table measures what a user of the model gets. Every step is the
+bundle's own workflow run through :func:`~monai_adiff.bundle.run_bundle`, with the overrides written to the log, so
+any row can be reproduced with ``python -m monai.bundle run``. All bundles get the same patient split
+(``dataset_dir``, fractions and seed set explicitly), and the table checks that their FLAIR baselines agree.
 
-Resumable: each finished step is recorded in ``<out>/<bundle>/state.json`` and skipped by a rerun with the same
-configuration (also after the output folder was moved or copied: paths inside it are recorded relative to it); an
-interrupted training resumes from its last checkpoint (the bundles' ``resume``; its training minutes are then those
-of the run that finished it). A rerun with another configuration into the same folder is refused rather than
+Resumable: a model folder resumes its unfinished stages; the evaluation is recorded in ``<out>/<bundle>/state.json``
+and skipped by a rerun with the same configuration (also after the output folder was moved or copied: paths inside
+it are recorded relative to it). A rerun with another configuration into the same folder is refused rather than
 mixed.
 """
 
@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shutil
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -34,45 +35,28 @@ from monai_adiff.benchmark.figures import (
     read_snapshots,
 )
 from monai_adiff.benchmark.results import FLAIR, method_rows, same_baseline, write_results
-from monai_adiff.bundle import bundle_workflows, find_bundle, quick_overrides, run_bundle
+from monai_adiff.bundle import find_bundle, run_bundle
+from monai_adiff.bundle.model_folder import (
+    MODEL,
+    evaluator_progress,
+    fitting_steps,
+    is_model_folder,
+    read_summary,
+    train_model,
+)
 from monai_adiff.errors import InputError
 from monai_adiff.utils import atomic_write_text
 
-__all__ = ["run_benchmark", "bundle_overrides", "RECIPES", "QUICK_EPOCHS", "DEFAULT_BUNDLES"]
+__all__ = ["run_benchmark", "DEFAULT_BUNDLES"]
 
 logger = logging.getLogger("monai_adiff.benchmark")
 
-#: ``cpu``: each bundle's ``configs/cpu_args.json``; ``paper``: the bundle's defaults (the paper's sizes)
-RECIPES = ("cpu", "paper")
-#: training epochs of ``--quick`` (tiny networks: the run checks the pipeline, its numbers mean nothing)
-QUICK_EPOCHS = 2
 #: every method, in the order of the table
 DEFAULT_BUNDLES = ("sss", "anoddpm", "dtunet", "d3ad", "anofpdm")
 #: points of each precision-recall curve kept for the plot
 CURVE_POINTS = 200
 #: slices per patient kept for the overlay grid (the largest-tumour ones)
 SNAPSHOT_SLICES = 1
-
-
-def bundle_overrides(bundle: str, recipe: str, quick: bool = False) -> dict[str, Any]:
-    """The recipe's overrides of ``bundle``: its ``cpu_args.json``, nothing (paper), or the tiny ``--quick`` set.
-
-    ``--quick`` keeps the CPU recipe's label-free threshold rule (a healthy-quantile file) where it has one.
-    """
-    if recipe not in RECIPES:
-        raise ValueError(f"recipe must be one of {RECIPES}, got {recipe!r}")
-    args_file = find_bundle(bundle) / "configs" / "cpu_args.json"
-    cpu = json.loads(args_file.read_text()) if args_file.is_file() else None
-    if recipe == "cpu" and not quick:
-        if cpu is None:
-            raise InputError(str(args_file), f"bundle {bundle} has no CPU recipe")
-        return cpu
-    if not quick:
-        return {}
-    out = {**quick_overrides(bundle), "max_epochs": QUICK_EPOCHS, "val_interval": QUICK_EPOCHS}
-    if cpu and "threshold_file" in cpu:
-        out["threshold_file"] = cpu["threshold_file"]
-    return out
 
 
 def _read_state(path: Path) -> dict[str, Any]:
@@ -86,16 +70,6 @@ def _read_state(path: Path) -> dict[str, Any]:
         ) from e
 
 
-def _progress(wf: Any) -> None:
-    """A progress bar on the evaluator of workflows that run it (training configs have their own bar)."""
-    from monai_adiff.engines import ProgressBarHandler
-
-    run = wf.parser.config.get("run", [])
-    # only where the run uses the evaluator: building it builds its post-processing (e.g. reads a threshold file)
-    if any("@evaluator" in str(step) for step in (run if isinstance(run, list) else [run])):
-        ProgressBarHandler(desc="volumes").attach(wf.parser.get_parsed_content("evaluator"))
-
-
 def _count_parameters(wf: Any) -> int | None:
     try:
         network = wf.parser.get_parsed_content("network")
@@ -105,47 +79,30 @@ def _count_parameters(wf: Any) -> int | None:
 
 
 class _BundleRun:
-    """The steps of one bundle, each run once and recorded in its ``state.json``."""
+    """One bundle's model folder and its evaluation (recorded in ``state.json``)."""
 
     def __init__(
         self,
         bundle: str,
         work: Path,
-        recipe_overrides: Mapping[str, Any],
-        data_overrides: Mapping[str, Any],
+        recipe: str,
+        quick: bool,
+        user: Mapping[str, Any],
+        data: str,
+        split: Mapping[str, Any],
         checkpoint: str | None,
         say: Callable[[str], None],
     ) -> None:
         self.bundle, self.work, self.say = bundle, work, say
-        self.workflows = bundle_workflows(bundle)
-        models = work / "models"
-        self.train_overrides = {
-            **recipe_overrides,
-            **data_overrides,
-            "ckpt_dir": str(models),
-            "output_dir": str(work / "logs"),
-        }
-        infer = dict(recipe_overrides)
-        if checkpoint:  # the checkpoint's record rebuilds its network; the recipe's inference options stay
-            from monai_adiff.engines import checkpoint_info, read_checkpoint, recorded_overrides
-
-            infer.update(recorded_overrides(checkpoint_info(read_checkpoint(checkpoint))))
-        infer.update(data_overrides)
-        infer["ckpt_path"] = str(Path(checkpoint).resolve()) if checkpoint else str(models / "model.pt")
-        # label-free thresholds and calibrations go into the work folder, never beside a given checkpoint
-        if "threshold_file" in recipe_overrides:
-            infer["threshold_file"] = str(models / "healthy_threshold.json")
-        if "calibrate" in self.workflows:
-            infer["calibration_file"] = str(models / "calibration.json")
-        self.infer_overrides = infer
+        self.recipe, self.quick, self.user, self.data, self.split = recipe, quick, dict(user), data, dict(split)
         self.checkpoint = checkpoint
+        # a given model folder is evaluated as it is; a given checkpoint is copied into the work folder, so its
+        # label-free fitting never writes beside the user's file
+        self.model_dir = Path(checkpoint) if checkpoint and is_model_folder(checkpoint) else work / "model"
         self.state_path = work / "state.json"
         self.state = _read_state(self.state_path)
-        config = {"train": self.train_overrides, "infer": self.infer_overrides, "checkpoint": checkpoint}
-        absolute = json.loads(json.dumps(config, default=str))
-        # paths inside the work folder are recorded relative to it, so a moved or copied folder still resumes
-        config = json.loads(json.dumps(absolute).replace(json.dumps(str(work))[1:-1], "{work}"))
-        if self.state.get("config") not in (None, config, absolute):
+        config = {"recipe": recipe, "quick": quick, "set": self.user, "checkpoint": checkpoint, **self.split}
+        if self.state.get("config") not in (None, config):
             raise InputError(
                 str(work), f"holds a {bundle} benchmark run with another configuration; choose a new --out folder"
             )
@@ -154,6 +111,35 @@ class _BundleRun:
 
     def _save(self) -> None:
         atomic_write_text(self.state_path, json.dumps(self.state, indent=1) + "\n")
+
+    def _data_overrides(self) -> dict[str, Any]:
+        return {"dataset_dir": self.data, "datalist": None, **self.split}
+
+    def _model(self) -> None:
+        """Train (or adopt) the model folder."""
+        if self.checkpoint is None:
+            train_model(
+                self.bundle,
+                self.data,
+                self.model_dir,
+                recipe=self.recipe,
+                quick=self.quick,
+                overrides=self.user,
+                command=None,
+                say=lambda m: self.say(f"{self.bundle}: {m}"),
+                **self.split,
+            )
+            return
+        if is_model_folder(self.checkpoint):
+            return
+        if not Path(self.checkpoint).is_file():
+            raise InputError(self.checkpoint, "checkpoint not found")
+        self.model_dir.mkdir(parents=True, exist_ok=True)
+        if not (self.model_dir / MODEL).is_file():
+            shutil.copyfile(self.checkpoint, self.model_dir / MODEL)
+        fit = {**self.user, **self._data_overrides(), "ckpt_path": str(self.model_dir / MODEL)}
+        for step in fitting_steps(self.bundle):
+            self.step(step, step, fit)
 
     def step(self, name: str, run_id: str, overrides: Mapping[str, Any], after: Callable | None = None) -> None:
         if name in self.state["steps"]:
@@ -164,7 +150,7 @@ class _BundleRun:
         logger.info("%s: %s = run_bundle(%r, %r, %s)", self.bundle, name, self.bundle, run_id, json.dumps(overrides))
         self.say(f"{self.bundle}: {name} ...")
         t0 = time.perf_counter()
-        wf = run_bundle(self.bundle, run_id, overrides, before_run=None if run_id == "training" else _progress)
+        wf = run_bundle(self.bundle, run_id, overrides, before_run=evaluator_progress)
         record: dict[str, Any] = {"seconds": time.perf_counter() - t0}
         if after is not None:
             record.update(after(wf))
@@ -175,16 +161,11 @@ class _BundleRun:
     def run(self) -> None:
         self.work.mkdir(parents=True, exist_ok=True)
         self._save()  # the configuration first: an interrupted run is resumed only with the same one
-        if self.checkpoint is None:
-            self.step("training", "training", self.train_overrides)
-        elif not Path(self.checkpoint).is_file():
-            raise InputError(self.checkpoint, "checkpoint not found")
-        if "calibrate" in self.workflows:
-            self.step("calibrate", "calibrate", self.infer_overrides)
-        if "threshold_file" in self.infer_overrides:
-            self.step("healthy_threshold", "healthy_threshold", self.infer_overrides)
+        self._model()
         evaluate = {
-            **self.infer_overrides,
+            **self.user,
+            **self._data_overrides(),
+            "ckpt_path": str(self.model_dir / MODEL),
             "output_dir": str(self.work / "eval"),
             "metrics_name": "metrics",
             "metrics_handler#curve_points": CURVE_POINTS,
@@ -199,11 +180,11 @@ class _BundleRun:
         return read_snapshots(str(self.work / "eval" / "metrics_snapshots.npz"))
 
     def extra(self) -> dict[str, Any]:
-        steps = self.state["steps"]
-        train = steps.get("training")
+        summary = read_summary(self.model_dir) if is_model_folder(self.model_dir) else {}
+        train = (summary.get("stages") or {}).get("training") or {}
         return {
-            "training_minutes": None if train is None else train["seconds"] / 60,
-            "parameters": steps["evaluate"].get("parameters"),
+            "training_minutes": train.get("minutes") if self.checkpoint is None else None,
+            "parameters": self.state["steps"]["evaluate"].get("parameters"),
         }
 
 
@@ -276,9 +257,12 @@ def run_benchmark(
 
     try:
         runs = []
+        split = {k: v for k, v in data_overrides.items() if k not in ("dataset_dir", "datalist")}
         for b in names:
-            recipe_ov = {**bundle_overrides(b, recipe, quick), **dict((overrides or {}).get(b, {}))}
-            runs.append(_BundleRun(b, out_dir / b, recipe_ov, data_overrides, checkpoints.get(b), say_and_log))
+            user = dict((overrides or {}).get(b, {}))
+            runs.append(
+                _BundleRun(b, out_dir / b, recipe, quick, user, data_dir, split, checkpoints.get(b), say_and_log)
+            )
         for i, r in enumerate(runs, start=1):
             say_and_log(f"({i}/{len(runs)}) {r.bundle}, recipe {'quick' if quick else recipe}")
             r.run()

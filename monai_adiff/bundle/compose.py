@@ -13,7 +13,8 @@ values; ``"_remove_": [ids]`` deletes):
 
 - ``metadata``: onto ``_base/metadata.json`` -> ``configs/metadata.json``;
 - ``common``: onto ``_base/common.json``, the part that ``train.json`` and ``inference.json`` share (modalities,
-  network, scheduler, noise, ...); ``checkpoint_config`` (what checkpoints record) is generated from it;
+  network, scheduler, noise, ...); ``checkpoint_config`` and ``recipe_config`` (what checkpoints record, read back
+  by inference: :mod:`monai_adiff.bundle.record`) are generated;
 - ``train``, ``inference``, ``evaluate``, ``multi_gpu_train``, ``healthy_threshold``: onto ``_base/<section>.json``
   (train and inference after the common part);
 - ``cpu_args``: onto the CPU recipe (:func:`~monai_adiff.bundle.recipes.cpu_overrides` plus its training knobs),
@@ -36,11 +37,22 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from monai_adiff import __version__
 from monai_adiff.bundle.recipes import cpu_overrides
+from monai_adiff.bundle.record import checkpoint_config, read_back, recipe_ids
 from monai_adiff.bundle.runner import BUNDLES_DIR
 from monai_adiff.utils import atomic_write_text
 
-__all__ = ["BASE_DIR", "FRAGMENT", "apply_overrides", "compose_bundle", "write_bundle", "check_bundle", "main"]
+__all__ = [
+    "BASE_DIR",
+    "FRAGMENT",
+    "apply_overrides",
+    "compose_bundle",
+    "write_bundle",
+    "check_bundle",
+    "checkpoint_config",
+    "main",
+]
 
 #: the shared base of every bundle
 BASE_DIR = BUNDLES_DIR / "_base"
@@ -53,12 +65,9 @@ CPU_TRAINING = {
     "ema_momentum": 0.005,
     "ema_momentum_warmup": 0.1,
     "ema_warmup_iters": 200,
+    "recipe_name": "cpu",
 }
 _REMOVE = "_remove_"
-#: config ids recorded in every checkpoint besides the network's arguments (see ``CheckpointInfo``)
-RECORDED_IDS = ("modalities", "spatial_size", "intensity_clip", "range_mode", "num_train_timesteps", "noise")
-#: network arguments that are runtime choices, not architecture (not recorded)
-UNRECORDED_NETWORK_ARGS = ("_target_", "use_flash_attention")
 #: base overlay workflows every bundle gets (on top of inference.json, or train.json for multi-GPU training)
 OVERLAYS = ("evaluate", "multi_gpu_train", "healthy_threshold")
 
@@ -97,14 +106,6 @@ def apply_overrides(config: Mapping[str, Any], overrides: Mapping[str, Any]) -> 
             node = _child(node, p)
         del node[int(last) if isinstance(node, list) else last]
     return out
-
-
-def checkpoint_config(common: Mapping[str, Any]) -> list[list[str]]:
-    """``[[id, "@id"], ...]``: what a checkpoint records of its config (network arguments, data settings, noise),
-    so inference can rebuild the network and a loader can say what differs."""
-    ids = [f"network_def#{k}" for k in common.get("network_def", {}) if k not in UNRECORDED_NETWORK_ARGS]
-    ids += [k for k in RECORDED_IDS if k in common]
-    return [[i, f"@{i}"] for i in ids]
 
 
 #: the expression that reads a boolean config value (see :func:`coerce_flag_references`)
@@ -171,6 +172,8 @@ def compose_bundle(bundle_dir: str | os.PathLike, base_dir: str | os.PathLike | 
     files: dict[str, Any] = {
         "metadata.json": apply_overrides(_read_json(base / "metadata.json"), fragment.get("metadata", {}))
     }
+    # the one version source of the package: the bundles need at least the release they were composed with
+    files["metadata.json"]["required_packages_version"]["monai_adiff"] = __version__
     for name in ("train", "inference"):
         merged = {**common, **_read_json(base / f"{name}.json")}
         files[f"{name}.json"] = apply_overrides(merged, fragment.get(name, {}))
@@ -179,9 +182,19 @@ def compose_bundle(bundle_dir: str | os.PathLike, base_dir: str | os.PathLike | 
     # an args file is flat: its keys are override ids ("noise#frequency"), merged as they are
     cpu = {**cpu_overrides(), **CPU_TRAINING, **fragment.get("cpu_args", {})}
     files["cpu_args.json"] = {k: v for k, v in cpu.items() if k != _REMOVE and k not in cpu.get(_REMOVE, [])}
+    # what checkpoints record of the recipe: training defines every recipe id (with its inference default)
+    ids = recipe_ids(
+        files["inference.json"], fragment.get("inference", {}), files["cpu_args.json"], fragment.get("common", {})
+    )
+    for name in ("train.json", "inference.json"):
+        for i in ids:
+            files[name].setdefault(i, files["inference.json"][i])
+        files[name]["recipe_config"] = [[i, f"@{i}"] for i in ids]
     files.update(fragment.get("configs", {}))
     workflows = {k: v for k, v in files.items() if k not in ("metadata.json", "cpu_args.json")}
     files.update(coerce_flag_references(workflows, _flags(files)))
+    # inference reads every recorded value from the checkpoint first (an override still wins)
+    files["inference.json"] = read_back(files["inference.json"], ids)
     out = {f"configs/{name}": _dump(cfg) for name, cfg in files.items()}
     out["configs/logging.conf"] = (base / "logging.conf").read_text()
     out["LICENSE"] = (base.parent.parent / "LICENSE").read_text()

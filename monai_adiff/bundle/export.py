@@ -1,11 +1,12 @@
 # SPDX-License-Identifier: Apache-2.0
-"""A self-contained bundle folder for one trained checkpoint: configs with its overrides merged, ``models/model.pt``.
+"""A self-contained bundle folder for one trained checkpoint: configs with its values merged, ``models/model.pt``.
 
 MONAI Label and the model zoo read a bundle's ``configs/inference.json`` and ``models/model.pt`` as they are: they
-take no args file, so a CPU-sized or user-trained checkpoint cannot be served from the repository's bundle folder.
-MONAI's ``monai.bundle`` has no command that merges overrides into a bundle's files, so this module does it: the
-checkpoint's record (network size, slice size, noise), then an args file, then single overrides, each written into
-every config file that defines its id.
+take no args file. Our inference configs read what the checkpoint was trained with from ``models/model.pt`` anyway
+(:class:`~monai_adiff.engines.TrainedWith`); the export also writes those values into the config files, so a reader
+of the exported ``inference.json`` sees the model it serves, and applies an args file and single overrides on top.
+MONAI's ``monai.bundle`` has no command that merges overrides into a bundle's files, so this module does it, each
+value written into every config file that defines its id.
 """
 
 from __future__ import annotations
@@ -22,8 +23,10 @@ import torch
 
 from monai_adiff.bundle.compose import FRAGMENT, apply_overrides
 from monai_adiff.bundle.runner import find_bundle
-from monai_adiff.engines.checkpoint import INFO_KEY, checkpoint_info, read_checkpoint, recorded_overrides
+from monai_adiff.engines.checkpoint import INFO_KEY, checkpoint_info, read_checkpoint
+from monai_adiff.engines.recipe import TrainedWith
 from monai_adiff.errors import InputError
+from monai_adiff.fitted import check_fitted, fitted_on
 
 __all__ = ["export_bundle", "EXPORT_RECORD", "SIDECAR_FILES"]
 
@@ -52,6 +55,21 @@ def _has_parent(config: Mapping[str, Any], key: str) -> bool:
     return isinstance(node, (Mapping, list))
 
 
+def _copy_fitted(src: Path, dst: Path, checkpoint: str | os.PathLike, resaved: Path | None) -> None:
+    """Copy a fitted file after checking that it belongs to ``checkpoint``; tie it to ``resaved`` when the export
+    wrote the weights into a new file."""
+    try:
+        record = json.loads(src.read_text())
+    except (OSError, json.JSONDecodeError) as e:
+        raise InputError(str(src), f"cannot be read as JSON ({e})") from e
+    check_fitted(src, record, checkpoint)
+    if resaved is not None and isinstance(record.get("checkpoint"), Mapping):
+        record.update(fitted_on(resaved, record.get("settings")))
+        dst.write_text(json.dumps(record, indent=2) + "\n")
+    else:
+        shutil.copy2(src, dst)
+
+
 def export_bundle(
     bundle: str | os.PathLike,
     checkpoint: str | os.PathLike,
@@ -65,6 +83,7 @@ def export_bundle(
         checkpoint: a ``model.pt`` written by the bundle's training (weights and record), or a bare state dict.
         out: the folder to create (must not exist, or be empty).
         overrides: config overrides applied after the checkpoint's record (an args file's content, ``--set``).
+            The copied fitted files (healthy threshold, calibration) must belong to the checkpoint.
 
     Returns:
         the exported bundle folder.
@@ -78,7 +97,7 @@ def export_bundle(
         raise InputError(str(out), "export folder exists and is not empty; choose a new one")
     ckpt = read_checkpoint(checkpoint)
     info = checkpoint_info(ckpt)
-    merged = {**recorded_overrides(info), **dict(overrides or {})}
+    merged = {**TrainedWith.read(checkpoint, src).overrides(), **dict(overrides or {})}
     state = ckpt["model"] if isinstance(ckpt, Mapping) and isinstance(ckpt.get("model"), Mapping) else ckpt
     if not isinstance(state, Mapping) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise InputError(os.fspath(checkpoint), "holds no network state dict (expected {'model': ...} or weights)")
@@ -99,14 +118,18 @@ def export_bundle(
             raise InputError(os.fspath(checkpoint), f"override(s) {unused} match no config id of bundle {src.name!r}")
         models = tmp / "models"
         models.mkdir()
-        saved: dict[str, Any] = {"model": {k: v.clone() for k, v in state.items()}}
-        if info is not None:
-            saved[INFO_KEY] = info
-        torch.save(saved, models / "model.pt")
+        copied = isinstance(ckpt, Mapping) and set(ckpt) <= {"model", INFO_KEY} and ckpt is not state
+        if copied:  # a trained model.pt as it is: the fitted files beside it name its SHA-256
+            shutil.copyfile(checkpoint, models / "model.pt")
+        else:  # a periodic checkpoint or a bare state dict: the weights (and record) only
+            saved: dict[str, Any] = {"model": {k: v.clone() for k, v in state.items()}}
+            if info is not None:
+                saved[INFO_KEY] = info
+            torch.save(saved, models / "model.pt")
         ckpt_dir = Path(checkpoint).resolve().parent
         sidecars = [name for name in SIDECAR_FILES if (ckpt_dir / name).is_file()]
         for name in sidecars:
-            shutil.copy2(ckpt_dir / name, models / name)
+            _copy_fitted(ckpt_dir / name, models / name, checkpoint, None if copied else models / "model.pt")
         record = {
             "bundle": src.name,
             "checkpoint": os.path.basename(os.fspath(checkpoint)),

@@ -12,13 +12,26 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-__all__ = ["cpu_overrides", "quick_overrides", "CPU_SPATIAL_SIZE", "CPU_CHANNELS", "QUICK_SPATIAL_SIZE"]
+__all__ = [
+    "cpu_overrides",
+    "quick_overrides",
+    "recipe_overrides",
+    "RECIPES",
+    "QUICK_EPOCHS",
+    "CPU_SPATIAL_SIZE",
+    "CPU_CHANNELS",
+    "QUICK_SPATIAL_SIZE",
+]
 
 #: the CPU recipe's slice size and UNet widths (the bundles' ``cpu_args.json``)
 CPU_SPATIAL_SIZE = 64
 CPU_CHANNELS = (16, 32, 64)
 #: the quick mode's slice size
 QUICK_SPATIAL_SIZE = 32
+#: ``cpu``: each bundle's ``configs/cpu_args.json``; ``paper``: the bundle's defaults (the paper's sizes)
+RECIPES = ("cpu", "paper")
+#: training epochs of the quick mode (tiny networks: the run checks the pipeline, its numbers mean nothing)
+QUICK_EPOCHS = 2
 #: bundles whose network is not a UNet: their own tiny network instead of the UNet's keys
 _QUICK_NETWORKS: dict[str, dict[str, Any]] = {
     "dtunet": {
@@ -73,4 +86,33 @@ def quick_overrides(bundle: str = "sss", spatial_size: int = QUICK_SPATIAL_SIZE)
     if bundle in _QUICK_NETWORKS:
         out = {k: v for k, v in out.items() if not k.startswith("network_def#")}
         out.update(_QUICK_NETWORKS[bundle])
+    return out
+
+
+def recipe_overrides(bundle: str, recipe: str = "cpu", quick: bool = False) -> dict[str, Any]:
+    """The overrides of a recipe of ``bundle``: its ``cpu_args.json`` (``cpu``), nothing (``paper``), or with
+    ``quick`` the tiny set of :func:`quick_overrides` with :data:`QUICK_EPOCHS` epochs and the CPU recipe's
+    label-free threshold rule.
+
+    Raises:
+        InputError: an unknown recipe, or a bundle without a CPU recipe.
+    """
+    import json
+
+    from monai_adiff.bundle.runner import find_bundle
+    from monai_adiff.errors import InputError
+
+    if recipe not in RECIPES:
+        raise InputError(None, f"recipe must be one of {RECIPES}, got {recipe!r}")
+    args_file = find_bundle(bundle) / "configs" / "cpu_args.json"
+    cpu = json.loads(args_file.read_text()) if args_file.is_file() else None
+    if recipe == "cpu" and not quick:
+        if cpu is None:
+            raise InputError(str(args_file), f"bundle {bundle} has no CPU recipe")
+        return cpu
+    if not quick:
+        return {}
+    out = {**quick_overrides(bundle), "max_epochs": QUICK_EPOCHS, "val_interval": QUICK_EPOCHS, "recipe_name": "quick"}
+    if cpu and "use_healthy_threshold" in cpu:
+        out["use_healthy_threshold"] = cpu["use_healthy_threshold"]
     return out

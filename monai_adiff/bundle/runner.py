@@ -20,7 +20,15 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-__all__ = ["BUNDLES_DIR", "list_bundles", "find_bundle", "bundle_workflows", "bundle_config_files", "run_bundle"]
+__all__ = [
+    "BUNDLES_DIR",
+    "list_bundles",
+    "find_bundle",
+    "bundle_workflows",
+    "bundle_config_files",
+    "resolved_value",
+    "run_bundle",
+]
 
 #: the repository's bundle folder
 BUNDLES_DIR = Path(__file__).resolve().parents[2] / "bundles"
@@ -84,6 +92,20 @@ def bundle_config_files(bundle: str | os.PathLike, workflow: str) -> list[str]:
         raise ValueError(f"{bundle}: unknown workflow {workflow!r}; one of {sorted(workflows)}")
     configs = find_bundle(bundle) / "configs"
     return [str(configs / f) for f in workflows[workflow]]
+
+
+def resolved_value(
+    bundle: str | os.PathLike, workflow: str, config_id: str, overrides: Mapping[str, Any] | None = None
+) -> Any:
+    """The value ``config_id`` takes in ``workflow`` of ``bundle`` with ``overrides`` (what a run would use, e.g.
+    the modalities an inference reads from its checkpoint), without running anything else."""
+    from monai.bundle import ConfigParser
+
+    bundle = find_bundle(bundle)
+    parser = ConfigParser()
+    parser.read_config(bundle_config_files(bundle, workflow))
+    parser.update({"bundle_root": str(bundle), **dict(overrides or {})})
+    return parser.get_parsed_content(config_id)
 
 
 def run_bundle(

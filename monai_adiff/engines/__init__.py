@@ -15,6 +15,7 @@ from .checkpoint import (
 )
 from .handlers import ProgressBarHandler
 from .prepare_batch import ClassDropoutPrepareBatch, NoiseDiffusionPrepareBatch
+from .recipe import TrainedWith
 
 __all__ = [
     "CheckpointInfo",
@@ -27,6 +28,7 @@ __all__ = [
     "ClassDropoutPrepareBatch",
     "NoiseDiffusionPrepareBatch",
     "ProgressBarHandler",
+    "TrainedWith",
     "latest_checkpoint",
     "load_network_weights",
 ]

@@ -103,7 +103,7 @@ def _config_values(config: Sequence[Sequence[Any]] | Mapping[str, Any] | None) -
 
 
 class CheckpointInfo:
-    """The record a training saves beside its weights: bundle name and version, and config values.
+    """The record a training saves beside its weights: bundle name and version, config values and recipe values.
 
     It has ``state_dict``/``load_state_dict`` so MONAI's ``CheckpointSaver`` stores it like any other object
     (``"save_dict": {"model": ..., "info": "@checkpoint_info"}``); its state is plain Python data, so it loads with
@@ -113,20 +113,35 @@ class CheckpointInfo:
         bundle_root: the bundle folder (its name is the bundle id, its ``configs/metadata.json`` gives the version).
         config: ``[[config_id, value], ...]`` (or a mapping): the values that rebuild the network and prepare its
             input (``network_def#channels``, ``spatial_size``, ``noise``, ...).
+        recipe: ``[[config_id, value], ...]``: the inference settings of the recipe it is trained with (the bundles'
+            ``recipe_config``), read back at inference by :class:`~monai_adiff.engines.TrainedWith`.
     """
 
-    def __init__(self, bundle_root: str | os.PathLike, config: Sequence[Sequence[Any]] | Mapping[str, Any]) -> None:
+    def __init__(
+        self,
+        bundle_root: str | os.PathLike,
+        config: Sequence[Sequence[Any]] | Mapping[str, Any],
+        recipe: Sequence[Sequence[Any]] | Mapping[str, Any] | None = None,
+    ) -> None:
         self.bundle, self.name, self.version = bundle_identity(bundle_root)
         self.config = _config_values(config)
+        self.recipe = _config_values(recipe)
 
     def state_dict(self) -> dict[str, Any]:
-        return {"bundle": self.bundle, "name": self.name, "version": self.version, "config": dict(self.config)}
+        return {
+            "bundle": self.bundle,
+            "name": self.name,
+            "version": self.version,
+            "config": dict(self.config),
+            "recipe": dict(self.recipe),
+        }
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         self.bundle = state.get("bundle", self.bundle)
         self.name = state.get("name", self.name)
         self.version = state.get("version", self.version)
         self.config = dict(state.get("config", {}))
+        self.recipe = dict(state.get("recipe", {}))
 
 
 def read_checkpoint(path: str | os.PathLike) -> Any:
@@ -218,6 +233,7 @@ def check_checkpoint(
     bundle_root: str | os.PathLike | None = None,
     expected: Sequence[Sequence[Any]] | Mapping[str, Any] | None = None,
     key: str = "model",
+    recipe: Sequence[Sequence[Any]] | Mapping[str, Any] | None = None,
 ) -> Any:
     """Read a checkpoint and check it against a bundle and its network before anything is loaded.
 
@@ -229,6 +245,8 @@ def check_checkpoint(
         expected: the config values of the run (``[[id, value], ...]``), compared with the checkpoint's record: the
             differing network arguments explain a network that does not fit; other differences (data, noise) warn.
         key: the checkpoint key of the weights.
+        recipe: the run's recipe values (``[[id, value], ...]``); those that differ from the recipe the checkpoint
+            was trained with (an override) are logged, when it was trained by the same bundle.
 
     Returns:
         the loaded checkpoint.
@@ -267,6 +285,16 @@ def check_checkpoint(
             raise InputError(path, f"{problem}: {hint}")
     for k in diff:
         logger.warning("%s: trained with %s = %s, run with %s", path, k, _fmt(rec[k]), _fmt(exp[k]))
+    same_bundle = not (name and info and info.get("name") and info["name"] != name)
+    trained, run = dict((info or {}).get("recipe") or {}), _config_values(recipe)
+    changed = [k for k in run if k in trained and run[k] != trained[k]] if same_bundle else []
+    if changed:
+        logger.warning(
+            "%s: run with %s instead of its recipe's %s (an override)",
+            path,
+            ", ".join(f"{k} = {_fmt(run[k])}" for k in changed),
+            ", ".join(f"{k} = {_fmt(trained[k])}" for k in changed),
+        )
     return ckpt
 
 
@@ -292,6 +320,7 @@ class CheckpointLoader(_MonaiCheckpointLoader):
         bundle_root: the bundle folder (its name is checked against the checkpoint's record).
         expected: the run's config values to compare with the record (``[[id, value], ...]``).
         model_key: the ``load_dict`` key of the network the weights must fit.
+        recipe: the run's recipe values, compared with the recipe the checkpoint was trained with.
     """
 
     def __init__(
@@ -305,11 +334,13 @@ class CheckpointLoader(_MonaiCheckpointLoader):
         bundle_root: str | os.PathLike | None = None,
         expected: Sequence[Sequence[Any]] | Mapping[str, Any] | None = None,
         model_key: str = "model",
+        recipe: Sequence[Sequence[Any]] | Mapping[str, Any] | None = None,
     ) -> None:
         super().__init__(load_path, load_dict, name, map_location, strict, strict_shape)
         self.bundle_root = bundle_root
         self.expected = expected
         self.model_key = model_key
+        self.recipe = recipe
 
     def __call__(self, engine) -> None:
         network = self.load_dict.get(self.model_key)
@@ -319,6 +350,7 @@ class CheckpointLoader(_MonaiCheckpointLoader):
             self.bundle_root,
             self.expected,
             self.model_key,
+            self.recipe,
         )
         super().__call__(engine)
         if engine.state.iteration:  # bundles call the loader before run, so Ignite's first line shows these too

@@ -23,6 +23,7 @@ import torch
 from ignite.engine import Engine, Events
 
 from monai_adiff.errors import InputError
+from monai_adiff.fitted import check_fitted, fitted_on
 from monai_adiff.metrics.handler import _slices_first, engine_items
 from monai_adiff.utils import atomic_write_text
 
@@ -47,17 +48,31 @@ def healthy_quantile(values: Any, q: float) -> float:
     return float(np.quantile(v, q))
 
 
+#: recipe settings a threshold file does not depend on (the threshold rule itself)
+_NOT_MAP_SETTINGS = ("recipe_name", "threshold", "use_healthy_threshold")
+
+
 def read_threshold(
-    path: str | os.PathLike | None, default: float | str | None, baseline: str | None = None
+    path: str | os.PathLike | None,
+    default: float | str | None,
+    baseline: str | None = None,
+    checkpoint: str | os.PathLike | None = None,
+    settings: Any = None,
 ) -> float | str | None:
     """The threshold stored by :class:`HealthyQuantileHandler` at ``path``, or ``default`` (a number, a rule such
     as ``"otsu"``, or None) when ``path`` is None.
 
-    ``baseline`` reads the threshold of that baseline map instead of the method's.
+    Args:
+        path: the threshold file, or None.
+        default: the value without a file.
+        baseline: read the threshold of that baseline map instead of the method's.
+        checkpoint: the run's checkpoint: a file fitted on another one is refused.
+        settings: the run's recipe settings (``[[id, value], ...]``): those that differ from the file's are warned
+            about.
 
     Raises:
         InputError: ``path`` is given but missing or unreadable (run the bundle's ``healthy_threshold`` workflow
-            first), naming the file.
+            first), or fitted on another checkpoint, naming the file.
     """
     if path is None:
         return default
@@ -70,6 +85,7 @@ def read_threshold(
         value = float(record["threshold"] if baseline is None else record["baselines"][baseline])
     except (OSError, ValueError, KeyError, TypeError) as e:
         raise InputError(path, f"not a threshold file ({type(e).__name__}: {e})") from e
+    check_fitted(path, record, checkpoint, settings, ignore=_NOT_MAP_SETTINGS)
     if not np.isfinite(value):
         raise InputError(path, f"threshold is {value}")
     return value
@@ -88,6 +104,9 @@ class HealthyQuantileHandler:
         map_key, label_key, brain_key, brain_slices_key, case_key: keys of the post-processed data.
         baselines: reference maps to threshold by the same rule, ``{name: data key}`` (e.g. ``{"flair_baseline":
             "flair_intensity"}``), so that they are compared with the method at a label-free threshold too.
+        checkpoint: the checkpoint the maps come from; the file records its SHA-256 so that inference refuses it
+            for another checkpoint.
+        settings: the run's recipe settings (``[[id, value], ...]``), recorded as the settings the threshold assumes.
     """
 
     def __init__(
@@ -100,6 +119,8 @@ class HealthyQuantileHandler:
         brain_slices_key: str = "brain_slices",
         case_key: str = "case",
         baselines: Mapping[str, str] | None = None,
+        checkpoint: str | os.PathLike | None = None,
+        settings: Any = None,
     ) -> None:
         if not 0.0 <= q <= 1.0:
             raise ValueError(f"q must be in [0, 1], got {q}")
@@ -108,6 +129,7 @@ class HealthyQuantileHandler:
         self.map_key, self.label_key, self.brain_key = map_key, label_key, brain_key
         self.brain_slices_key, self.case_key = brain_slices_key, case_key
         self.baselines = dict(baselines or {})
+        self.checkpoint, self.settings = checkpoint, settings
         self.threshold: float | None = None
         self._reset()
 
@@ -165,6 +187,7 @@ class HealthyQuantileHandler:
             "cases": self.cases,
             "baselines": {name: healthy_quantile(cat[key], self.q) for name, key in self.baselines.items()},
             "rule": "q-quantile of the post-processed anomaly map over brain pixels of tumour-free validation slices",
+            **fitted_on(self.checkpoint, self.settings),
         }
         atomic_write_text(self.output_file, json.dumps(record, indent=2) + "\n")
         print(

@@ -18,7 +18,15 @@ import pytest
 import torch
 from monai.bundle import ConfigWorkflow
 
-from monai_adiff.bundle import bundle_config_files, find_bundle, list_bundles, quick_overrides, run_bundle
+import monai_adiff
+from monai_adiff.bundle import (
+    bundle_config_files,
+    find_bundle,
+    list_bundles,
+    quick_overrides,
+    resolved_value,
+    run_bundle,
+)
 from monai_adiff.data import case_slice_table, scan_brats_folder, write_datalist
 from monai_adiff.data.synthetic import make_demo_dataset
 from monai_adiff.engines import latest_checkpoint
@@ -149,12 +157,15 @@ def test_bundle_files_and_metadata(name):
     assert _semver(meta["numpy_version"])
     for pkg in ("monai_adiff", "einops", "nibabel"):
         assert _semver(meta["required_packages_version"][pkg]), pkg
+    # the package's one version source, followed by every bundle's pin
+    assert meta["required_packages_version"]["monai_adiff"] == monai_adiff.__version__
     fmt = meta["network_data_format"]
     image = fmt["inputs"]["image"]
     # the volume the inferer takes (MONAI Label's /info reports len(spatial_shape) as the dimension: 3)
-    inference = json.loads((bundle / "configs" / "inference.json").read_text())
-    assert image["spatial_shape"] == [inference["spatial_size"]] * 2 + ["*"]
-    assert image["num_channels"] == len(inference["modalities"]) and image["value_range"] == [-1, 1]
+    size = resolved_value(bundle, "inference", "spatial_size")  # the default: no checkpoint to read it from
+    assert image["spatial_shape"] == [size] * 2 + ["*"]
+    modalities = resolved_value(bundle, "inference", "modalities")
+    assert image["num_channels"] == len(modalities) and image["value_range"] == [-1, 1]
     # MONAI Label returns the first output: the binary mask; the map has its own key
     assert list(fmt["outputs"]) == ["pred", "anomaly_map"]
     pred, amap = fmt["outputs"]["pred"], fmt["outputs"]["anomaly_map"]
@@ -480,7 +491,7 @@ def test_d3ad_model_holds_a_working_bank_and_the_stages_run_alone(trained, tmp_p
 
 def test_dtunet_weakly_supervised_variant_trains_on_labels_and_guides(dataset, tmp_path):
     """``weakly_supervised``: a label token trained on every brain slice's image-level label (label dropout), then
-    inference guided towards healthy; the checkpoint records the label token, so a plain run refuses it."""
+    inference guided towards healthy; the checkpoint records the variant, so a plain run guides too."""
     common = {
         **tiny("dtunet"),
         "datalist": dataset["datalist"],
@@ -501,21 +512,14 @@ def test_dtunet_weakly_supervised_variant_trains_on_labels_and_guides(dataset, t
         logging_file=False,
     )
     assert len(list(out.glob("*_anomaly_mask.nii.gz"))) == len(dataset["test"])
-    with pytest.raises(Exception) as raised:
-        run_bundle(
-            "dtunet",
-            "inference",
-            {**common, "weakly_supervised": False, "ckpt_path": ckpt, "output_dir": str(tmp_path / "x")},
-            logging_file=False,
-        )
-    err = find_input_error(raised.value)
-    assert err is not None and "num_class_embeds" in err.problem
-    # the CLI rebuilds the network from the checkpoint's record, label token included, and guides it
+    # the checkpoint records the variant: a run with no override rebuilds the label token and guides
+    plain = {"ckpt_path": ckpt, "datalist": dataset["datalist"]}
+    assert resolved_value("dtunet", "inference", "weakly_supervised", plain) is True
+    assert resolved_value("dtunet", "inference", "network_def#num_class_embeds", plain) == 3
+    # the CLI with no args file: the record rebuilds the network, label token included, and guides it
     from monai_adiff.cli import main
 
     flair = dataset["test"][0]["flair"]
-    args = tmp_path / "args.json"
-    args.write_text(json.dumps({"noise_level": TINY["noise_level"]}))
-    cli = ["infer", "dtunet", flair, "--checkpoint", ckpt, "--args-file", str(args), "--out", str(tmp_path / "cli")]
+    cli = ["infer", "dtunet", flair, "--checkpoint", ckpt, "--out", str(tmp_path / "cli")]
     assert main(cli) == 0
     assert (tmp_path / "cli" / f"{dataset['test'][0]['case']}_anomaly_mask.nii.gz").is_file()

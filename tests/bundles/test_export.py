@@ -34,11 +34,11 @@ def test_export_serves_the_checkpoint_without_overrides(ckpt, tmp_path):
     out = tmp_path / "exported"
     assert main(["export-bundle", "sss", "--checkpoint", str(ckpt), "--out", str(out), "--args-file", str(args)]) == 0
     inf = json.loads((out / "configs" / "inference.json").read_text())
-    # the record (network size, slice size) and the args file are in the configs; train.json gets the network too
+    # the record (network size, slice size, recipe) and the args file are in the configs, train.json's too
     assert inf["network_def"]["channels"] == list(TINY_NET["network_def#channels"]) and inf["spatial_size"] == 32
     assert inf["sss_timesteps"] == FAST["sss_timesteps"] and inf["threshold"] == FAST["threshold"]
     train = json.loads((out / "configs" / "train.json").read_text())
-    assert train["network_def"]["channels"] == inf["network_def"]["channels"] and "sss_timesteps" not in train
+    assert train["network_def"]["channels"] == inf["network_def"]["channels"] and train["sss_timesteps"] == 100
     assert not (out / "configs" / "cpu_args.json").exists() and not (out / "method.json").exists()
     saved = torch.load(out / "models" / "model.pt", weights_only=True)
     original = torch.load(ckpt, weights_only=True)

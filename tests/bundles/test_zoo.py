@@ -78,11 +78,13 @@ def test_directory_version_and_metadata(name, tmp_path):
 def test_verify_net_in_out_with_the_forward_arguments(name):
     bundle = find_bundle(name)
     parser = _parser(name)
-    size, channels = parser["spatial_size"], parser["_meta_#network_data_format#inputs#image#num_channels"]
+    # values that inference reads from a checkpoint first: their defaults here (no model file)
+    size = parser.get_parsed_content("spatial_size")
+    channels = parser["_meta_#network_data_format#inputs#image#num_channels"]
     net = parser["network_def"]
     if "latent_channels" in net:  # D3AD's denoiser works on the autoencoder's latents
-        size //= 2 ** (len(net["ae_channels"]) - 1)
-        channels = net["latent_channels"]
+        size //= 2 ** (len(parser.get_parsed_content("network_def#ae_channels")) - 1)
+        channels = parser.get_parsed_content("network_def#latent_channels")
     extra = {"timesteps": torch.tensor([10])}
     if "num_class_embeds" in net and parser.get_parsed_content("network_def#num_class_embeds"):
         extra["class_labels"] = torch.tensor([0])

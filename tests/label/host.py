@@ -24,21 +24,18 @@ from monai.transforms import Compose, LoadImaged, SaveImaged
 
 
 def export_for_serving(name: str, checkpoint: str | Path, out: str | Path) -> Path:
-    """``export_bundle`` of a contract-test checkpoint with the bundle's tiny overrides (those its configs define)."""
-    from monai_adiff.bundle import find_bundle, quick_overrides
+    """``export_bundle`` of a contract-test checkpoint, with no overrides: its record says how it was trained."""
     from monai_adiff.bundle.export import export_bundle
 
-    config = json.loads((find_bundle(name) / "configs" / "inference.json").read_text())
-    overrides = {k: v for k, v in quick_overrides(name, 32).items() if k.split("#")[0] in config}
-    return export_bundle(name, checkpoint, out, overrides)
+    return export_bundle(name, checkpoint, out)
 
 
 def client_image(name: str, item: dict, folder: str | Path) -> Path:
     """The one file a MONAI Label client sends for a case: the modality itself, or the bundle's modalities stacked as
     one NIfTI with channels on the last axis (AnoFPDM's four)."""
-    from monai_adiff.bundle import find_bundle
+    from monai_adiff.bundle import resolved_value
 
-    modalities = json.loads((find_bundle(name) / "configs" / "inference.json").read_text())["modalities"]
+    modalities = resolved_value(name, "inference", "modalities")
     if len(modalities) == 1:
         return Path(item[modalities[0]])
     ref = nib.load(item[modalities[0]])

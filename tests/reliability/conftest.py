@@ -22,11 +22,12 @@ def save_checkpoint(path: Path, bundle: str = "sss", overrides: dict | None = No
     """Build ``bundle``'s network from its own config with ``overrides`` and save it as training does:
     ``{"model": state_dict, "info": CheckpointInfo}`` (random weights, seeded)."""
     parser = ConfigParser()
-    parser.read_config(bundle_config_files(bundle, "inference"))
+    parser.read_config(bundle_config_files(bundle, "training"))  # the record as training writes it
     parser.update({"bundle_root": str(find_bundle(bundle)), **(overrides or {})})
     torch.manual_seed(seed)
     network = parser.get_parsed_content("network_def")
-    info = CheckpointInfo(find_bundle(bundle), parser.get_parsed_content("checkpoint_config"))
+    config, recipe = parser.get_parsed_content("checkpoint_config"), parser.get_parsed_content("recipe_config")
+    info = CheckpointInfo(find_bundle(bundle), config, recipe)
     path.parent.mkdir(parents=True, exist_ok=True)
     torch.save({"model": network.state_dict(), "info": info.state_dict()}, path)
     return path

@@ -21,6 +21,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from monai_adiff.engines.checkpoint import load_network_weights
+from monai_adiff.fitted import fitted_on
 from monai_adiff.inferers import brain_from_inputs
 from monai_adiff.methods.anofpdm.gap import conditioning_gap, summarize_gap
 from monai_adiff.methods.anofpdm.inferer import FPDMInferer
@@ -94,6 +95,7 @@ def calibrate_fpdm(
     gap_draws: int = 16,
     gap_max_timestep: int | None = None,
     slice_scores: Sequence[str] = SLICE_SCORES,
+    settings: Any = None,
 ) -> dict[str, Any]:
     """Choose AnoFPDM's slice score, guidance strength, score threshold and ``M_max`` on validation slices; write
     them as JSON.
@@ -107,7 +109,8 @@ def calibrate_fpdm(
         output_file: the calibration JSON to write (atomically).
         guidance_grid: candidate w.
         tolerance: keep the largest w with accuracy >= tolerance * best accuracy.
-        checkpoint: weights to load first (``models/model.pt``); None uses the network as it is.
+        checkpoint: weights to load first (``models/model.pt``); None uses the network as it is. The file records
+            its SHA-256, so inference refuses it for another checkpoint.
         batch_size: slices per sweep (default: the inferer's ``slice_batch_size``).
         device: where to run (default: the network's device).
         label_key: key of the slice label in the dataset items.
@@ -116,6 +119,7 @@ def calibrate_fpdm(
             step of the scheduler).
         slice_scores: candidate slice scores (:meth:`FPDMSweep.slice_score`), in order of preference on ties;
             ``("cosine",)`` keeps the paper's test.
+        settings: the run's recipe settings (``[[id, value], ...]``), recorded as those the calibration assumes.
 
     Returns:
         the calibration dict (also written to ``output_file``).
@@ -253,6 +257,7 @@ def calibrate_fpdm(
         },
         "seconds": round(time.perf_counter() - t0, 2),
         "note": "label-free: only image-level (slice) labels were used",
+        **fitted_on(checkpoint, settings),
     }
     atomic_write_text(output_file, json.dumps(result, indent=4))
     logger.info(

@@ -9,10 +9,12 @@ import json
 import logging
 import os
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import torch
 from monai.networks.schedulers import Scheduler
 
+from monai_adiff.fitted import check_fitted
 from monai_adiff.inferers import AnomalyInferer, brain_from_inputs
 from monai_adiff.methods.anofpdm.sweep import (
     MAP_RESIDUALS,
@@ -33,6 +35,8 @@ logger = logging.getLogger(__name__)
 #: the values label-free calibration chooses (``run calibrate``, with ``slice_score``); a calibration file's values win
 #: over the config's
 CALIBRATED_KEYS = ("guidance", "score_threshold", "m_max")
+#: recipe settings a calibration file provides itself (not compared with the run's)
+FITTED_SETTINGS = ("recipe_name", "slice_score", *CALIBRATED_KEYS)
 #: Algorithm 1's mask before the healthy/unhealthy gate (the public code scores this one in the unhealthy setup)
 UNGATED_MASK = "ungated_mask"
 
@@ -74,6 +78,9 @@ class FPDMInferer(AnomalyInferer):
             instead of the whole slice (the public code's).
         map_residual: ``"squared"`` (the paper's) or ``"positive"`` (:func:`fpdm_sweep`'s ``residual``).
         slice_batch_size, autocast_dtype, brain_tol, seed, progress: see :class:`AnomalyInferer`.
+        checkpoint: the run's checkpoint: a calibration file fitted on another one is refused.
+        settings: the run's recipe settings (``[[id, value], ...]``); those the calibration file was fitted with
+            otherwise are warned about.
     """
 
     map_names = (PRED_MASK, UNGATED_MASK)
@@ -105,8 +112,11 @@ class FPDMInferer(AnomalyInferer):
         brain_tol: float = 1e-3,
         seed: int | None = 0,
         progress: bool = False,
+        checkpoint: str | None = None,
+        settings: Any = None,
     ) -> None:
         super().__init__("gaussian", slice_batch_size, autocast_dtype, brain_tol, seed, progress)
+        self.checkpoint, self.settings = checkpoint, settings
         self.scheduler = scheduler
         self.timesteps = fpdm_step_grid(num_steps, stride, start)
         if self.timesteps[-1] >= scheduler.num_train_timesteps:
@@ -143,6 +153,7 @@ class FPDMInferer(AnomalyInferer):
         JSON."""
         with open(path) as f:
             cal = json.load(f)
+        check_fitted(path, cal, self.checkpoint, self.settings, ignore=FITTED_SETTINGS)
         if "score_threshold" not in cal and "cos_threshold" in cal:  # written before 0.8.0: the cosine test
             cal = {**cal, "slice_score": "cosine", "score_threshold": 1.0 - float(cal["cos_threshold"])}
         missing = [k for k in CALIBRATED_KEYS if k not in cal]

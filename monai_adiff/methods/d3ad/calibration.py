@@ -27,6 +27,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from monai_adiff.engines.checkpoint import load_network_weights
+from monai_adiff.fitted import fitted_on
 from monai_adiff.inferers import brain_from_inputs
 from monai_adiff.methods.d3ad.inferer import D3ADInferer
 from monai_adiff.methods.d3ad.network import D3ADModel
@@ -87,6 +88,7 @@ def calibrate_d3ad(
     device: str | torch.device | None = None,
     guidance_grid: Sequence[float] | None = None,
     labelled_dataset: Dataset | None = None,
+    settings: Any = None,
 ) -> dict[str, Any]:
     """Measure the ranges of the map terms on ``dataset`` (healthy slices), choose ``w``; write them as JSON.
 
@@ -95,10 +97,12 @@ def calibrate_d3ad(
         dataset: tumour-free validation slices (the ranges).
         output_file: the calibration JSON (written atomically).
         q: the upper quantile of each range.
-        checkpoint: weights to load first.
+        checkpoint: weights to load first; the file records its SHA-256, so inference refuses it for another
+            checkpoint.
         device: where to run (default: the network's).
         guidance_grid: candidate ``w``; with more than one and ``labelled_dataset``, the best is kept.
         labelled_dataset: validation brain slices with image-level labels (``slice_label``).
+        settings: the run's recipe settings (``[[id, value], ...]``), recorded as those the calibration assumes.
 
     Returns:
         ``{"latent_range": [lo, hi], "feature_range": [lo, hi], "image_range": [lo, hi], "q": q, "slices": n,
@@ -136,7 +140,7 @@ def calibrate_d3ad(
         out = _ranges(network, inferer, healthy, q, device)
     for key in ("latent_range", "feature_range", "image_range"):
         setattr(inferer, key, tuple(out[key]))
-    out.update({"q": float(q), "checkpoint": checkpoint})
+    out.update({"q": float(q), **fitted_on(checkpoint, settings)})
     atomic_write_text(output_file, json.dumps(out, indent=2) + "\n")
     logger.info(
         "D3AD calibration: %s, w %s -> %s",

@@ -8,13 +8,14 @@ import json
 import logging
 import os
 from collections.abc import Callable, Sequence
-from typing import cast
+from typing import Any, cast
 
 import torch
 import torch.nn.functional as F
 from monai.networks.layers import GaussianFilter
 from monai.networks.schedulers import Scheduler
 
+from monai_adiff.fitted import check_fitted
 from monai_adiff.inferers import AnomalyInferer, brain_from_inputs
 from monai_adiff.methods.d3ad.dynamic import dynamic_timesteps, knn_mean_distance
 from monai_adiff.methods.d3ad.network import D3ADModel
@@ -62,6 +63,9 @@ class D3ADInferer(AnomalyInferer):
         calibration_file: a JSON with the ranges (``run calibrate``); when it exists its values replace the
             arguments, and so does its ``guidance`` when calibration chose ``w`` from a grid.
         slice_batch_size, autocast_dtype, brain_tol, seed, progress: see :class:`AnomalyInferer`.
+        checkpoint: the run's checkpoint: a calibration file fitted on another one is refused.
+        settings: the run's recipe settings (``[[id, value], ...]``); those the calibration file was fitted with
+            otherwise are warned about.
     """
 
     value_names = ("pred_score", "t_hat")
@@ -91,6 +95,8 @@ class D3ADInferer(AnomalyInferer):
         brain_tol: float = 1e-3,
         seed: int | None = 0,
         progress: bool = False,
+        checkpoint: str | None = None,
+        settings: Any = None,
     ) -> None:
         super().__init__("gaussian", slice_batch_size, autocast_dtype, brain_tol, seed, progress)
         self.scheduler = scheduler
@@ -121,6 +127,7 @@ class D3ADInferer(AnomalyInferer):
         if calibration_file and os.path.isfile(calibration_file):
             with open(calibration_file) as f:
                 cal = json.load(f)
+            check_fitted(calibration_file, cal, checkpoint, settings, ignore=("recipe_name", "guidance"))
             for key in CALIBRATED_RANGES:
                 if key in cal:
                     setattr(self, key, tuple(float(v) for v in cal[key]))
