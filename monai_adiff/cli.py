@@ -321,6 +321,8 @@ def _cmd_benchmark(args: argparse.Namespace) -> int:
         val_fraction=args.val_fraction,
         test_fraction=args.test_fraction,
         overrides=overrides,
+        dataset=args.dataset,
+        store=args.store,
     )
     return 0
 
@@ -421,6 +423,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--val-fraction", type=float, default=0.1, help="validation patients (label-free thresholds)")
     p.add_argument("--test-fraction", type=float, default=0.25, help="held-out test patients")
     p.add_argument("--set", action="append", metavar="BUNDLE:KEY=VALUE", help="a bundle's config override")
+    p.add_argument("--dataset", help="the data set's name in the result records (default: the data folder's name)")
+    p.add_argument(
+        "--store",
+        help="results store to write the records into too (<store>/<dataset>/s<seed>/<bundle>@<version>.json; "
+        "always written to OUT/records)",
+    )
     p.set_defaults(func=_cmd_benchmark)
 
     p = sub.add_parser("make-data", help="write a synthetic BraTS-style demo dataset")

@@ -3,10 +3,11 @@
 
 Writes phantom volumes (their lesions are not the brightest tissue: normal periventricular caps are as bright on
 FLAIR), trains a tiny single-step-sampling (SSS) model on the tumour-free brain slices of the training phantoms
-through the ``sss`` bundle, sets the mask threshold without pixel labels (a high quantile of the map on the
-tumour-free slices of a validation phantom), infers the held-out phantoms to NIfTI anomaly maps, masks and overlay
-PNGs, evaluates them beside the FLAIR-intensity baseline (thresholded by the same label-free rule) and prints both
-on the same slices, with the ``monai-adiff infer`` command for the checkpoint.
+through the ``sss`` bundle into a model folder (as ``monai-adiff train`` does: it also sets the mask threshold without
+pixel labels, a high quantile of the map on the tumour-free slices of a validation phantom), infers the held-out
+phantoms to NIfTI anomaly maps, masks and overlay PNGs, evaluates them beside the FLAIR-intensity baseline
+(thresholded by the same label-free rule) and prints both on the same slices, with the ``monai-adiff infer`` command
+for the model.
 """
 
 from __future__ import annotations
@@ -18,10 +19,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from monai_adiff.bundle import cpu_overrides, find_bundle, run_bundle
+from monai_adiff.bundle import cpu_overrides, run_bundle, train_model
 from monai_adiff.data import scan_brats_folder, split_cases, write_datalist
 from monai_adiff.data.synthetic import make_demo_dataset
-from monai_adiff.utils import atomic_write_text
 
 __all__ = ["run_demo", "DEMO_NETWORK", "DEMO_INFERENCE"]
 
@@ -57,7 +57,7 @@ def run_demo(out: str | os.PathLike, cases: int = 8, seed: int = 0, epochs: int 
     """Run the demo into ``out`` and return the paths it wrote and the metrics.
 
     Args:
-        out: output folder (data, checkpoint, threshold, predictions, metrics).
+        out: output folder (data, the model folder, predictions, metrics); a rerun reuses a finished model.
         cases: phantom cases (two are held out for testing, one for the threshold, the rest train).
         seed: seed of the phantoms, the split and the training.
         epochs: training epochs over the tumour-free slices of the training cases (60: about 4 minutes in all on 2
@@ -74,10 +74,14 @@ def run_demo(out: str | os.PathLike, cases: int = 8, seed: int = 0, epochs: int 
     n = max(len(items), 4)
     split = split_cases(items, val_fraction=1 / n, test_fraction=2 / n, seed=seed)
     datalist = write_datalist(out / "datalist.json", {k: v for k, v in split.items() if v}, modalities=["flair"])
-    models, preds = out / "models", out / "predictions"
-    common = {**DEMO_NETWORK, "datalist": datalist, "ckpt_dir": str(models), "output_dir": str(out / "logs")}
-    train = {
-        **common,
+    model, preds = out / "model", out / "predictions"
+    options = DEMO_INFERENCE if bundle == "sss" else {k: v for k, v in DEMO_INFERENCE.items() if k != "sss_timesteps"}
+    # the model records the demo's network and inference options: nothing else is needed to use it
+    settings = {
+        **DEMO_NETWORK,
+        **options,
+        "recipe_name": "demo",
+        "use_healthy_threshold": True,
         "max_epochs": epochs,
         "val_interval": epochs,
         "batch_size": 32,
@@ -86,39 +90,25 @@ def run_demo(out: str | os.PathLike, cases: int = 8, seed: int = 0, epochs: int 
         "ema_momentum": 0.02,
         "ema_momentum_warmup": 0.5,
         "ema_warmup_iters": 50,
-        "resume": False,
     }
     print(f"[demo] training a tiny {bundle} model on the tumour-free slices of {len(split['training'])} phantoms ...")
-    run_bundle(bundle, "training", train)
-    ckpt = models / "model.pt"
-    threshold_file = models / "healthy_threshold.json"
-    options = DEMO_INFERENCE if bundle == "sss" else {k: v for k, v in DEMO_INFERENCE.items() if k != "sss_timesteps"}
-    # the overrides the tiny network needs, as a monai.bundle args file: usable by `monai-adiff infer` and by
-    # `python -m monai.bundle run inference --args_file ...` alike
-    args_file = models / "inference_args.json"
-    atomic_write_text(
-        args_file, json.dumps({**DEMO_NETWORK, **options, "threshold_file": str(threshold_file)}, indent=4)
-    )
-    infer = {**common, **options, "ckpt_path": str(ckpt), "threshold_file": str(threshold_file)}
-    print("[demo] label-free threshold from the tumour-free slices of the validation phantom ...")
-    run_bundle(bundle, "healthy_threshold", infer)
+    train_model(bundle, datalist, model, recipe="paper", overrides=settings, say=lambda m: print(f"[demo] {m}"))
+    ckpt = model / "model.pt"
+    run = {"datalist": datalist, "ckpt_path": str(ckpt)}
     print("[demo] inferring the held-out phantoms ...")
-    run_bundle(bundle, "inference", {**infer, "output_dir": str(preds)})
+    run_bundle(bundle, "inference", {**run, "output_dir": str(preds)})
     print("[demo] evaluating against the FLAIR-intensity baseline ...")
-    run_bundle(bundle, "evaluate", {**infer, "output_dir": str(out), "metrics_name": "metrics"})
+    run_bundle(bundle, "evaluate", {**run, "output_dir": str(out), "metrics_name": "metrics"})
     metrics = json.loads((out / "metrics.json").read_text())
     test_volume = split["test"][0]["flair"]
-    command = (
-        f"monai-adiff infer {shlex.quote(str(find_bundle(bundle)))} {shlex.quote(test_volume)} "
-        f"--checkpoint {shlex.quote(str(ckpt))} --args-file {shlex.quote(str(args_file))} "
-        f"--out {shlex.quote(str(out / 'infer'))}"
-    )
+    command = f"monai-adiff infer {shlex.quote(str(model))} {shlex.quote(test_volume)} --out "
+    command += shlex.quote(str(out / "infer"))
     paths = {
         "data": str(data_dir),
         "datalist": str(datalist),
+        "model": str(model),
         "checkpoint": str(ckpt),
-        "threshold": str(threshold_file),
-        "args_file": str(args_file),
+        "threshold": str(model / "healthy_threshold.json"),
         "predictions": str(preds),
         "metrics": str(out / "metrics.json"),
     }
@@ -135,5 +125,5 @@ def run_demo(out: str | os.PathLike, cases: int = 8, seed: int = 0, epochs: int 
     print(f"\n  overlays (image | map | mask, lesion outlined): {preds}/<case>_overlay.png")
     for k, v in paths.items():
         print(f"  {k:<12} {v}")
-    print("\nscore any FLAIR volume with this checkpoint:\n  " + command)
+    print("\nscore any FLAIR volume with this model:\n  " + command)
     return {**paths, "infer_command": command, "results": metrics}

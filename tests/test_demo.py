@@ -17,7 +17,7 @@ pytestmark = pytest.mark.slow
 def test_demo_runs_and_reports_method_beside_flair(tmp_path, capsys):
     res = run_demo(tmp_path / "d", cases=4, epochs=1)
     out = capsys.readouterr().out
-    for key in ("checkpoint", "threshold", "args_file", "metrics"):
+    for key in ("checkpoint", "threshold", "metrics"):
         assert Path(res[key]).is_file(), key
     thr = json.loads(Path(res["threshold"]).read_text())
     assert thr["n_pixels"] > 0 and "flair_baseline" in thr["baselines"]
@@ -28,5 +28,11 @@ def test_demo_runs_and_reports_method_beside_flair(tmp_path, capsys):
     assert metrics["sss"]["mixed"]["n_slices"] == metrics["flair_baseline"]["mixed"]["n_slices"]  # same slices
     assert "What this shows" in out and "FLAIR intensity" in out
     assert len(list(Path(res["predictions"]).glob("*_overlay.png"))) == 2
-    args = json.loads(Path(res["args_file"]).read_text())
-    assert args["threshold_file"] == res["threshold"] and args["noise#frequency"] == 12
+    # the model folder describes itself: the printed command needs no args file, and the record holds the demo's noise
+    assert "--args-file" not in res["infer_command"] and res["infer_command"].startswith(
+        f"monai-adiff infer {res['model']}"
+    )
+    import torch
+
+    info = torch.load(res["checkpoint"], weights_only=True)["info"]
+    assert info["config"]["noise"]["frequency"] == 12 and info["recipe"]["recipe_name"] == "demo"

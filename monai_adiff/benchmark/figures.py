@@ -34,9 +34,14 @@ def _pyplot():
     return plt
 
 
-def _save(fig, path: str) -> str:
+def _save(fig, path: str, metadata: Mapping[str, str] | None = None) -> str:
     plt = _pyplot()
-    out = atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=110, bbox_inches="tight", format="png"), ".png")
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    out = atomic_write(
+        path,
+        lambda tmp: fig.savefig(tmp, dpi=110, bbox_inches="tight", format="png", metadata=dict(metadata or {})),
+        ".png",
+    )
     plt.close(fig)
     return out
 
@@ -45,8 +50,9 @@ def _style(name: str) -> dict[str, Any]:
     return {"color": "0.35", "linestyle": "--"} if name.startswith("FLAIR") else {}
 
 
-def plot_pr_curves(rows: Sequence[Mapping[str, Any]], path: str) -> str:
-    """Every method's pooled precision-recall curve, one panel per setup; the legend gives the AUPRC."""
+def plot_pr_curves(rows: Sequence[Mapping[str, Any]], path: str, metadata: Mapping[str, str] | None = None) -> str:
+    """Every method's pooled precision-recall curve, one panel per setup; the legend gives the AUPRC (``metadata``:
+    PNG text entries)."""
     plt = _pyplot()
     setups = ("unhealthy", "mixed")
     fig, axes = plt.subplots(1, 2, figsize=(10, 4.4), sharey=True)
@@ -71,11 +77,12 @@ def plot_pr_curves(rows: Sequence[Mapping[str, Any]], path: str) -> str:
         ax.legend(title="method (AUPRC)", fontsize=8, loc="upper right")
     axes[0].set_ylabel("precision")
     fig.suptitle("Pixel-level precision-recall over the brain, test patients pooled")
-    return _save(fig, path)
+    return _save(fig, path, metadata)
 
 
-def plot_dice_boxes(rows: Sequence[Mapping[str, Any]], path: str) -> str:
-    """Per-patient Dice of the label-free masks (box plot with every patient as a point), one panel per setup."""
+def plot_dice_boxes(rows: Sequence[Mapping[str, Any]], path: str, metadata: Mapping[str, str] | None = None) -> str:
+    """Per-patient Dice of the label-free masks (box plot with every patient as a point), one panel per setup
+    (``metadata``: PNG text entries)."""
     plt = _pyplot()
     setups = ("unhealthy", "mixed")
     fig, axes = plt.subplots(1, 2, figsize=(10, 4.2), sharey=True)
@@ -84,7 +91,7 @@ def plot_dice_boxes(rows: Sequence[Mapping[str, Any]], path: str) -> str:
         for r in rows:
             if r["setup"] != setup:
                 continue
-            vals = [v["dice"] for v in r["per_patient"].values() if v["dice"] is not None]
+            vals = [v["dice"] for v in r["per_patient"].values() if v.get("dice") is not None]
             if vals:
                 names.append(r["method"])
                 values.append(vals)
@@ -97,7 +104,7 @@ def plot_dice_boxes(rows: Sequence[Mapping[str, Any]], path: str) -> str:
         ax.set_ylim(0, 1)
         ax.grid(axis="y", alpha=0.3)
     axes[0].set_ylabel("Dice per patient (label-free mask)")
-    return _save(fig, path)
+    return _save(fig, path, metadata)
 
 
 def read_snapshots(path: str) -> dict[str, dict[str, np.ndarray]]:

@@ -35,6 +35,7 @@ from monai_adiff.benchmark.figures import (
     read_snapshots,
 )
 from monai_adiff.benchmark.results import FLAIR, method_rows, same_baseline, write_results
+from monai_adiff.benchmark.store import make_record, write_record
 from monai_adiff.bundle import find_bundle, run_bundle
 from monai_adiff.bundle.model_folder import (
     MODEL,
@@ -179,13 +180,43 @@ class _BundleRun:
     def snapshots(self) -> dict[str, dict]:
         return read_snapshots(str(self.work / "eval" / "metrics_snapshots.npz"))
 
+    def summary(self) -> dict[str, Any]:
+        return read_summary(self.model_dir) if is_model_folder(self.model_dir) else {}
+
     def extra(self) -> dict[str, Any]:
-        summary = read_summary(self.model_dir) if is_model_folder(self.model_dir) else {}
-        train = (summary.get("stages") or {}).get("training") or {}
+        train = (self.summary().get("stages") or {}).get("training") or {}
         return {
             "training_minutes": train.get("minutes") if self.checkpoint is None else None,
             "parameters": self.state["steps"]["evaluate"].get("parameters"),
         }
+
+    def record(self, rows: Sequence[Mapping[str, Any]], info: Mapping[str, Any]) -> dict[str, Any]:
+        """The result record of this bundle (:mod:`monai_adiff.benchmark.store`)."""
+        from monai_adiff import __version__
+        from monai_adiff.engines.checkpoint import bundle_identity
+
+        summary = self.summary()
+        baseline = method_rows(FLAIR, self.metrics()[FLAIR], self.bundle)
+        seed = info["data"]["split_seed"]
+        recipe = "--quick" if info["recipe"] == "quick" else f"--recipe {info['recipe']}"
+        command = f"monai-adiff benchmark DATA --bundles {self.bundle} {recipe} --split-seed {seed} --out OUT"
+        return make_record(
+            self.bundle,
+            rows,
+            baseline,
+            {
+                "dataset": info["dataset"],
+                "version": summary.get("version") or bundle_identity(find_bundle(self.bundle))[2],
+                "package_version": __version__,
+                "recipe": info["recipe"],
+                "split_seed": seed,
+                "val_fraction": info["data"]["val_fraction"],
+                "test_fraction": info["data"]["test_fraction"],
+                "test_patients": info["test_patients"],
+                "validation_patients": (summary.get("cases") or {}).get("validation"),
+                "command": command,
+            },
+        )
 
 
 def _parse_bundles(bundles: Sequence[str] | str) -> list[str]:
@@ -208,6 +239,8 @@ def run_benchmark(
     val_fraction: float = 0.1,
     test_fraction: float = 0.25,
     overrides: Mapping[str, Mapping[str, Any]] | None = None,
+    dataset: str | None = None,
+    store: str | os.PathLike | None = None,
     say: Callable[[str], None] = print,
 ) -> dict[str, Any]:
     """Benchmark ``bundles`` on the BraTS-style folder ``data``; write the table and pictures into ``out``.
@@ -223,6 +256,8 @@ def run_benchmark(
         split_seed, val_fraction, test_fraction: the patient split every bundle gets (the validation patients'
             tumour-free slices set the label-free thresholds and calibrations).
         overrides: further ``{bundle: {config_id: value}}`` overrides, applied to every step of that bundle.
+        dataset: the data set's name in the result records (default: the data folder's name).
+        store: a results store to write the records into too (they are always written to ``out/records``).
         say: where progress lines go.
 
     Returns:
@@ -266,8 +301,16 @@ def run_benchmark(
         for i, r in enumerate(runs, start=1):
             say_and_log(f"({i}/{len(runs)}) {r.bundle}, recipe {'quick' if quick else recipe}")
             r.run()
+        name = dataset or os.path.basename(data_dir.rstrip(os.sep))
+        stores = [out_dir / "records", *([Path(store)] if store else [])]
         return _report(
-            runs, out_dir, recipe="quick" if quick else recipe, data_overrides=data_overrides, say=say_and_log
+            runs,
+            out_dir,
+            recipe="quick" if quick else recipe,
+            data_overrides=data_overrides,
+            say=say_and_log,
+            dataset=name,
+            stores=stores,
         )
     finally:
         logger.removeHandler(log_handler)
@@ -280,8 +323,11 @@ def _report(
     recipe: str,
     data_overrides: Mapping[str, Any],
     say: Callable[[str], None],
+    dataset: str,
+    stores: Sequence[Path],
 ) -> dict[str, Any]:
     rows: list[dict[str, Any]] = []
+    own_rows: dict[str, list[dict[str, Any]]] = {}
     snapshots: dict[str, dict] = {}
     baselines: list[tuple[str, dict]] = []
     raw_snapshots: dict[str, dict] = {}
@@ -289,7 +335,8 @@ def _report(
     for r in runs:
         metrics = r.metrics()
         timing = metrics[r.bundle].get("timing") or {}
-        rows += method_rows(r.bundle, metrics[r.bundle], r.bundle, {**r.extra(), **_seconds(timing)})
+        own_rows[r.bundle] = method_rows(r.bundle, metrics[r.bundle], r.bundle, {**r.extra(), **_seconds(timing)})
+        rows += own_rows[r.bundle]
         raw_snapshots[r.bundle] = r.snapshots()
         snapshots[r.bundle] = method_snapshots(raw_snapshots[r.bundle], r.bundle)
         test_cases[r.bundle] = sorted((metrics[r.bundle].get("per_case") or {}).keys())
@@ -339,6 +386,10 @@ def _report(
         "bundles": {r.bundle: r.state["config"] for r in runs},
     }
     paths.update(write_results(str(out_dir), rows, info, "\n\n".join(notes)))
+    records = {"dataset": dataset, **info}
+    paths["records"] = [
+        str(write_record(store, r.record(own_rows[r.bundle], records))) for r in runs for store in stores
+    ]
     say(f"results: {paths['md']}")
     return {"rows": rows, "paths": paths}
 

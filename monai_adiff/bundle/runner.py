@@ -1,7 +1,9 @@
 # SPDX-License-Identifier: Apache-2.0
 """Finding and running our MONAI bundles from Python (the CLI, the demo and the tests all go through here).
 
-Bundles are discovered on disk: every folder of the repository's ``bundles/`` with a ``configs/metadata.json``.
+Bundles are discovered on disk: every folder of the package's ``bundles/`` with a ``configs/metadata.json`` (found
+with ``importlib.resources``: in a checkout it links to the repository's ``bundles/``, in a wheel it is package
+data).
 A bundle's workflows are discovered from its config files: ``train.json`` runs ``training`` (and ``run``, the id
 MONAI Label calls), ``inference.json`` runs ``inference``; any other ``<name>.json`` in ``configs/`` is an overlay
 that runs ``<name>`` on top of ``train.json`` when its name contains ``train`` (``multi_gpu_train.json``, run as
@@ -14,6 +16,7 @@ the same config files, ``args_file`` and overrides, so anything done here can be
 
 from __future__ import annotations
 
+import importlib.resources
 import json
 import os
 from collections.abc import Callable, Mapping
@@ -30,8 +33,8 @@ __all__ = [
     "run_bundle",
 ]
 
-#: the repository's bundle folder
-BUNDLES_DIR = Path(__file__).resolve().parents[2] / "bundles"
+#: the shipped bundles (a real folder: the checkout's ``bundles/``, or the installed package data)
+BUNDLES_DIR = Path(str(importlib.resources.files("monai_adiff") / "bundles")).resolve()
 
 
 def _is_bundle(path: Path) -> bool:
@@ -39,7 +42,7 @@ def _is_bundle(path: Path) -> bool:
 
 
 def list_bundles(root: str | os.PathLike | None = None) -> list[str]:
-    """The names of the bundles in ``root`` (default: this repository's ``bundles/``), sorted."""
+    """The names of the bundles in ``root`` (default: the shipped ``bundles/``), sorted."""
     root = Path(root) if root is not None else BUNDLES_DIR
     if not root.is_dir():
         return []
@@ -47,7 +50,7 @@ def list_bundles(root: str | os.PathLike | None = None) -> list[str]:
 
 
 def find_bundle(name_or_path: str | os.PathLike) -> Path:
-    """A bundle folder from a path, or from a bundle name (``"sss"``) looked up in this repository's ``bundles/``.
+    """A bundle folder from a path, or from a bundle name (``"sss"``) looked up in the shipped ``bundles/``.
 
     Raises:
         InputError: naming what was tried.

@@ -152,7 +152,7 @@ def train_stage(
     handlers: list[Any] = []
     if rank0:
         handlers = [
-            StatsHandler(name=f"{name}_stats", tag_name=f"{name}_loss", output_transform=lambda out: out["loss"]),
+            StatsHandler(tag_name=f"{name}_loss", output_transform=lambda out: out["loss"]),
             ProgressBarHandler(output_transform=lambda out: {"loss": out["loss"]}, desc=name),
         ]
     state: dict[str, Any] = {"model": network, "optimizer": optimizer}

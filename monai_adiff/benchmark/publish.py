@@ -1,0 +1,308 @@
+# SPDX-License-Identifier: Apache-2.0
+"""Every number a user reads, rendered from the results store: README tables, ``eval_metrics``, figures.
+
+The front README's method chooser, each bundle README's performance table and each bundle's ``metadata.json``
+``eval_metrics`` are generated from the newest records of each bundle (:func:`~monai_adiff.benchmark.store.
+current_records`) of the reference data set; the figures per split are drawn from the same records and carry their
+legends as PNG text, so a test can compare them. Generated README parts sit between ``<!-- results:NAME -->`` and
+``<!-- /results -->``; nothing else in a README may hold a result.
+
+``python -m monai_adiff.benchmark.publish`` rewrites them (and recomposes the bundles); ``--check`` lists what differs
+and exits 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from monai_adiff.benchmark.store import BASELINE, current_records, read_records, record_rows, value
+
+__all__ = [
+    "DATASET",
+    "BUNDLE_ORDER",
+    "CHOOSER",
+    "bundle_table",
+    "front_table",
+    "eval_metrics",
+    "figure_legends",
+    "write_figures",
+    "publish",
+    "main",
+]
+
+#: the reference data set of the published numbers
+DATASET = "brats18-dev"
+#: table order
+BUNDLE_ORDER = ("sss", "anoddpm", "dtunet", "d3ad", "anofpdm")
+#: what a user needs to choose a method besides the numbers: inputs, labels needed to train, when to use it
+CHOOSER: dict[str, tuple[str, str, str]] = {
+    "sss": (
+        "FLAIR",
+        "none (trains on tumour-free slices)",
+        "the first choice: fast, and the most consistent on held-out patients",
+    ),
+    "anoddpm": (
+        "FLAIR",
+        "none (trains on tumour-free slices)",
+        "the common baseline of the literature; the same network as SSS, iterative and slower",
+    ),
+    "dtunet": (
+        "FLAIR",
+        "none; image-level labels for its weakly supervised variant",
+        "a transformer denoiser with Tsimplex noise; slower than SSS on a CPU",
+    ),
+    "d3ad": (
+        "FLAIR",
+        "none (trains on tumour-free slices)",
+        "the fastest inference (latent diffusion); its CPU recipe varies most from training to training",
+    ),
+    "anofpdm": (
+        "FLAIR, T1, T1ce, T2",
+        "image-level (slice) labels",
+        "scans with all four modalities and slice labels; maps comparable across scanners",
+    ),
+}
+_BLOCK = re.compile(r"(<!-- results:(?P<name>[\w-]+) -->\n)(?P<body>.*?)(<!-- /results -->)", re.S)
+
+
+def _f(x: Any, digits: int = 3) -> str:
+    return "-" if x is None else f"{x:.{digits}f}"
+
+
+def _pm(mean: Any, sd: Any) -> str:
+    return "-" if mean is None else f"{mean:.3f} ± {sd:.3f}"
+
+
+def wins(record: Mapping[str, Any], setup: str = "unhealthy") -> tuple[int, int]:
+    """``(patients whose AUPRC beats FLAIR's, patients)`` of a record."""
+    mine = value(record, "auprc", setup=setup, key="per_patient") or {}
+    flair = value(record, "auprc", BASELINE, setup, "per_patient") or {}
+    common = sorted(set(mine) & set(flair))
+    return sum(mine[c] > flair[c] for c in common), len(common)
+
+
+def _splits(records: Mapping[str, Mapping[str, Any]]) -> list[str]:
+    return sorted(records, key=lambda s: int(s[1:]) if s[1:].isdigit() else 99)
+
+
+def bundle_table(bundle: str, records: Mapping[str, Mapping[str, Any]]) -> str:
+    """A bundle README's performance table: one row per split, the method beside FLAIR on the same slices."""
+    if not records:
+        return "No measured results yet.\n"
+    version = next(iter(records.values()))["version"]
+    head = (
+        "| split | AUPRC pooled (FLAIR) | AUPRC per patient (FLAIR) | patients ahead of FLAIR | Dice, label-free "
+        "(FLAIR) | best Dice* (FLAIR) | slice AUROC | s / volume | training min |"
+    )
+    lines = [head, "| --- " * (head.count("|") - 1) + "|"]
+    for split in _splits(records):
+        r = records[split]
+        w, n = wins(r)
+
+        def pair(metric: str, key: str = "value", r: Mapping[str, Any] = r) -> str:
+            a, b = value(r, metric, key=key), value(r, metric, BASELINE, key=key)
+            return f"{_f(a)} ({_f(b)})"
+
+        per = (
+            f"{_pm(value(r, 'auprc', key='patient_mean'), value(r, 'auprc', key='patient_sd'))} "
+            f"({_pm(value(r, 'auprc', BASELINE, key='patient_mean'), value(r, 'auprc', BASELINE, key='patient_sd'))})"
+        )
+        lines.append(
+            f"| {split} | {pair('auprc')} | {per} | {w} of {n} | {pair('dice')} | {pair('best_dice')} "
+            f"| {_f(value(r, 'image_auroc'))} | {_f(r.get('seconds_per_volume'), 1)} "
+            f"| {_f(r.get('training_minutes'), 1)} |"
+        )
+    first = records[_splits(records)[0]]
+    patients = "; ".join(f"{s}: {', '.join(records[s]['test_patients'])}" for s in _splits(records))
+    command = first["command"].replace(f"--split-seed {first['split_seed']}", "--split-seed N")
+    lines += [
+        "",
+        f"Version {version}, {first['recipe']} recipe, {first['dataset']} (test patients {patients}), slices with "
+        "tumour. `*` best Dice: at the threshold chosen with the test labels, a ceiling only. Reproduce a row "
+        f"(split sN): `{command}`.",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def front_table(current: Mapping[str, Mapping[str, Mapping[str, Any]]]) -> str:
+    """The front README's method chooser: inputs, labels, cost and quality beside FLAIR on each split."""
+    splits = sorted({s for recs in current.values() for s in recs}, key=lambda s: int(s[1:]))
+    head = "| method | inputs | labels to train | CPU training min | s / volume |"
+    head += "".join(f" AUPRC {s} (FLAIR) | ahead of FLAIR, {s} |" for s in splits) + " use it when |"
+    lines = [head, "| --- " * (head.count("|") - 1) + "|"]
+    for bundle in [b for b in BUNDLE_ORDER if b in current] + sorted(set(current) - set(BUNDLE_ORDER)):
+        recs = current[bundle]
+        inputs, labels, use = CHOOSER.get(bundle, ("-", "-", "-"))
+        any_r = recs[splits[0]] if splits and splits[0] in recs else next(iter(recs.values()))
+        cells = [f"[{bundle}](bundles/{bundle}/docs/README.md) {any_r['version']}", inputs, labels]
+        cells += [_f(any_r.get("training_minutes"), 0), _f(any_r.get("seconds_per_volume"), 0)]
+        for s in splits:
+            r = recs.get(s)
+            if r is None:
+                cells += ["-", "-"]
+                continue
+            w, n = wins(r)
+            cells += [f"{_f(value(r, 'auprc'))} ({_f(value(r, 'auprc', BASELINE))})", f"{w} of {n}"]
+        cells.append(use)
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def eval_metrics(records: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
+    """A bundle's ``metadata.json`` ``eval_metrics``: the headline numbers of each split, FLAIR beside them."""
+    if not records:
+        return {}
+    first = records[_splits(records)[0]]
+    out: dict[str, Any] = {
+        "setup": f"version {first['version']}, {first['recipe']} recipe, {first['dataset']}, slices with tumour, "
+        "label-free threshold"
+    }
+    for split in _splits(records):
+        r = records[split]
+        w, n = wins(r)
+        out.update(
+            {
+                f"{split}_auprc": _round(value(r, "auprc")),
+                f"{split}_auprc_patient_mean": _round(value(r, "auprc", key="patient_mean")),
+                f"{split}_dice_label_free": _round(value(r, "dice")),
+                f"{split}_flair_auprc": _round(value(r, "auprc", BASELINE)),
+                f"{split}_flair_auprc_patient_mean": _round(value(r, "auprc", BASELINE, key="patient_mean")),
+                f"{split}_flair_dice_label_free": _round(value(r, "dice", BASELINE)),
+                f"{split}_patients_ahead_of_flair": f"{w} of {n}",
+            }
+        )
+    return out
+
+
+def _round(x: float | None) -> float | None:
+    return None if x is None else round(x, 3)
+
+
+def _figure_rows(current: Mapping[str, Mapping[str, Mapping[str, Any]]], split: str) -> list[dict[str, Any]]:
+    rows: list[dict[str, Any]] = []
+    bundles = [b for b in BUNDLE_ORDER if split in current.get(b, {})]
+    for b in bundles:
+        rows += record_rows(current[b][split])
+    if bundles:  # FLAIR once, on the slices of the first bundle
+        rows += [{**r, "method": "FLAIR"} for r in record_rows(current[bundles[0]][split], BASELINE)]
+    return rows
+
+
+def figure_legends(current: Mapping[str, Mapping[str, Mapping[str, Any]]], split: str) -> dict[str, list[str]]:
+    """The legend entries of the split's figures, as drawn (the test compares them with the PNG's text)."""
+    rows = _figure_rows(current, split)
+    return {
+        "pr_curves": [f"{r['method']} ({_f(r.get('auprc'))})" for r in rows if r["setup"] == "unhealthy"],
+        "versions": [f"{b} {current[b][split]['version']}" for b in BUNDLE_ORDER if split in current.get(b, {})],
+    }
+
+
+def write_figures(current: Mapping[str, Mapping[str, Mapping[str, Any]]], store: Path) -> list[Path]:
+    """``<store>/<dataset>/<split>/pr_curves.png`` and ``dice_per_patient.png`` of every split, from the records."""
+    from monai_adiff.benchmark.figures import plot_dice_boxes, plot_pr_curves
+
+    paths = []
+    for split in sorted({s for recs in current.values() for s in recs}):
+        rows = _figure_rows(current, split)
+        folder = store / DATASET / split
+        text = json.dumps(figure_legends(current, split), sort_keys=True)
+        paths.append(Path(plot_pr_curves(rows, str(folder / "pr_curves.png"), metadata={"Description": text})))
+        paths.append(Path(plot_dice_boxes(rows, str(folder / "dice_per_patient.png"), metadata={"Description": text})))
+    return paths
+
+
+def figure_text(path: Path) -> str | None:
+    """The legend text a figure was drawn with (``None`` for a figure without one)."""
+    from PIL import Image
+
+    with Image.open(path) as im:
+        return im.text.get("Description")
+
+
+def _replace_blocks(text: str, blocks: Mapping[str, str]) -> str:
+    def sub(m: re.Match) -> str:
+        name = m.group("name")
+        return m.group(1) + blocks[name] + m.group(4) if name in blocks else m.group(0)
+
+    return _BLOCK.sub(sub, text)
+
+
+def _readmes(root: Path) -> dict[Path, dict[str, str]]:
+    """``{README: {block name: generated text}}`` from the store under ``root``."""
+    current = current_records(read_records(root / "benchmarks" / "results"), DATASET)
+    out = {root / "README.md": {"front": front_table(current)}}
+    for bundle in BUNDLE_ORDER:
+        out[root / "bundles" / bundle / "docs" / "README.md"] = {bundle: bundle_table(bundle, current.get(bundle, {}))}
+    return out
+
+
+def publish(root: str | Path, check: bool = False) -> list[str]:
+    """Render every result a user reads from the store under ``root`` (a checkout).
+
+    Args:
+        root: the repository root (``benchmarks/results``, ``README.md``, ``bundles/``).
+        check: only compare; nothing is written.
+
+    Returns:
+        what differs from the store (with ``check``) or what was rewritten.
+    """
+    from monai_adiff.bundle.compose import write_bundle
+
+    root = Path(root)
+    store = root / "benchmarks" / "results"
+    current = current_records(read_records(store), DATASET)
+    changed: list[str] = []
+    for path, blocks in _readmes(root).items():
+        text = path.read_text()
+        found = {m.group("name"): m.group("body") for m in _BLOCK.finditer(text)}
+        for name, body in blocks.items():
+            if name not in found:
+                changed.append(f"{path}: no <!-- results:{name} --> block")
+            elif found[name] != body:
+                changed.append(f"{path}: block {name} differs from the results store")
+        if not check and any(found.get(n) != b for n, b in blocks.items()):
+            path.write_text(_replace_blocks(text, blocks))
+    for bundle in BUNDLE_ORDER:
+        fragment_path = root / "bundles" / bundle / "method.json"
+        fragment = json.loads(fragment_path.read_text())
+        metrics = eval_metrics(current.get(bundle, {}))
+        if fragment["metadata"].get("eval_metrics") != metrics:
+            changed.append(f"{fragment_path}: eval_metrics differ from the results store")
+            if not check:
+                fragment["metadata"]["eval_metrics"] = metrics
+                fragment_path.write_text(json.dumps(fragment, indent=4, ensure_ascii=False) + "\n")
+                write_bundle(fragment_path.parent)
+        meta = json.loads((root / "bundles" / bundle / "configs" / "metadata.json").read_text())
+        if check and meta.get("eval_metrics") != metrics:
+            changed.append(f"{bundle}/configs/metadata.json: eval_metrics differ from the results store")
+    for split in sorted({s for recs in current.values() for s in recs}):
+        want = json.dumps(figure_legends(current, split), sort_keys=True)
+        for name in ("pr_curves.png", "dice_per_patient.png"):
+            path = store / DATASET / split / name
+            if not path.is_file() or figure_text(path) != want:
+                changed.append(f"{path}: legend differs from the results store")
+    if not check and any("png" in c for c in changed):
+        write_figures(current, store)
+    return changed
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m monai_adiff.benchmark.publish [--check] [--root DIR]``."""
+    parser = argparse.ArgumentParser(prog="python -m monai_adiff.benchmark.publish", description=__doc__.split("\n")[0])
+    parser.add_argument("--root", default=".", help="the repository root (default: the current folder)")
+    parser.add_argument("--check", action="store_true", help="only list what differs from the store (exit 1)")
+    args = parser.parse_args(argv)
+    changed = publish(args.root, check=args.check)
+    for line in changed:
+        print(line)
+    return 1 if changed and args.check else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
