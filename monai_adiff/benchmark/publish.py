@@ -29,6 +29,7 @@ __all__ = [
     "CHOOSER",
     "bundle_table",
     "front_table",
+    "status_text",
     "eval_metrics",
     "figure_legends",
     "write_figures",
@@ -154,6 +155,30 @@ def front_table(current: Mapping[str, Mapping[str, Mapping[str, Any]]]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def status_text(current: Mapping[str, Mapping[str, Mapping[str, Any]]]) -> str:
+    """The front README's status lines: which methods are ahead of FLAIR, pooled and patient by patient, per split."""
+    splits = sorted({s for recs in current.values() for s in recs}, key=lambda s: int(s[1:]))
+    if not splits:
+        return "No measured results yet.\n"
+    order = [b for b in BUNDLE_ORDER if b in current]
+    lines = []
+    for split in splits:
+        measured = [b for b in order if split in current[b]]
+        ahead = [
+            b
+            for b in measured
+            if (value(current[b][split], "auprc") or 0) > (value(current[b][split], "auprc", BASELINE) or 0)
+        ]
+        every = [b for b in measured if wins(current[b][split])[0] == wins(current[b][split])[1]]
+        n = max((wins(current[b][split])[1] for b in measured), default=0)
+        lines.append(
+            f"- Split {split} ({n} test patients): pooled AUPRC ahead of FLAIR: {', '.join(ahead) or 'none'}; behind: "
+            f"{', '.join(b for b in measured if b not in ahead) or 'none'}. Ahead on every test patient: "
+            f"{', '.join(every) or 'none'}."
+        )
+    return "\n".join(lines) + "\n"
+
+
 def eval_metrics(records: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
     """A bundle's ``metadata.json`` ``eval_metrics``: the headline numbers of each split, FLAIR beside them."""
     if not records:
@@ -236,7 +261,7 @@ def _replace_blocks(text: str, blocks: Mapping[str, str]) -> str:
 def _readmes(root: Path) -> dict[Path, dict[str, str]]:
     """``{README: {block name: generated text}}`` from the store under ``root``."""
     current = current_records(read_records(root / "benchmarks" / "results"), DATASET)
-    out = {root / "README.md": {"front": front_table(current)}}
+    out = {root / "README.md": {"status": status_text(current), "front": front_table(current)}}
     for bundle in BUNDLE_ORDER:
         out[root / "bundles" / bundle / "docs" / "README.md"] = {bundle: bundle_table(bundle, current.get(bundle, {}))}
     return out
