@@ -469,6 +469,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(message)s")
     try:
         return args.func(args)
+    except KeyboardInterrupt:  # Ctrl-C: one line, the shell's status for an interrupt
+        resumable = args.command in ("train", "benchmark")
+        print(f"interrupted{': the same command resumes it' if resumable else ''}", file=sys.stderr)
+        return 130
     except Exception as e:  # a clean one-line error for known bad input, a traceback for bugs
         from monai_adiff.errors import InputError, config_error_line, find_input_error
 

@@ -49,6 +49,9 @@ def checkpoint_fingerprint(path: str | os.PathLike) -> str:
 
 
 def _plain(value: Any) -> Any:
+    """A JSON-like copy of a config value (lists for tuples, a noise spec as its arguments)."""
+    if hasattr(value, "to_dict"):
+        return _plain(value.to_dict())
     if isinstance(value, Mapping):
         return {str(k): _plain(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):

@@ -161,3 +161,14 @@ def test_inference_reads_the_record_only_of_its_own_bundle(tmp_path):
     assert resolved_value("anoddpm", "inference", "network_def#channels", own) == TINY_NET["network_def#channels"]
     # an override wins over the record
     assert resolved_value("sss", "inference", "num_samples", {**own, "num_samples": 2}) == 2
+
+
+def test_an_interrupted_train_says_how_to_resume(tmp_path, capsys, monkeypatch):
+    import monai_adiff.bundle
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(monai_adiff.bundle, "train_model", interrupted)
+    assert main(["train", "sss", str(tmp_path), "--out", str(tmp_path / "m")]) == 130
+    assert capsys.readouterr().err.strip() == "interrupted: the same command resumes it"

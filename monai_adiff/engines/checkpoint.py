@@ -27,6 +27,7 @@ from monai.handlers import CheckpointLoader as _MonaiCheckpointLoader
 from monai.handlers import CheckpointSaver as _MonaiCheckpointSaver
 
 from monai_adiff.errors import InputError
+from monai_adiff.fitted import settings_dict
 
 __all__ = [
     "latest_checkpoint",
@@ -71,19 +72,6 @@ def latest_checkpoint(ckpt_dir: str, prefix: str = "checkpoint") -> str | None:
     return found[-1][1] if found else None
 
 
-def _plain(value: Any) -> Any:
-    """A JSON-like copy of a config value (lists for tuples, a noise spec as its arguments)."""
-    if hasattr(value, "to_dict"):
-        return _plain(value.to_dict())
-    if isinstance(value, Mapping):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    if isinstance(value, (str, int, float, bool)) or value is None:
-        return value
-    return str(value)
-
-
 def bundle_identity(bundle_root: str | os.PathLike) -> tuple[str, str | None, str | None]:
     """``(id, name, version)`` of a bundle folder: its folder name, and its metadata's ``name`` and ``version``."""
     root = Path(bundle_root).resolve()
@@ -96,10 +84,8 @@ def bundle_identity(bundle_root: str | os.PathLike) -> tuple[str, str | None, st
 
 
 def _config_values(config: Sequence[Sequence[Any]] | Mapping[str, Any] | None) -> dict[str, Any]:
-    """``{id: plain value}`` from ``[[id, value], ...]`` or a mapping; ids in ``#`` form (MONAI's parser rewrites
-    ``#`` in config strings to its ``::`` separator)."""
-    pairs = config.items() if isinstance(config, Mapping) else (config or [])
-    return {str(k).replace("::", "#"): _plain(v) for k, v in pairs}
+    """``{id: plain value}`` from ``[[id, value], ...]`` or a mapping (see :func:`monai_adiff.fitted.settings_dict`)."""
+    return settings_dict(config)
 
 
 class CheckpointInfo:
