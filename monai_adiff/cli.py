@@ -158,10 +158,10 @@ def _user_overrides(args: argparse.Namespace) -> dict:
 
 
 def _output_folder(path: str) -> str:
-    """The absolute output folder, created and checked writable before any work starts."""
+    """The output folder's real path (a link resolved), created and checked writable before any work starts."""
     from monai_adiff.errors import InputError
 
-    out = os.path.abspath(path)
+    out = os.path.realpath(path)
     if os.path.exists(out) and not os.path.isdir(out):
         raise InputError(out, "output path exists and is not a folder")
     try:
@@ -192,9 +192,11 @@ def _single_volume_item(vol: str) -> dict:
 
 def _cmd_infer(args: argparse.Namespace) -> int:
     from monai_adiff.bundle import find_bundle, is_model_folder, read_summary, resolved_value, run_bundle
+    from monai_adiff.bundle.inference_run import OUTPUT_SUFFIXES, check_run_record, finished_cases, unique_case_ids
     from monai_adiff.bundle.model_folder import MODEL
     from monai_adiff.data import BRATS_MODALITIES, InputError, scan_brats_folder, split_items, with_image_key
     from monai_adiff.engines import read_checkpoint
+    from monai_adiff.fitted import checkpoint_fingerprint
 
     # every argument is checked before any volume is read
     if is_model_folder(args.bundle):  # infer MODEL_DIR VOLUMES: the folder names its bundle and holds model.pt
@@ -233,8 +235,9 @@ def _cmd_infer(args: argparse.Namespace) -> int:
             items.append(_single_volume_item(vol))
     for it in items:
         srcs = it["image"] if isinstance(it["image"], list) else [it["image"]]
-        if any(os.path.dirname(os.path.abspath(p)) == out for p in srcs):
+        if any(os.path.dirname(os.path.realpath(p)) == out for p in srcs):  # real paths: a link to an input too
             raise InputError(out, "output folder is an input folder; choose another one")
+    items = unique_case_ids(items)
     items, bad = split_items(items, ["image"], label_key=None)
     failed += bad
     for problem in failed:
@@ -242,13 +245,33 @@ def _cmd_infer(args: argparse.Namespace) -> int:
     if not items:
         print(f"error: none of the {len(failed)} requested case(s) can be scored", file=sys.stderr)
         return 1
-    overrides.update({"data": items, "output_dir": out, "ckpt_path": ckpt_path, "save_overlay": not args.no_overlay})
+    done = [] if args.overwrite else finished_cases(out, items)
+    record = {"bundle": bundle.name, "checkpoint": checkpoint_fingerprint(ckpt_path), "overrides": overrides}
+    check_run_record(out, record, args.overwrite, bool(done))
+    if done:
+        print(f"{len(done)} case(s) already written there, skipped (--overwrite recomputes them)", file=sys.stderr)
+    todo = [it for it in items if it["case"] not in done]
+    overrides.update({"data": todo, "output_dir": out, "ckpt_path": ckpt_path, "save_overlay": not args.no_overlay})
     if not args.verbose:  # MONAI's workflow logs its own set-up lines (workflow type, logging file) on stdout
         logging.getLogger("monai.bundle.workflows").setLevel(logging.ERROR)
-    run_bundle(bundle, "inference", overrides, logging_file=None if args.verbose else False)
+        # and Ignite an empty error line on Ctrl-C; real errors are reported below, one line each
+        logging.getLogger("ignite.engine").setLevel(logging.CRITICAL)
+    try:
+        if todo:
+            run_bundle(bundle, "inference", overrides, logging_file=None if args.verbose else False)
+    except KeyboardInterrupt:
+        written = finished_cases(out, todo)
+        left = [str(it["case"]) for it in todo if it["case"] not in written]
+        print(
+            f"interrupted: {len(written)} of {len(todo)} case(s) written ({', '.join(written) or 'none'}); left: "
+            f"{', '.join(left)}; the same command finishes them",
+            file=sys.stderr,
+        )
+        return 130
     for it in items:
-        for suffix in ("anomaly_map", "anomaly_mask"):
-            print(os.path.join(out, f"{it['case']}_{suffix}.nii.gz"))
+        src = it["image"][0] if isinstance(it["image"], list) else it["image"]
+        paths = ", ".join(os.path.join(out, f"{it['case']}_{s}.nii.gz") for s in OUTPUT_SUFFIXES)
+        print(f"{src} -> {paths}")
     if failed:
         print(
             f"error: {len(failed)} of {len(failed) + len(items)} requested cases failed (listed above)", file=sys.stderr
@@ -389,6 +412,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--args-file", help="JSON of config overrides (the checkpoint's recipe applies without one)")
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="config override, repeatable")
     p.add_argument("--no-overlay", action="store_true", help="do not write PNG overlays")
+    p.add_argument(
+        "--overwrite", action="store_true", help="recompute cases whose outputs are in --out already (default: skip)"
+    )
     p.set_defaults(func=_cmd_infer)
 
     p = sub.add_parser(

@@ -449,3 +449,49 @@ def test_datalist_checks_its_output_before_scanning(kind, tmp_path):
         "out-under-file": f"error: {blocker}: output path exists and is not a folder",
     }[kind]
     assert code == 1 and len(lines) == 1 and lines[0].startswith(expected), lines
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# many inputs into one folder: names that cannot collide, reruns that finish the work, real paths
+
+
+def test_inputs_with_the_same_file_name_get_distinct_outputs(tmp_path, tiny_ckpt, reference):
+    """subj01/FLAIR.nii.gz and subj02/FLAIR.nii.gz: two output pairs named after their folders, each the map of its
+    own input (the second one is the first flipped, so the maps differ)."""
+    vol = reference["volume"]
+    a = save_nifti(tmp_path / "in" / "subj01" / "FLAIR.nii.gz", vol)
+    b = save_nifti(tmp_path / "in" / "subj02" / "FLAIR.nii.gz", vol[::-1].copy())
+    code, err, dest = infer(tmp_path, tiny_ckpt, a, b)
+    assert code == 0, err
+    first, second = (np.asarray(outputs(dest, c)[0].dataobj) for c in ("subj01_FLAIR", "subj02_FLAIR"))
+    np.testing.assert_allclose(first, reference["map"], rtol=1e-5, atol=1e-6)
+    assert not np.allclose(first, second)
+    # the same file twice is refused before any work
+    code, err, _ = infer(tmp_path, tiny_ckpt, a, a, out="twice")
+    assert code == 1 and len(err) == 1 and "is given twice" in err[0], err
+    assert not list((tmp_path / "twice").glob("*.nii.gz"))
+
+
+def test_a_rerun_skips_finished_cases_and_refuses_another_models_outputs(tmp_path, tiny_ckpt, reference):
+    path = save_nifti(tmp_path / "in" / "plain.nii.gz", reference["volume"])
+    code, err, dest = infer(tmp_path, tiny_ckpt, path)
+    assert code == 0, err
+    stamp = (dest / "plain_anomaly_map.nii.gz").stat().st_mtime_ns
+    code, err, _ = infer(tmp_path, tiny_ckpt, path)
+    assert code == 0 and err == ["1 case(s) already written there, skipped (--overwrite recomputes them)"]
+    assert (dest / "plain_anomaly_map.nii.gz").stat().st_mtime_ns == stamp
+    code, err, _ = infer(tmp_path, tiny_ckpt, path, extra=["--overwrite"])
+    assert code == 0 and (dest / "plain_anomaly_map.nii.gz").stat().st_mtime_ns != stamp
+    # another checkpoint into the same folder: refused before computing, unless --overwrite
+    other = save_checkpoint(tmp_path / "other.pt", "sss", TINY_NET, seed=1)
+    code, err, _ = infer(tmp_path, other, path)
+    assert code == 1 and len(err) == 1 and "holds outputs of another model" in err[0]
+    assert infer(tmp_path, other, path, extra=["--overwrite"])[0] == 0
+
+
+def test_a_link_to_an_input_folder_is_refused_as_output_before_computing(tmp_path, tiny_ckpt, reference):
+    path = save_nifti(tmp_path / "in" / "plain.nii.gz", reference["volume"])
+    (tmp_path / "link").symlink_to(tmp_path / "in", target_is_directory=True)
+    code, err, _ = infer(tmp_path, tiny_ckpt, path, out="link")
+    assert code == 1 and len(err) == 1 and "output folder is an input folder" in err[0]
+    assert sorted(p.name for p in (tmp_path / "in").iterdir()) == ["plain.nii.gz"]

@@ -16,6 +16,7 @@ import pytest
 import torch
 
 from monai_adiff.bundle import bundle_config_files, cpu_overrides, find_bundle
+from monai_adiff.bundle.inference_run import RUN_RECORD
 from monai_adiff.data.synthetic import make_demo_dataset
 from monai_adiff.engines import latest_checkpoint
 
@@ -115,8 +116,8 @@ def test_inference_killed_mid_way_leaves_no_partial_output(tmp_path):
         assert nib.load(f).get_fdata().shape == (28, 28, 12), f
     done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
-    # the rerun also sweeps the hidden temporaries the killed run left
-    names = sorted(p.name for p in out.iterdir())
+    # the rerun also sweeps the hidden temporaries the killed run left (the folder's run record stays)
+    names = sorted(p.name for p in out.iterdir() if p.name != RUN_RECORD)
     assert names == sorted(f"v{i}_{s}.nii.gz" for i in range(6) for s in ("anomaly_map", "anomaly_mask"))
 
 
@@ -144,7 +145,38 @@ def test_two_processes_writing_one_output_folder(tmp_path):
     for p in procs:
         _, err = p.communicate(timeout=300)
         assert p.returncode == 0, err.decode()[-2000:]
-    names = sorted(p.name for p in out.iterdir())
+    names = sorted(p.name for p in out.iterdir() if p.name != RUN_RECORD)
     assert names == sorted(f"v{i}_{s}.nii.gz" for i in range(5) for s in ("anomaly_map", "anomaly_mask"))
-    for f in out.iterdir():
+    for f in out.glob("*.nii.gz"):
         assert nib.load(f).get_fdata().shape == (28, 28, 12)
+
+
+def test_ctrl_c_names_what_was_written_and_a_rerun_finishes_the_rest(tmp_path):
+    """SIGINT mid-way: exit 130, one line naming the cases written and those left, no traceback; the same command
+    then computes only the cases left."""
+    from tests.conftest import save_nifti
+    from tests.reliability.conftest import TINY_NET, save_checkpoint
+    from tests.reliability.test_corpus import brain_volume
+
+    ckpt = save_checkpoint(tmp_path / "model.pt", "sss", TINY_NET)
+    vols = [save_nifti(tmp_path / "in" / f"v{i}.nii.gz", brain_volume(seed=i)[0]) for i in range(6)]
+    out = tmp_path / "out"
+    # the console script a user runs (the one Ctrl-C reaches)
+    script = str(Path(sys.executable).with_name("monai-adiff"))
+    cmd = [script, "infer", "sss", *map(str, vols), "--checkpoint", str(ckpt), "--out", str(out), "--no-overlay"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while not list(out.glob("v*_anomaly_mask.nii.gz")) and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    lines = [line for line in err.strip().splitlines() if line]
+    assert proc.returncode == 130 and len(lines) == 1, err[-2000:]  # no traceback, no engine error line
+    assert lines[0].startswith("interrupted: ") and "left: " in lines[0]
+    written = lines[0].split("written (", 1)[1].split(")", 1)[0].split(", ")
+    assert written and all((out / f"{c}_anomaly_map.nii.gz").is_file() for c in written)
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert f"{len(written)} case(s) already written there, skipped" in done.stderr
+    assert len(list(out.glob("v*_anomaly_mask.nii.gz"))) == 6
