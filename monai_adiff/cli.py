@@ -45,10 +45,14 @@ def _format_summary(summary: dict[str, dict]) -> str:
     heads = ("slices", "brain", "tumour", "healthy brain", "unhealthy brain")
     width = max([4] + [len(c) for c in summary])
     lines = [f"{'case':<{width}}  " + "  ".join(f"{h:>15}" for h in heads)]
+
+    def cell(v) -> str:  # "-": unknown (a case without labels), not zero
+        return f"{'-' if v is None else v:>15}"
+
     for case, c in summary.items():
-        lines.append(f"{case:<{width}}  " + "  ".join(f"{c[k]:>15d}" for k in cols))
-    total = {k: sum(c[k] for c in summary.values()) for k in cols}
-    lines.append(f"{'total':<{width}}  " + "  ".join(f"{total[k]:>15d}" for k in cols))
+        lines.append(f"{case:<{width}}  " + "  ".join(cell(c[k]) for k in cols))
+    total = {k: sum(c[k] for c in summary.values() if c[k] is not None) for k in cols}
+    lines.append(f"{'total':<{width}}  " + "  ".join(cell(total[k]) for k in cols))
     return "\n".join(lines)
 
 
@@ -84,6 +88,20 @@ def _cmd_datalist(args: argparse.Namespace) -> int:
         print(f"error: no usable case in {args.root}", file=sys.stderr)
         return 1
     summary = summarize_slice_table(rows)
+    unlabelled = [case for case, c in summary.items() if c["tumour_slices"] is None]
+    if unlabelled and args.image_labels_only:
+        print(
+            f"note: {len(unlabelled)} case(s) without a segmentation ({', '.join(unlabelled)}): every slice of them is "
+            "labelled tumour-free",
+            file=sys.stderr,
+        )
+    elif unlabelled:
+        print(
+            f"note: {len(unlabelled)} case(s) without a segmentation, kept unlabelled ({', '.join(unlabelled)}): "
+            "training never takes their slices as tumour-free unless told so (--image-labels-only marks every slice "
+            "of them tumour-free; --set unlabelled_as_healthy=true at training)",
+            file=sys.stderr,
+        )
     if args.summary:
         print(_format_summary(summary))
     if args.out:

@@ -251,7 +251,13 @@ def train_model(
         selection = resolved_value(src, "training", "train_selection", train_ov)
         say(f"checking the data in {data_path} ...")
         sections = training_cases(data_path, modalities, {**split, "seed": split["split_seed"]})
-        counts = check_training_data(sections, modalities, selection, "calibrate" in bundle_workflows(src))
+        counts = check_training_data(
+            sections,
+            modalities,
+            selection,
+            "calibrate" in bundle_workflows(src),
+            bool(resolved_value(src, "training", "unlabelled_as_healthy", train_ov)),
+        )
         summary["cases"] = {k: [str(it.get("case")) for it in v] for k, v in sections.items()}
         summary["slices"] = counts
         t, v = counts["training"], counts["validation"]
@@ -260,7 +266,7 @@ def train_model(
             f"case(s), {len(sections.get('test') or [])} test case(s)"
         )
         if t["unlabelled"]:
-            say(f"note: {t['unlabelled']} training brain slices have no segmentation: they count as tumour-free")
+            say(f"note: {t['unlabelled']} training brain slices without labels are taken as tumour-free, as asked")
     from monai_adiff.engines.checkpoint import bundle_identity
 
     summary.update(

@@ -51,29 +51,37 @@ def training_cases(data: str | os.PathLike, modalities: Sequence[str], split: Ma
     return split_cases(items, split["val_fraction"], split["test_fraction"], split["seed"])
 
 
-def _slice_counts(items: Sequence[dict], modalities: Sequence[str]) -> dict[str, int]:
-    """Healthy, unhealthy and unlabelled brain slices of ``items`` (reads every file: a bad one fails here)."""
+def _slice_counts(items: Sequence[dict], modalities: Sequence[str]) -> dict[str, Any]:
+    """Healthy, unhealthy and unlabelled brain slices of ``items`` and the cases without labels (reads every file: a
+    bad one fails here)."""
     from monai_adiff.data import build_slice_table
 
     rows, errors = build_slice_table(items, modalities)
     if errors:
         raise InputError(errors[0].path, errors[0].problem)
-    counts = {"healthy": 0, "unhealthy": 0, "unlabelled": 0}
+    counts: dict[str, Any] = {"healthy": 0, "unhealthy": 0, "unlabelled": 0}
     labels = {it.get("case"): it.get("slice_labels") for it in items}
+    unknown: set[str] = set()
     for r in rows:
-        if not r["brain"]:
-            continue
         label = r["label"]
         weak = labels.get(r["case"])
         if label is None and weak is not None:
             label = int(weak[r["slice"]])
-        counts["unlabelled" if label is None else "unhealthy" if label else "healthy"] += 1
+        if label is None:
+            unknown.add(str(r["case"]))
+        if r["brain"]:
+            counts["unlabelled" if label is None else "unhealthy" if label else "healthy"] += 1
+    counts["unlabelled_cases"] = sorted(unknown)
     return counts
 
 
 def check_training_data(
-    sections: Mapping[str, Sequence[dict]], modalities: Sequence[str], selection: str, needs_both_classes: bool
-) -> dict[str, dict[str, int]]:
+    sections: Mapping[str, Sequence[dict]],
+    modalities: Sequence[str],
+    selection: str,
+    needs_both_classes: bool,
+    unlabelled_as_healthy: bool = False,
+) -> dict[str, dict[str, Any]]:
     """Check that the sections can train a model and fit its label-free steps.
 
     Args:
@@ -83,9 +91,10 @@ def check_training_data(
             slices with image-level labels).
         needs_both_classes: the fitting steps choose a setting by image-level AUROC on the validation patients
             (a calibration), so these need slices with and without tumour.
+        unlabelled_as_healthy: the user says that cases without labels are healthy.
 
     Returns:
-        ``{section: {"cases", "healthy", "unhealthy", "unlabelled"}}`` (brain slices).
+        ``{section: {"cases", "healthy", "unhealthy", "unlabelled", "unlabelled_cases"}}`` (brain slices).
 
     Raises:
         InputError: what is missing, in one line.
@@ -103,7 +112,16 @@ def check_training_data(
     for name, items in (("training", train), ("validation", val)):
         out[name] = {"cases": len(items), **_slice_counts(items, modalities)}
     t, v = out["training"], out["validation"]
-    if selection == "healthy" and t["healthy"] + t["unlabelled"] == 0:
+    if selection != "all" and t["unlabelled_cases"] and not unlabelled_as_healthy:
+        cases = t["unlabelled_cases"]
+        raise InputError(
+            None,
+            f"{len(cases)} training case(s) have no segmentation and no slice labels ({', '.join(cases[:3])}"
+            f"{', ...' if len(cases) > 3 else ''}): their tumour slices would be taken as healthy; add their "
+            "<case>_seg.nii.gz, write slice labels with monai-adiff datalist --image-labels-only, or, for healthy "
+            "scans, --set unlabelled_as_healthy=true",
+        )
+    if selection == "healthy" and t["healthy"] + (t["unlabelled"] if unlabelled_as_healthy else 0) == 0:
         raise InputError(None, f"no tumour-free brain slice in the {t['cases']} training case(s): nothing to train on")
     if v["healthy"] == 0:
         raise InputError(

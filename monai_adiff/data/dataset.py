@@ -35,15 +35,19 @@ class BrainSliceDataset(Dataset):
         volume_transform: the volume chain (a ``Compose`` or a list of transforms), normally
             :func:`~monai_adiff.transforms.volume_preprocessing`; its output must hold ``image`` (C, H, W, S),
             ``brain_slices`` (S,) and, when labelled, ``label`` and ``slice_label``.
-        selection: which slices to keep: ``"healthy"`` tumour-free brain slices (unsupervised training; a case
-            without a label counts as healthy), ``"unhealthy"`` brain slices with tumour, ``"brain"`` all brain slices
-            with their image-level labels (weakly supervised training, evaluation), ``"all"`` every slice.
+        selection: which slices to keep: ``"healthy"`` tumour-free brain slices (unsupervised training),
+            ``"unhealthy"`` brain slices with tumour, ``"brain"`` all brain slices with their image-level labels
+            (weakly supervised training, evaluation), ``"all"`` every slice. A case with neither a segmentation nor
+            slice labels has unknown labels: only ``"all"`` keeps it (a tumour slice must never be taken as
+            healthy), unless ``unlabelled_as_healthy``.
         modalities: when given, ``image`` is made from these per-modality keys of each item (in order).
         transform: per-slice transform applied on every access (augmentation), gets and returns the slice dict.
         image_key, label_key, brain_key: keys of the volume chain's output.
         slice_labels_key: datalist key of per-slice image-level labels (RAS axial order), used when a case has no
             segmentation (weak supervision and AnoFPDM's label-free calibration need only these).
         cache_dtype: dtype of the cached images (``"float16"`` halves the memory of large sets).
+        unlabelled_as_healthy: count every slice of a case without labels as tumour-free (for scans known to be
+            healthy; say so explicitly, or give the datalist slice labels).
         progress: show a progress bar while preparing the volumes (``None``: only on a terminal).
 
     Each item is a dict: ``image`` (C, H, W) float32, ``brain`` (1, H, W) float32 0/1, ``label`` (1, H, W) float32
@@ -65,6 +69,7 @@ class BrainSliceDataset(Dataset):
         slice_labels_key: str = "slice_labels",
         cache_dtype: str | torch.dtype = "float32",
         progress: bool | None = None,
+        unlabelled_as_healthy: bool = False,
     ) -> None:
         if selection not in SELECTIONS:
             raise ValueError(f"selection must be one of {SELECTIONS}, got {selection!r}")
@@ -72,6 +77,8 @@ class BrainSliceDataset(Dataset):
         self.transform = transform
         self.image_key, self.label_key, self.brain_key = image_key, label_key, brain_key
         self.slice_labels_key = slice_labels_key
+        self.unlabelled_as_healthy = bool(unlabelled_as_healthy)
+        self.unlabelled: list[str] = []  # cases left out because their labels are unknown
         if not callable(volume_transform):
             volume_transform = Compose(list(volume_transform))
         items = with_image_key(data, modalities, image_key) if modalities else list(data)
@@ -147,6 +154,14 @@ class BrainSliceDataset(Dataset):
             "brain": brain,
             "all": torch.ones_like(brain),
         }[self.selection]
+        if not has_label and not self.unlabelled_as_healthy and self.selection != "all":
+            self.unlabelled.append(str(item.get("case", "")))
+            logger.warning(
+                "case %s has no segmentation and no slice labels: left out (its tumour slices would be taken as "
+                "healthy)",
+                item.get("case"),
+            )
+            keep = torch.zeros_like(keep)
         area = d.get("brain_area")
         tumour = d.get("tumour_area")
         table = [

@@ -91,7 +91,8 @@ def build_slice_table(
 
 def summarize_slice_table(rows: Sequence[dict]) -> dict[str, dict]:
     """Per-case counts: ``slices``, ``brain_slices``, ``tumour_slices`` (brain or not), ``healthy_brain_slices``
-    (brain slices without tumour, the unsupervised training set) and ``unhealthy_brain_slices``."""
+    (brain slices without tumour, the unsupervised training set) and ``unhealthy_brain_slices``; the last three are
+    ``None`` for a case without labels (unknown, not zero)."""
     out: dict[str, dict] = {}
     for r in rows:
         c = out.setdefault(
@@ -107,6 +108,7 @@ def summarize_slice_table(rows: Sequence[dict]) -> dict[str, dict]:
         c["slices"] += 1
         c["brain_slices"] += int(r["brain"])
         if r["label"] is None:
+            c["tumour_slices"] = c["healthy_brain_slices"] = c["unhealthy_brain_slices"] = None
             continue
         c["tumour_slices"] += int(r["label"] == 1)
         c["healthy_brain_slices"] += int(r["brain"] and r["label"] == 0)

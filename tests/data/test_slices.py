@@ -107,9 +107,14 @@ def test_dataset_items_and_cache(tiny_dataset):
     assert len(ds.table) == 48 and sum(r["selected"] for r in ds.table) == len(ds)
 
 
-def test_dataset_unlabelled_cases_are_healthy(tmp_path):
+def test_dataset_never_takes_an_unlabelled_case_as_healthy(tmp_path, caplog):
+    """A case without segmentation or slice labels may hold tumour: left out unless the user says it is healthy."""
     item = write_case(tmp_path, "A", skip=("seg",))
-    ds = _dataset([item], "healthy")
+    labelled = write_case(tmp_path, "B")
+    ds = _dataset([item, labelled], "healthy")
+    assert set(ds.cases) == {"B"} and ds.unlabelled == ["A"] and "no segmentation" in caplog.text
+    assert sum(r["case"] == "A" and r["brain"] for r in ds.table) > 0  # the table still says where its brain is
+    ds = _dataset([item], "healthy", unlabelled_as_healthy=True)
     assert len(ds) == 14 and ds.slice_labels.sum() == 0
 
 

@@ -495,3 +495,23 @@ def test_a_link_to_an_input_folder_is_refused_as_output_before_computing(tmp_pat
     code, err, _ = infer(tmp_path, tiny_ckpt, path, out="link")
     assert code == 1 and len(err) == 1 and "output folder is an input folder" in err[0]
     assert sorted(p.name for p in (tmp_path / "in").iterdir()) == ["plain.nii.gz"]
+
+
+def test_a_case_without_segmentation_is_unlabelled_never_healthy(tmp_path, capsys):
+    """datalist shows '-' (unknown) for it and says so in one line; train refuses to take its slices as healthy
+    unless told so."""
+    from monai_adiff.data.synthetic import make_demo_dataset
+
+    data = tmp_path / "data"
+    make_demo_dataset(data, cases=5, seed=2, shape=(32, 32, 16))
+    (data / "Demo_003" / "Demo_003_seg.nii.gz").unlink()
+    assert main(["datalist", str(data), "--summary", "--modalities", "flair"]) == 0
+    captured = capsys.readouterr()
+    row = next(line for line in captured.out.splitlines() if line.startswith("Demo_003"))
+    assert row.split()[3:] == ["-", "-", "-"]  # tumour, healthy brain, unhealthy brain: unknown, not 0
+    notes = [line for line in captured.err.splitlines() if line]
+    assert len(notes) == 1 and "Demo_003" in notes[0] and "without a segmentation" in notes[0]
+    code = main(["train", "sss", str(data), "--out", str(tmp_path / "m"), "--val-fraction", "0.2"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 1 and len(err) == 1 and "Demo_003" in err[0] and "would be taken as healthy" in err[0]
+    assert not (tmp_path / "m" / "model.pt").exists()
