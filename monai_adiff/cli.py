@@ -231,6 +231,8 @@ def _cmd_infer(args: argparse.Namespace) -> int:
     read_checkpoint(ckpt_path)  # one line naming an unreadable file
     # the inference config reads what the checkpoint was trained with; an args file and --set win over it
     overrides = _user_overrides(args)
+    if args.assume_skull_stripped:
+        overrides["assume_skull_stripped"] = True
     modalities = resolved_value(bundle, "inference", "modalities", {**overrides, "ckpt_path": ckpt_path})
     out = _output_folder(args.out)
     items, failed = [], []
@@ -313,7 +315,10 @@ def _cmd_train(args: argparse.Namespace) -> int:
         split_seed=args.split_seed,
         val_fraction=args.val_fraction,
         test_fraction=args.test_fraction,
-        overrides=_parse_set(args.set or []),
+        overrides={
+            **_parse_set(args.set or []),
+            **({"assume_skull_stripped": True} if args.assume_skull_stripped else {}),
+        },
         command="monai-adiff " + " ".join(shlex.quote(a) for a in args.argv),
     )
     out = os.path.abspath(args.out)
@@ -415,6 +420,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--val-fraction", type=float, help="validation patients (label-free fitting; default: recipe's)")
     p.add_argument("--test-fraction", type=float, help="held-out test patients (default: the recipe's)")
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="config override, repeatable")
+    p.add_argument(
+        "--assume-skull-stripped",
+        action="store_true",
+        help="skip the check that refuses volumes that look like a whole head (the scans are skull-stripped)",
+    )
     p.set_defaults(func=_cmd_train)
 
     p = sub.add_parser(
@@ -432,6 +442,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-overlay", action="store_true", help="do not write PNG overlays")
     p.add_argument(
         "--overwrite", action="store_true", help="recompute cases whose outputs are in --out already (default: skip)"
+    )
+    p.add_argument(
+        "--assume-skull-stripped",
+        action="store_true",
+        help="skip the check that refuses volumes that look like a whole head (the scans are skull-stripped)",
     )
     p.set_defaults(func=_cmd_infer)
 

@@ -17,7 +17,7 @@ from monai_adiff.transforms.intensity.dictionary import (
 )
 from monai_adiff.transforms.io.dictionary import LoadOptionalImaged
 from monai_adiff.transforms.slices.dictionary import BrainMaskd, BrainSliceSelectiond, SliceLabeld
-from monai_adiff.transforms.utility.dictionary import CheckImaged
+from monai_adiff.transforms.utility.dictionary import CheckImaged, SkullStrippedCheckd
 
 __all__ = ["volume_preprocessing", "RAS_LABELS"]
 
@@ -40,12 +40,15 @@ def volume_preprocessing(
     baseline_key: str | None = None,
     brainmask_key: str = "brainmask",
     foreground_key: str | None = None,
+    check_skull_stripped: bool = True,
 ) -> list[MapTransform]:
     """Dictionary transforms from NIfTI paths to a model-ready RAS volume with per-slice bookkeeping.
 
     Steps: load (modalities as channels) -> check (3D, channel count, finite, non-empty, label on the image grid) ->
     background to 0 and the brain positive (:class:`~monai_adiff.transforms.StandardizeBackground`: z-scored,
-    offset or min-max scaled scans, or an explicit brain mask) -> binarise the label (whole tumour, ``label > 0``) ->
+    offset or min-max scaled scans, or an explicit brain mask) -> refuse a whole head
+    (:class:`~monai_adiff.transforms.SkullStrippedCheck`, unless a brain mask is given) -> binarise the label (whole
+    tumour, ``label > 0``) ->
     reorient to RAS (axial slices on the last axis) -> per-slice brain selection and image-level labels (at the
     native resolution, so small lesions count) -> divide by the foreground percentile (clipped or not) -> in-plane
     resize to ``spatial_size`` -> brain mask -> map to [-1, 1]
@@ -76,6 +79,8 @@ def volume_preprocessing(
             off the background).
         foreground_key: also keep the brain mask on the input's own grid and orientation under this key (to keep
             masks that are inverted back to the input grid inside the brain).
+        check_skull_stripped: refuse a volume that looks like a whole head (off when the user says the scans are
+            stripped).
     """
     keys = [image_key, label_key]
     xforms: list[MapTransform] = []
@@ -90,6 +95,7 @@ def volume_preprocessing(
     xforms += [
         CheckImaged(keys=image_key, label_key=label_key, spatial_dims=3, num_channels=num_channels),
         StandardizeBackgroundd(keys=image_key, mask_key=brainmask_key, foreground_key=foreground_key),
+        SkullStrippedCheckd(keys=image_key, mask_key=brainmask_key, enabled=check_skull_stripped),
         DeleteItemsd(keys=brainmask_key),
         AsDiscreted(keys=label_key, threshold=0.5, allow_missing_keys=True),
         Orientationd(keys=keys, axcodes="RAS", labels=RAS_LABELS, allow_missing_keys=True),

@@ -515,3 +515,58 @@ def test_a_case_without_segmentation_is_unlabelled_never_healthy(tmp_path, capsy
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 1 and len(err) == 1 and "Demo_003" in err[0] and "would be taken as healthy" in err[0]
     assert not (tmp_path / "m" / "model.pt").exists()
+
+
+def _phantom_head(folder: Path) -> tuple[Path, np.ndarray]:
+    """A phantom FLAIR brain wrapped in a dark skull and a bright scalp, on a zero background (a head that was not
+    skull-stripped), and the brain mask of the phantom."""
+    from scipy import ndimage
+
+    from monai_adiff.data.synthetic import make_demo_dataset
+
+    make_demo_dataset(folder / "src", cases=1, seed=4)
+    src = nib.load(next((folder / "src").glob("*/*_flair.nii.gz")))
+    x = np.asarray(src.dataobj, dtype=np.float32)
+    brain = x > 0
+    skull = ndimage.binary_dilation(brain, iterations=3) & ~brain
+    scalp = ndimage.binary_dilation(brain, iterations=6) & ~brain & ~skull
+    ref = float(np.median(x[brain]))
+    head = np.where(skull, 0.05 * ref, np.where(scalp, 1.2 * ref, x))
+    path = folder / "in" / "head_flair.nii.gz"
+    path.parent.mkdir(parents=True)
+    nib.save(nib.Nifti1Image(head.astype(np.float32), src.affine), str(path))
+    return path, brain
+
+
+def test_a_head_that_is_not_skull_stripped_is_refused_with_the_fix(tmp_path, tiny_ckpt):
+    path, brain = _phantom_head(tmp_path)
+    code, err, dest = infer(tmp_path, tiny_ckpt, path)
+    assert code == 1 and len(err) == 1, err
+    assert str(path) in err[0] and "looks like a whole head" in err[0] and "_brainmask.nii.gz" in err[0]
+    assert not list(dest.glob("*.nii.gz"))
+    # the fix the message names: a brain mask beside it; the mask then stays inside the brain
+    ref = nib.load(path)
+    nib.save(nib.Nifti1Image(brain.astype(np.uint8), ref.affine), str(path.parent / "head_brainmask.nii.gz"))
+    code, err, dest = infer(tmp_path, tiny_ckpt, path, out="masked")
+    assert code == 0, err
+    mask = np.asarray(nib.load(dest / "head_anomaly_mask.nii.gz").dataobj) > 0
+    assert not (mask & ~brain).any()
+    # or the user's word that it is stripped
+    (path.parent / "head_brainmask.nii.gz").unlink()
+    code, err, _ = infer(tmp_path, tiny_ckpt, path, out="assumed", extra=["--assume-skull-stripped"])
+    assert code == 0, err
+
+
+@pytest.mark.brats
+@pytest.mark.slow
+def test_no_real_dev_volume_is_taken_for_a_head(brats_root):
+    """Every modality of every dev case passes the skull-stripping check (no false alarm)."""
+    from monai.transforms import LoadImage
+
+    from monai_adiff.transforms import SkullStrippedCheck, StandardizeBackground
+
+    load, check = LoadImage(ensure_channel_first=True, image_only=True), SkullStrippedCheck()
+    files = sorted(p for p in Path(brats_root).glob("*/*.nii.gz") if not p.name.endswith("_seg.nii.gz"))
+    assert len(files) >= 40
+    for f in files:
+        check(StandardizeBackground()(load(str(f))))

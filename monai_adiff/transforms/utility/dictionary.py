@@ -10,9 +10,16 @@ from monai.transforms import MapTransform
 
 from monai_adiff.errors import InputError
 from monai_adiff.transforms.intensity.array import source_name
-from monai_adiff.transforms.utility.array import CheckImage
+from monai_adiff.transforms.utility.array import HEAD_VOLUME_ML, RIM_RATIO, CheckImage, SkullStrippedCheck
 
-__all__ = ["CheckImaged", "CheckImageD", "CheckImageDict"]
+__all__ = [
+    "CheckImaged",
+    "CheckImageD",
+    "CheckImageDict",
+    "SkullStrippedCheckd",
+    "SkullStrippedCheckD",
+    "SkullStrippedCheckDict",
+]
 
 
 class CheckImaged(MapTransform):
@@ -49,3 +56,36 @@ class CheckImaged(MapTransform):
 
 
 CheckImageD = CheckImageDict = CheckImaged
+
+
+class SkullStrippedCheckd(MapTransform):
+    """Dictionary version of :class:`SkullStrippedCheck`; skipped for a case with a brain mask (``mask_key``
+    present: the mask is the brain) and when ``enabled`` is off (the user says the scans are stripped)."""
+
+    backend = SkullStrippedCheck.backend
+
+    def __init__(
+        self,
+        keys: KeysCollection,
+        mask_key: str | None = "brainmask",
+        enabled: bool = True,
+        shell_mm: float = 2.0,
+        depth_mm: float = 16.0,
+        rim_ratio: float = RIM_RATIO,
+        max_volume_ml: float = HEAD_VOLUME_ML,
+        allow_missing_keys: bool = False,
+    ) -> None:
+        super().__init__(keys, allow_missing_keys)
+        self.mask_key, self.enabled = mask_key, bool(enabled)
+        self.checker = SkullStrippedCheck(shell_mm, depth_mm, rim_ratio, max_volume_ml)
+
+    def __call__(self, data: Mapping[Hashable, NdarrayOrTensor]) -> dict[Hashable, NdarrayOrTensor]:
+        d = dict(data)
+        if not self.enabled or (self.mask_key and d.get(self.mask_key) is not None):
+            return d
+        for key in self.key_iterator(d):
+            self.checker(d[key])
+        return d
+
+
+SkullStrippedCheckD = SkullStrippedCheckDict = SkullStrippedCheckd
