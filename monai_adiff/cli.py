@@ -193,26 +193,12 @@ def _output_folder(path: str) -> str:
     return out
 
 
-def _single_volume_item(vol: str) -> dict:
-    """A CLI item for one NIfTI file, with ``<case>_brainmask.nii.gz`` beside it when there is one."""
-    from monai_adiff.data import case_id_from_path
-
-    path = os.path.abspath(vol)
-    case = case_id_from_path(path)
-    item = {"case": case, "image": path}
-    for ext in (".nii.gz", ".nii"):
-        mask = os.path.join(os.path.dirname(path), f"{case}_brainmask{ext}")
-        if os.path.isfile(mask) and mask != path:
-            item["brainmask"] = mask
-            break
-    return item
-
-
 def _cmd_infer(args: argparse.Namespace) -> int:
     from monai_adiff.bundle import find_bundle, is_model_folder, read_summary, resolved_value, run_bundle
     from monai_adiff.bundle.inference_run import OUTPUT_SUFFIXES, check_run_record, finished_cases, unique_case_ids
     from monai_adiff.bundle.model_folder import MODEL
-    from monai_adiff.data import BRATS_MODALITIES, InputError, scan_brats_folder, split_items, with_image_key
+    from monai_adiff.data import InputError, split_items
+    from monai_adiff.data.inputs import collect_inputs, voxel_size_warnings
     from monai_adiff.engines import read_checkpoint
     from monai_adiff.fitted import checkpoint_fingerprint
 
@@ -235,24 +221,7 @@ def _cmd_infer(args: argparse.Namespace) -> int:
         overrides["assume_skull_stripped"] = True
     modalities = resolved_value(bundle, "inference", "modalities", {**overrides, "ckpt_path": ckpt_path})
     out = _output_folder(args.out)
-    items, failed = [], []
-    for vol in args.volumes:
-        if os.path.isdir(vol):  # a BraTS-style case folder, or a folder of case folders
-            found, errors = scan_brats_folder(
-                os.path.dirname(os.path.abspath(vol)) if _is_case(vol) else vol,
-                [m for m in BRATS_MODALITIES if m in modalities],
-                validate=False,
-            )
-            if _is_case(vol):
-                case = os.path.basename(os.path.abspath(vol))
-                found = [it for it in found if it["case"] == case]
-                errors = [e for e in errors if e.path and os.path.basename(e.path.rstrip(os.sep)) == case]
-            failed += errors
-            items += with_image_key(found, modalities)
-        else:
-            if len(modalities) != 1:
-                raise InputError(vol, f"this bundle needs {len(modalities)} modalities {modalities}: give case folders")
-            items.append(_single_volume_item(vol))
+    items, failed = collect_inputs(args.volumes, modalities)
     for it in items:
         srcs = it["image"] if isinstance(it["image"], list) else [it["image"]]
         if any(os.path.dirname(os.path.realpath(p)) == out for p in srcs):  # real paths: a link to an input too
@@ -265,6 +234,8 @@ def _cmd_infer(args: argparse.Namespace) -> int:
     if not items:
         print(f"error: none of the {len(failed)} requested case(s) can be scored", file=sys.stderr)
         return 1
+    for line in voxel_size_warnings(items):
+        print(line, file=sys.stderr)
     done = [] if args.overwrite else finished_cases(out, items)
     record = {"bundle": bundle.name, "checkpoint": checkpoint_fingerprint(ckpt_path), "overrides": overrides}
     check_run_record(out, record, args.overwrite, bool(done))
@@ -373,11 +344,6 @@ def _cmd_benchmark(args: argparse.Namespace) -> int:
     return 0
 
 
-def _is_case(path: str) -> bool:
-    name = os.path.basename(os.path.abspath(path))
-    return any(f.startswith(name + "_") and f.endswith((".nii", ".nii.gz")) for f in os.listdir(path))
-
-
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``monai-adiff``."""
     parser = argparse.ArgumentParser(
@@ -434,7 +400,12 @@ def build_parser() -> argparse.ArgumentParser:
         "bundle",
         help="model folder (from monai-adiff train), or bundle folder or name (" + ", ".join(list_bundles()) + ")",
     )
-    p.add_argument("volumes", nargs="+", help="NIfTI volumes (one modality) or BraTS-style case folders")
+    p.add_argument(
+        "volumes",
+        nargs="+",
+        help="volumes of one modality (NIfTI, NRRD, MHA, or a folder of one DICOM series), BraTS-style case "
+        "folders, or folders of those; outputs are NIfTI",
+    )
     p.add_argument("--checkpoint", help="model.pt written by the bundle's training (not needed with a model folder)")
     p.add_argument("--out", required=True, help="output folder (must not be an input folder)")
     p.add_argument("--args-file", help="JSON of config overrides (the checkpoint's recipe applies without one)")

@@ -17,7 +17,7 @@ from collections.abc import Sequence
 
 from monai.data import load_decathlon_datalist
 
-from monai_adiff.data.io import check_case
+from monai_adiff.data.io import check_case, strip_volume_suffix
 from monai_adiff.errors import InputError
 from monai_adiff.utils import atomic_write_text
 
@@ -134,10 +134,7 @@ def read_datalist(path: str | os.PathLike, section: str = "training", base_dir: 
 def case_id_from_path(path: str) -> str:
     """The case id of a volume file: its name without extension and modality suffix (``Brats18_X_flair.nii.gz``
     -> ``Brats18_X``)."""
-    name = os.path.basename(path)
-    for ext in _NIFTI_SUFFIXES:
-        if name.endswith(ext):
-            name = name[: -len(ext)]
+    name = strip_volume_suffix(os.path.basename(os.path.normpath(path)))
     for m in BRATS_MODALITIES:
         if name.endswith("_" + m):
             return name[: -len(m) - 1]
