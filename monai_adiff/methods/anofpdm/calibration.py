@@ -19,6 +19,7 @@ from typing import Any
 
 import torch
 from torch.utils.data import DataLoader, Dataset
+from tqdm.auto import tqdm
 
 from monai_adiff.engines.checkpoint import load_network_weights
 from monai_adiff.fitted import fitted_on
@@ -138,7 +139,8 @@ def calibrate_fpdm(
     scores: dict[str, list[torch.Tensor]] = {k: [] for k in kinds}
     m_end, labels, gaps, areas = [], [], [], []
     t0 = time.perf_counter()
-    for batch in loader:
+    # a bar with the time left, on a terminal only
+    for batch in tqdm(loader, desc="calibrate", disable=None, leave=False):
         x = batch["image"].to(device)
         if inferer.patience is None:  # one sweep serves every w: the trajectory does not depend on it
             res = inferer.sweep(x, network, generator, guidance=grid, keep_map=False)

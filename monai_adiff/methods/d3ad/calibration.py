@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
+from tqdm.auto import tqdm
 
 from monai_adiff.engines.checkpoint import load_network_weights
 from monai_adiff.fitted import fitted_on
@@ -118,7 +119,7 @@ def calibrate_d3ad(
     if len(grid) > 1 and labelled_dataset is not None:
         labelled = DataLoader(labelled_dataset, batch_size=inferer.slice_batch_size, shuffle=False, num_workers=0)
         found: dict[float, tuple[float, dict[str, Any]]] = {}
-        for w in grid:
+        for w in tqdm(grid, desc="calibrate w", disable=None, leave=False):  # time left, on a terminal
             inferer.guidance = w
             ranges = _ranges(network, inferer, healthy, q, device)
             for key in ("latent_range", "feature_range", "image_range"):
