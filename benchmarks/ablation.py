@@ -53,7 +53,7 @@ def bundle_parser(bundle: str, data: str, args_file: str | None, overrides: dict
     parser["dataset_dir"] = data
     parser["baseline_key"] = "flair_intensity"
     if args_file:
-        for k, v in json.loads(Path(args_file).read_text()).items():
+        for k, v in json.loads(Path(args_file).read_text(encoding="utf-8")).items():
             parser[k] = v
     parser["threshold_file"] = None  # thresholds are set here, per row, from the validation patients
     for k, v in overrides.items():

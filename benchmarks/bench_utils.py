@@ -59,7 +59,7 @@ def inference_parts(
     parser.read_config(str(root / "configs" / "inference.json"))
     parser["bundle_root"] = str(root)
     if recipe == "cpu":
-        for k, v in json.loads((root / "configs" / "cpu_args.json").read_text()).items():
+        for k, v in json.loads((root / "configs" / "cpu_args.json").read_text(encoding="utf-8")).items():
             parser[k] = v
     parser["threshold_file"] = None  # no label-free threshold file: timing only
     config = parser.get()

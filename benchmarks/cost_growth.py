@@ -65,7 +65,7 @@ def _run_child(bundle: str, size: int, batch: int, timeout: float, mem_gib: floa
     cmd = [sys.executable, __file__, "--one", bundle, str(size), str(batch), "--mem-gib", str(mem_gib)]
     t0 = time.perf_counter()
     try:
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+        proc = subprocess.run(cmd, capture_output=True, text=True, encoding="utf-8", timeout=timeout)
     except subprocess.TimeoutExpired as e:
         out = e.stdout.decode() if isinstance(e.stdout, bytes) else e.stdout or ""
         lines = [json.loads(x) for x in out.splitlines() if x.startswith('{"call_starts_at"')]
@@ -115,7 +115,7 @@ def main() -> None:
     sizes = [int(s) for s in a.sizes.split(",")]
     batches = [int(b) for b in a.batches.split(",")]
     if a.table_from:
-        print(_table(json.loads(Path(a.table_from).read_text())["results"], bundles, sizes, batches, a))
+        print(_table(json.loads(Path(a.table_from).read_text(encoding="utf-8"))["results"], bundles, sizes, batches, a))
         return
     results: dict[str, dict | None] = {}
     for bundle in bundles:
@@ -138,7 +138,7 @@ def main() -> None:
     print("\n" + table)
     if a.out:
         Path(a.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(a.out).write_text(json.dumps({"results": results, "table": table}, indent=1) + "\n")
+        Path(a.out).write_text(json.dumps({"results": results, "table": table}, indent=1) + "\n", encoding="utf-8")
 
 
 def _table(results: dict, bundles: list[str], sizes: list[int], batches: list[int], a: argparse.Namespace) -> str:

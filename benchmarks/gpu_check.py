@@ -128,7 +128,7 @@ class Check:
         self.results[name] = res
         print(json.dumps({name: res}), flush=True)
         tmp = self.out / ".gpu_check.json.tmp"
-        tmp.write_text(json.dumps(self.results, indent=1, default=str) + "\n")
+        tmp.write_text(json.dumps(self.results, indent=1, default=str) + "\n", encoding="utf-8")
         os.replace(tmp, self.out / "gpu_check.json")
 
 
@@ -145,14 +145,19 @@ def env_stage(device: torch.device) -> dict[str, Any]:
 def script_stage(args: list[str], timeout: float, json_file: Path | None = None) -> dict[str, Any]:
     """Run one of the benchmark scripts, echoing its output; its JSON file (if any) becomes the result."""
     proc = subprocess.run(
-        [sys.executable, *args], capture_output=True, text=True, timeout=max(10.0, timeout), cwd=HERE.parent
+        [sys.executable, *args],
+        capture_output=True,
+        text=True,
+        encoding="utf-8",
+        timeout=max(10.0, timeout),
+        cwd=HERE.parent,
     )
     sys.stdout.write(proc.stdout)
     if proc.returncode != 0:
         raise RuntimeError(f"{' '.join(args)} exited {proc.returncode}: {proc.stderr.strip()[-400:]}")
     res: dict[str, Any] = {"stdout_tail": proc.stdout[-3000:]}
     if json_file is not None and json_file.is_file():
-        res.update(json.loads(json_file.read_text()))
+        res.update(json.loads(json_file.read_text(encoding="utf-8")))
     return res
 
 

@@ -121,7 +121,7 @@ def main() -> None:
     print(f"{f'AnoDDPM ({args.steps} steps)':24}{t_ano:>12.2f}{args.slices / t_ano:>12.3f}")
     print(f"speed-up SSS / AnoDDPM: {t_ano / t_sss:.1f}x   ({json.dumps({k: res[k] for k in list(res)[:9]})})")
     if args.json:
-        with open(args.json, "w") as f:
+        with open(args.json, "w", encoding="utf-8") as f:
             json.dump(res, f, indent=4)
 
 

@@ -30,7 +30,7 @@ def _peak_rss_mib(cmd: list[str]) -> tuple[float, float]:
         "print(json.dumps([r.returncode, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024, "
         "time.perf_counter() - t]))"
     )
-    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, encoding="utf-8", check=True)
     code, mib, seconds = json.loads(out.stdout.strip().splitlines()[-1])
     if code != 0:
         raise SystemExit(f"infer failed (exit {code}): {' '.join(cmd)}")

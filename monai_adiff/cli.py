@@ -167,7 +167,7 @@ def _user_overrides(args: argparse.Namespace) -> dict:
     overrides: dict = {}
     if args.args_file:
         try:
-            with open(args.args_file) as f:
+            with open(args.args_file, encoding="utf-8") as f:
                 overrides.update(json.load(f))
         except (OSError, json.JSONDecodeError) as e:
             raise InputError(args.args_file, f"args file cannot be read as JSON ({e})") from e
@@ -310,6 +310,7 @@ def _cmd_export_bundle(args: argparse.Namespace) -> int:
 
 def _cmd_benchmark(args: argparse.Namespace) -> int:
     from monai_adiff.benchmark import run_benchmark
+    from monai_adiff.benchmark.pipeline import DEFAULT_BUNDLES
     from monai_adiff.errors import InputError
 
     checkpoints: dict[str, str] = {}
@@ -330,7 +331,7 @@ def _cmd_benchmark(args: argparse.Namespace) -> int:
     run_benchmark(
         args.data,
         out,
-        bundles=args.bundles,
+        bundles=args.bundles or DEFAULT_BUNDLES,
         recipe=args.recipe,
         checkpoints=checkpoints,
         quick=args.quick,
@@ -340,6 +341,7 @@ def _cmd_benchmark(args: argparse.Namespace) -> int:
         overrides=overrides,
         dataset=args.dataset,
         store=args.store,
+        folds=args.folds,
     )
     return 0
 
@@ -440,7 +442,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("data", help="BraTS-style folder <data>/<case>/<case>_{flair,t1,t1ce,t2,seg}.nii.gz")
     p.add_argument("--out", required=True, help="output folder (a rerun into it skips the finished steps)")
     p.add_argument(
-        "--bundles", default="sss,anoddpm,dtunet,d3ad,anofpdm", help="comma-separated bundles, in table order"
+        "--bundles", default=None, help="comma-separated bundles, in table order (default: every method, DAE last)"
     )
     p.add_argument(
         "--recipe", default="cpu", choices=("cpu", "paper"), help="cpu: each bundle's cpu_args.json; paper: defaults"
@@ -453,6 +455,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--val-fraction", type=float, default=0.1, help="validation patients (label-free thresholds)")
     p.add_argument("--test-fraction", type=float, default=0.25, help="held-out test patients")
     p.add_argument("--set", action="append", metavar="BUNDLE:KEY=VALUE", help="a bundle's config override")
+    p.add_argument(
+        "--folds",
+        type=int,
+        help="patient-level cross-validation with K folds: every patient tested once, by the model that did not see "
+        "it (K models per bundle); per-fold tables, cv_results.md and patient_scatter.png",
+    )
     p.add_argument("--dataset", help="the data set's name in the result records (default: the data folder's name)")
     p.add_argument(
         "--store",
@@ -492,8 +500,17 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _tolerate_plain_terminals() -> None:
+    """Messages carry a few non-ASCII signs (dashes, arrows): on an ASCII-only terminal or pipe (``LC_ALL=C`` without
+    Python's UTF-8 mode) they are escaped instead of crashing the command."""
+    for stream in (sys.stdout, sys.stderr):
+        if "utf" not in (getattr(stream, "encoding", None) or "utf").lower() and hasattr(stream, "reconfigure"):
+            stream.reconfigure(errors="backslashreplace")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``monai-adiff`` console script."""
+    _tolerate_plain_terminals()
     args = build_parser().parse_args(argv)
     args.argv = list(argv) if argv is not None else sys.argv[1:]  # recorded by train in the model's summary
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(message)s")

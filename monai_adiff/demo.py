@@ -99,7 +99,7 @@ def run_demo(out: str | os.PathLike, cases: int = 8, seed: int = 0, epochs: int 
     run_bundle(bundle, "inference", {**run, "output_dir": str(preds)})
     print("[demo] evaluating against the FLAIR-intensity baseline ...")
     run_bundle(bundle, "evaluate", {**run, "output_dir": str(out), "metrics_name": "metrics"})
-    metrics = json.loads((out / "metrics.json").read_text())
+    metrics = json.loads((out / "metrics.json").read_text(encoding="utf-8"))
     test_volume = split["test"][0]["flair"]
     command = f"monai-adiff infer {shlex.quote(str(model))} {shlex.quote(test_volume)} --out "
     command += shlex.quote(str(out / "infer"))

@@ -72,7 +72,9 @@ def test_same_baseline():
 def test_recipes():
     assert recipe_overrides("sss", "paper") == {}
     cpu = recipe_overrides("sss", "cpu")
-    assert cpu == json.loads((Path(__file__).parents[1] / "bundles/sss/configs/cpu_args.json").read_text())
+    assert cpu == json.loads(
+        (Path(__file__).parents[1] / "bundles/sss/configs/cpu_args.json").read_text(encoding="utf-8")
+    )
     quick = recipe_overrides("dtunet", "cpu", quick=True)
     assert quick["max_epochs"] == 2 and quick["network_def#embed_dim"] == 32 and quick["use_healthy_threshold"]
     assert "use_healthy_threshold" not in recipe_overrides("anofpdm", "cpu", quick=True)  # its own: calibration
@@ -89,13 +91,13 @@ def test_quick_benchmark_end_to_end(tmp_path, capsys):
     assert main(args) == 0
     for name in ("results.md", "results.csv", "results.json", "pr_curves.png", "dice_per_patient.png", "overlays.png"):
         assert (out / name).is_file() and (out / name).stat().st_size > 0, name
-    results = json.loads((out / "results.json").read_text())
+    results = json.loads((out / "results.json").read_text(encoding="utf-8"))
     assert len(results["test_patients"]) == 2
     rows = {(r["method"], r["setup"]): r for r in results["rows"]}
     assert set(rows) == {(m, s) for m in ("sss", "dtunet", "FLAIR") for s in ("mixed", "unhealthy")}
     # every number of the table is the evaluation module's, read from the bundle's own report
     for bundle in ("sss", "dtunet"):
-        report = json.loads((out / bundle / "eval" / "metrics.json").read_text())
+        report = json.loads((out / bundle / "eval" / "metrics.json").read_text(encoding="utf-8"))
         for setup in ("mixed", "unhealthy"):
             r, m = rows[(bundle, setup)], report[bundle][setup]
             for col, key in (("dice", "dice_pooled"), ("iou", "iou_pooled"), ("auprc", "auprc"), ("auroc", "auroc")):
@@ -114,14 +116,14 @@ def test_quick_benchmark_end_to_end(tmp_path, capsys):
         assert rows[("FLAIR", "unhealthy")]["auprc"] == pytest.approx(report["flair_baseline"]["unhealthy"]["auprc"])
         assert rows[("sss", "mixed")]["n_slices"] == report["flair_baseline"]["mixed"]["n_slices"]
         assert rows[(bundle, "mixed")]["training_minutes"] > 0 and rows[(bundle, "mixed")]["parameters"] > 0
-    with open(out / "results.csv") as f:
+    with open(out / "results.csv", encoding="utf-8") as f:
         table = list(csv.DictReader(f))
     assert len(table) == 6 and float(table[0]["auprc"]) == pytest.approx(rows[("sss", "mixed")]["auprc"])
-    md = (out / "results.md").read_text()
+    md = (out / "results.md").read_text(encoding="utf-8")
     assert f"| sss | unhealthy | {rows[('sss', 'unhealthy')]['dice']:.3f} |" in md
-    log = (out / "benchmark.log").read_text()
+    log = (out / "benchmark.log").read_text(encoding="utf-8")
     assert "run_bundle('dtunet', 'evaluate'" in log and "network_def" not in log  # evaluation: the model's record
-    train_log = (out / "dtunet" / "model" / "train.log").read_text()
+    train_log = (out / "dtunet" / "model" / "train.log").read_text(encoding="utf-8")
     assert "run_bundle('dtunet', 'training'" in train_log and '"network_def#embed_dim": 32' in train_log
 
     # a rerun skips every finished step; another configuration into the same folder is refused

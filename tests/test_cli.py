@@ -20,12 +20,16 @@ def test_make_data_then_datalist(tmp_path, capsys):
     assert main(["datalist", str(demo), "--out", str(out), "--summary", "--test-fraction", "0.25"]) == 0
     printed = capsys.readouterr().out
     assert "Demo_000" in printed and "healthy brain" in printed and "total" in printed
-    content = json.loads(out.read_text())
+    content = json.loads(out.read_text(encoding="utf-8"))
     table = content["slice_table"]
     assert any(r["label"] == 1 for r in table), "no tumour slice"
     assert any(r["brain"] and r["label"] == 0 for r in table), "no healthy brain slice"
     assert len(content["test"]) == 1 and len(content["training"]) == 3
-    assert (demo / "datalist_slices.csv").read_text().startswith("case,slice,brain_area,tumour_area,brain,label")
+    assert (
+        (demo / "datalist_slices.csv")
+        .read_text(encoding="utf-8")
+        .startswith("case,slice,brain_area,tumour_area,brain,label")
+    )
     # a second make-data into the same folder refuses to overwrite
     assert main(["make-data", "--out", str(demo), "--cases", "1"]) == 1
     assert "already exist" in capsys.readouterr().err
@@ -68,7 +72,7 @@ def test_datalist_image_labels_only(tmp_path):
     main(["make-data", "--out", str(demo), "--cases", "2", "--shape", "32", "32", "16"])
     out = tmp_path / "weak.json"
     assert main(["datalist", str(demo), "--out", str(out), "--image-labels-only"]) == 0
-    content = json.loads(out.read_text())
+    content = json.loads(out.read_text(encoding="utf-8"))
     for item in content["training"]:
         assert "label" not in item and len(item["slice_labels"]) == 16
         rows = [r for r in content["slice_table"] if r["case"] == item["case"]]

@@ -19,7 +19,7 @@ def test_demo_runs_and_reports_method_beside_flair(tmp_path, capsys):
     out = capsys.readouterr().out
     for key in ("checkpoint", "threshold", "metrics"):
         assert Path(res[key]).is_file(), key
-    thr = json.loads(Path(res["threshold"]).read_text())
+    thr = json.loads(Path(res["threshold"]).read_text(encoding="utf-8"))
     assert thr["n_pixels"] > 0 and "flair_baseline" in thr["baselines"]
     metrics = res["results"]
     for name in ("sss", "flair_baseline"):

@@ -22,9 +22,10 @@ def test_gpu_check_dry(tmp_path):
         ["bash", str(ROOT / "benchmarks" / "gpu_check.sh"), "--dry", "--out", str(tmp_path / "out")],
         capture_output=True,
         text=True,
+        encoding="utf-8",
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
-    res = json.loads((tmp_path / "out" / "gpu_check.json").read_text())
+    res = json.loads((tmp_path / "out" / "gpu_check.json").read_text(encoding="utf-8"))
     assert list(res) == ["env", "speed_fp32", "noise", "anofpdm", "sss_training"]
     assert all(r["status"] == "ok" for r in res.values()), {k: r.get("error") for k, r in res.items()}
     # incremental: one JSON line per stage on stdout, as each finishes
@@ -47,6 +48,7 @@ def test_gpu_check_refuses_cpu_without_dry(tmp_path):
         [sys.executable, str(ROOT / "benchmarks" / "gpu_check.py"), "--out", str(tmp_path)],
         capture_output=True,
         text=True,
+        encoding="utf-8",
     )
     if proc.returncode == 0:  # a CUDA machine runs the real check
         pytest.skip("CUDA available")

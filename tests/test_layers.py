@@ -39,7 +39,7 @@ def _unit(path: Path) -> str:
 
 def _imports(path: Path) -> set[str]:
     """Absolute ``monai_adiff.X...`` module names imported anywhere in ``path`` (relative imports resolved)."""
-    tree = ast.parse(path.read_text())
+    tree = ast.parse(path.read_text(encoding="utf-8"))
     pkg = ["monai_adiff", *path.relative_to(PACKAGE).parent.parts]
     out = set()
     for node in ast.walk(tree):

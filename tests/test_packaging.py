@@ -25,7 +25,7 @@ def test_the_wheel_ships_every_bundle_file(tmp_path):
     skip = shutil.ignore_patterns(".git", ".venv*", "build", "dist", "runs", "*.egg-info", "__pycache__", ".*cache")
     shutil.copytree(BUNDLES_DIR.parent, root, symlinks=True, ignore=skip)
     cmd = [sys.executable, "-m", "pip", "wheel", str(root), "--no-deps", "--no-build-isolation", "-q", "-w"]
-    done = subprocess.run([*cmd, str(tmp_path / "dist")], capture_output=True, text=True)
+    done = subprocess.run([*cmd, str(tmp_path / "dist")], capture_output=True, text=True, encoding="utf-8")
     assert done.returncode == 0, done.stderr[-2000:]
     (wheel,) = (tmp_path / "dist").glob("monai_adiff-*.whl")
     assert wheel.name.startswith(f"monai_adiff-{monai_adiff.__version__}-")

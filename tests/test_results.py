@@ -40,20 +40,28 @@ def test_results_everything_a_user_reads_equals_the_store():
     assert publish(ROOT, check=True) == []
 
 
+def _a_raw_record() -> tuple[Path, dict]:
+    """The first record of a seeded split in the store, read with plain json (no code of ours)."""
+    path = sorted(p for p in (STORE / DATASET).glob("s*/*@*.json") if re.fullmatch(r"s\d+", p.parent.name))[0]
+    return path, json.loads(path.read_text(encoding="utf-8"))
+
+
 def test_results_a_spot_check_against_the_raw_records():
     """Read one record with plain json and find its numbers in the bundle README and metadata."""
-    path = sorted((STORE / DATASET / "s0").glob("sss@*.json"))[-1]
-    raw = json.loads(path.read_text())
-    auprc = next(
-        e["value"] for e in raw["results"] if (e["method"], e["setup"], e["metric"]) == ("sss", "unhealthy", "auprc")
-    )
-    flair = next(
-        e["value"] for e in raw["results"] if (e["method"], e["setup"], e["metric"]) == ("FLAIR", "unhealthy", "auprc")
-    )
-    readme = (ROOT / "bundles" / "sss" / "docs" / "README.md").read_text()
-    assert f"| s0 | {auprc:.3f} ({flair:.3f}) |" in readme
-    meta = json.loads((BUNDLES_DIR / "sss" / "configs" / "metadata.json").read_text())
-    assert meta["eval_metrics"]["s0_auprc"] == round(auprc, 3) and meta["version"] == raw["version"]
+    _, raw = _a_raw_record()
+    bundle, split = raw["bundle"], raw["split"]
+
+    def auprc(method: str) -> float:
+        return next(
+            e["value"]
+            for e in raw["results"]
+            if (e["method"], e["setup"], e["metric"]) == (method, "unhealthy", "auprc")
+        )
+
+    readme = (ROOT / "bundles" / bundle / "docs" / "README.md").read_text(encoding="utf-8")
+    assert f"| {split} | {auprc(bundle):.3f} ({auprc('FLAIR'):.3f}) |" in readme
+    meta = json.loads((BUNDLES_DIR / bundle / "configs" / "metadata.json").read_text(encoding="utf-8"))
+    assert meta["eval_metrics"][f"{split}_auprc"] == round(auprc(bundle), 3) and meta["version"] == raw["version"]
 
 
 def _copy_repo(tmp_path: Path) -> Path:
@@ -70,28 +78,30 @@ def _copy_repo(tmp_path: Path) -> Path:
 def test_results_any_difference_is_found(tmp_path):
     root = _copy_repo(tmp_path)
     assert publish(root, check=True) == []
+    path, raw = _a_raw_record()
+    bundle, split = raw["bundle"], raw["split"]
     # a README table cell
-    readme = root / "bundles" / "sss" / "docs" / "README.md"
-    text = readme.read_text()
-    cell = re.search(r"\| s0 \| (\d\.\d{3}) ", text)
+    readme = root / "bundles" / bundle / "docs" / "README.md"
+    text = readme.read_text(encoding="utf-8")
+    cell = re.search(rf"\| {split} \| (\d\.\d{{3}}) ", text)
     assert cell is not None
-    readme.write_text(text.replace(f"| s0 | {cell.group(1)} ", "| s0 | 0.999 ", 1))
-    assert any("sss/docs/README.md" in c for c in publish(root, check=True))
-    readme.write_text(text)
+    readme.write_text(text.replace(f"| {split} | {cell.group(1)} ", f"| {split} | 0.999 ", 1), encoding="utf-8")
+    assert any(f"{bundle}/docs/README.md" in c for c in publish(root, check=True))
+    readme.write_text(text, encoding="utf-8")
     # an eval_metrics value
-    meta_path = root / "bundles" / "anoddpm" / "configs" / "metadata.json"
-    meta = json.loads(meta_path.read_text())
-    meta["eval_metrics"]["s0_auprc"] = 0.5
-    meta_path.write_text(json.dumps(meta))
-    assert any("anoddpm/configs/metadata.json" in c for c in publish(root, check=True))
-    shutil.copy(ROOT / "bundles" / "anoddpm" / "configs" / "metadata.json", meta_path)
+    meta_path = root / "bundles" / bundle / "configs" / "metadata.json"
+    meta = json.loads(meta_path.read_text(encoding="utf-8"))
+    meta["eval_metrics"][f"{split}_auprc"] = 0.5
+    meta_path.write_text(json.dumps(meta), encoding="utf-8")
+    assert any(f"{bundle}/configs/metadata.json" in c for c in publish(root, check=True))
+    shutil.copy(ROOT / "bundles" / bundle / "configs" / "metadata.json", meta_path)
     # a figure drawn from other numbers
-    record = sorted((root / "benchmarks" / "results" / DATASET / "s0").glob("sss@*.json"))[-1]
-    content = json.loads(record.read_text())
+    record = root / path.relative_to(ROOT)
+    content = json.loads(record.read_text(encoding="utf-8"))
     for e in content["results"]:
-        if e["metric"] == "auprc" and e["method"] == "sss":
+        if e["metric"] == "auprc" and e["method"] == bundle:
             e["value"] += 0.01
-    record.write_text(json.dumps(content))
+    record.write_text(json.dumps(content), encoding="utf-8")
     changed = publish(root, check=True)
     assert any("pr_curves.png" in c for c in changed) and any("README.md" in c for c in changed)
     # rendering again makes everything agree
@@ -100,8 +110,9 @@ def test_results_any_difference_is_found(tmp_path):
 
 @pytest.mark.parametrize("readme", USER_READMES, ids=lambda p: p.parent.parent.name if p.name else "")
 def test_results_no_result_outside_the_generated_blocks(readme):
-    text = readme.read_text()
-    assert len(text.splitlines()) <= 150, f"{readme} has more than 150 lines"
+    text = readme.read_text(encoding="utf-8")
+    # a README for users stays short; the generated result tables grow with the store and do not count
+    assert len(GENERATED.sub("", text).splitlines()) <= 150, f"{readme} has more than 150 lines of its own"
     prose = CODE.sub("", GENERATED.sub("", text))
     found = re.findall(r"(?<![\w.])0\.\d{3}(?![\d])", prose)
     assert not found, f"{readme}: result-like numbers outside the generated blocks: {found}"
@@ -110,7 +121,7 @@ def test_results_no_result_outside_the_generated_blocks(readme):
 def _options(readme: Path) -> list[tuple[str, str, str]]:
     rows = []
     in_table = False
-    for line in readme.read_text().splitlines():
+    for line in readme.read_text(encoding="utf-8").splitlines():
         if line.startswith("| option | paper default | CPU recipe |"):
             in_table = True
             continue
@@ -138,7 +149,7 @@ def test_results_options_tables_say_the_configs_values(bundle):
     readme = ROOT / "bundles" / bundle / "docs" / "README.md"
     rows = _options(readme)
     assert len(rows) >= 5, f"{readme}: no options table"
-    cpu = json.loads((BUNDLES_DIR / bundle / "configs" / "cpu_args.json").read_text())
+    cpu = json.loads((BUNDLES_DIR / bundle / "configs" / "cpu_args.json").read_text(encoding="utf-8"))
     for key, default, cpu_cell in rows:
         actual = _default(bundle, key)
         actual = list(actual) if isinstance(actual, tuple) else actual

@@ -48,18 +48,18 @@ def _map(folder, case):
 def test_train_leaves_a_self_describing_model_folder(model, phantoms, tmp_path, capsys):
     names = {p.name for p in model.iterdir()}
     assert {"model.pt", "healthy_threshold.json", "summary.json", "train.log", "training"} <= names
-    summary = json.loads((model / "summary.json").read_text())
+    summary = json.loads((model / "summary.json").read_text(encoding="utf-8"))
     assert summary["bundle"] == "sss" and set(summary["stages"]) == {"training", "healthy_threshold"}
     assert summary["config"]["recipe"] == "cpu" and summary["config"]["set"] == {"max_epochs": 1}
     assert summary["command"].startswith("monai-adiff train sss") and summary["stages"]["training"]["minutes"] >= 0
     # the checkpoint records the recipe's inference settings (the values of the CPU recipe's args file)
     recipe = torch.load(model / "model.pt", weights_only=True)["info"]["recipe"]
-    cpu = json.loads(CPU_ARGS.read_text())
+    cpu = json.loads(CPU_ARGS.read_text(encoding="utf-8"))
     for key in ("sss_timesteps", "num_samples", "aggregate", "positive_residual", "map_median_kernel"):
         assert recipe[key] == cpu[key], key
     assert recipe["recipe_name"] == "cpu" and recipe["use_healthy_threshold"] is True
     # the threshold file names the checkpoint it was fitted on
-    threshold = json.loads((model / "healthy_threshold.json").read_text())
+    threshold = json.loads((model / "healthy_threshold.json").read_text(encoding="utf-8"))
     assert threshold["checkpoint"]["sha256"] == summary["model"]["sha256"]
 
     # the same map with and without the recipe's args file, and through the model-folder form
@@ -137,15 +137,15 @@ def test_bad_training_data_is_refused_before_training(tmp_path, capsys):
     write_datalist(tmp_path / "dl.json", {"training": cases, "validation": val})
     assert "no tumour-free brain slice in the 2 training case(s)" in run(tmp_path / "dl.json")
     # an --out that is a file, or a folder of other files
-    (tmp_path / "file").write_text("x")
+    (tmp_path / "file").write_text("x", encoding="utf-8")
     code = main(["train", "sss", str(data), "--out", str(tmp_path / "file")])
     assert code == 1 and "not a folder" in capsys.readouterr().err
     busy = tmp_path / "busy"
     busy.mkdir()
-    (busy / "notes.txt").write_text("keep")
+    (busy / "notes.txt").write_text("keep", encoding="utf-8")
     code = main(["train", "sss", str(data), "--out", str(busy)])
     assert code == 1 and "not a monai-adiff model folder" in capsys.readouterr().err
-    assert (busy / "notes.txt").read_text() == "keep"
+    assert (busy / "notes.txt").read_text(encoding="utf-8") == "keep"
 
 
 def test_inference_reads_the_record_only_of_its_own_bundle(tmp_path):

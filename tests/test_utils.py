@@ -24,13 +24,13 @@ def test_failed_write_keeps_the_previous_version_and_leaves_no_temporary(tmp_pat
     atomic_write_text(target, "old")
 
     def _fail(tmp):
-        with open(tmp, "w") as f:
+        with open(tmp, "w", encoding="utf-8") as f:
             f.write("half")
         raise RuntimeError("disk full")
 
     with pytest.raises(RuntimeError):
         atomic_write(target, _fail)
-    assert target.read_text() == "old"
+    assert target.read_text(encoding="utf-8") == "old"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.txt"]
 
 

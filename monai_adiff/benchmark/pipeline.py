@@ -53,7 +53,7 @@ __all__ = ["run_benchmark", "DEFAULT_BUNDLES"]
 logger = logging.getLogger("monai_adiff.benchmark")
 
 #: every method, in the order of the table
-DEFAULT_BUNDLES = ("sss", "anoddpm", "dtunet", "d3ad", "anofpdm")
+DEFAULT_BUNDLES = ("sss", "anoddpm", "dtunet", "d3ad", "anofpdm", "dae")
 #: points of each precision-recall curve kept for the plot
 CURVE_POINTS = 200
 #: slices per patient kept for the overlay grid (the largest-tumour ones)
@@ -64,7 +64,7 @@ def _read_state(path: Path) -> dict[str, Any]:
     if not path.is_file():
         return {}
     try:
-        return json.loads(path.read_text())
+        return json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as e:
         raise InputError(
             str(path), f"benchmark state cannot be read ({e}); remove it to start this bundle again"
@@ -114,6 +114,8 @@ class _BundleRun:
         atomic_write_text(self.state_path, json.dumps(self.state, indent=1) + "\n")
 
     def _data_overrides(self) -> dict[str, Any]:
+        if os.path.isfile(self.data):  # a fold's datalist: its own sections
+            return {"datalist": self.data, "dataset_dir": None}
         return {"dataset_dir": self.data, "datalist": None, **self.split}
 
     def _model(self) -> None:
@@ -175,7 +177,7 @@ class _BundleRun:
         self.step("evaluate", "evaluate", evaluate, after=lambda wf: {"parameters": _count_parameters(wf)})
 
     def metrics(self) -> dict[str, Any]:
-        return json.loads((self.work / "eval" / "metrics.json").read_text())
+        return json.loads((self.work / "eval" / "metrics.json").read_text(encoding="utf-8"))
 
     def snapshots(self) -> dict[str, dict]:
         return read_snapshots(str(self.work / "eval" / "metrics_snapshots.npz"))
@@ -199,13 +201,15 @@ class _BundleRun:
         baseline = method_rows(FLAIR, self.metrics()[FLAIR], self.bundle)
         seed = info["data"]["split_seed"]
         recipe = "--quick" if info["recipe"] == "quick" else f"--recipe {info['recipe']}"
-        command = f"monai-adiff benchmark DATA --bundles {self.bundle} {recipe} --split-seed {seed} --out OUT"
+        folds = f" --folds {info['folds']}" if info.get("folds") else ""
+        command = f"monai-adiff benchmark DATA --bundles {self.bundle} {recipe}{folds} --split-seed {seed} --out OUT"
         return make_record(
             self.bundle,
             rows,
             baseline,
             {
                 "dataset": info["dataset"],
+                **({"split": info["split"]} if info.get("split") else {}),
                 "version": summary.get("version") or bundle_identity(find_bundle(self.bundle))[2],
                 "package_version": __version__,
                 "recipe": info["recipe"],
@@ -241,6 +245,7 @@ def run_benchmark(
     overrides: Mapping[str, Mapping[str, Any]] | None = None,
     dataset: str | None = None,
     store: str | os.PathLike | None = None,
+    folds: int | None = None,
     say: Callable[[str], None] = print,
 ) -> dict[str, Any]:
     """Benchmark ``bundles`` on the BraTS-style folder ``data``; write the table and pictures into ``out``.
@@ -258,10 +263,14 @@ def run_benchmark(
         overrides: further ``{bundle: {config_id: value}}`` overrides, applied to every step of that bundle.
         dataset: the data set's name in the result records (default: the data folder's name).
         store: a results store to write the records into too (they are always written to ``out/records``).
+        folds: patient-level cross-validation with this many folds (:mod:`monai_adiff.benchmark.crossval`): one
+            model per bundle and fold (``out/fold<k>/<bundle>``), a table per fold (``out/fold<k>/``, records named
+            ``cv<K>-s<seed>-f<k>``) and ``out/cv_results.{md,json}`` and ``patient_scatter.png`` over every patient;
+            ``test_fraction`` is then ``1 / folds``.
         say: where progress lines go.
 
     Returns:
-        ``{"rows": [...], "paths": {...}}``.
+        ``{"rows": [...], "paths": {...}}`` (with folds: ``{"folds": [...], "paths": {...}}``).
     """
     names = _parse_bundles(bundles)
     checkpoints = dict(checkpoints or {})
@@ -291,27 +300,53 @@ def run_benchmark(
         say(f"[benchmark] {msg}")
 
     try:
-        runs = []
-        split = {k: v for k, v in data_overrides.items() if k not in ("dataset_dir", "datalist")}
-        for b in names:
-            user = dict((overrides or {}).get(b, {}))
-            runs.append(
-                _BundleRun(b, out_dir / b, recipe, quick, user, data_dir, split, checkpoints.get(b), say_and_log)
-            )
-        for i, r in enumerate(runs, start=1):
-            say_and_log(f"({i}/{len(runs)}) {r.bundle}, recipe {'quick' if quick else recipe}")
-            r.run()
         name = dataset or os.path.basename(data_dir.rstrip(os.sep))
         stores = [out_dir / "records", *([Path(store)] if store else [])]
-        return _report(
-            runs,
-            out_dir,
-            recipe="quick" if quick else recipe,
-            data_overrides=data_overrides,
-            say=say_and_log,
-            dataset=name,
-            stores=stores,
-        )
+        split = {k: v for k, v in data_overrides.items() if k not in ("dataset_dir", "datalist")}
+        kind = "quick" if quick else recipe
+
+        def run_all(work: Path, data_path: str, label: str | None, tag: str = "") -> dict[str, Any]:
+            runs = []
+            for b in names:
+                user = dict((overrides or {}).get(b, {}))
+                runs.append(
+                    _BundleRun(b, work / b, recipe, quick, user, data_path, split, checkpoints.get(b), say_and_log)
+                )
+            for i, r in enumerate(runs, start=1):
+                say_and_log(f"{tag}({i}/{len(runs)}) {r.bundle}, recipe {kind}")
+                r.run()
+            return _report(
+                runs,
+                work,
+                recipe=kind,
+                data_overrides=data_overrides,
+                say=say_and_log,
+                dataset=name,
+                stores=stores,
+                split_label=label,
+                folds=folds,
+            )
+
+        if not folds:
+            return run_all(out_dir, data_dir, None)
+        from monai_adiff.benchmark.crossval import fold_name, write_fold_datalists
+        from monai_adiff.benchmark.crossval_report import write_cv_report
+        from monai_adiff.benchmark.store import read_records
+
+        if checkpoints:
+            raise InputError(None, "--checkpoints and --folds exclude each other: every fold trains its own model")
+        lists = write_fold_datalists(data_dir, out_dir, folds, val_fraction, split_seed)
+        results = []
+        for k, path in enumerate(lists):
+            label = fold_name(folds, split_seed, k)
+            results.append(run_all(out_dir / f"fold{k}", str(path), label, tag=f"fold {k + 1}/{folds} "))
+        fold_records = [
+            {r["bundle"]: r for r in read_records(out_dir / "records") if r["split"] == fold_name(folds, split_seed, k)}
+            for k in range(folds)
+        ]
+        paths = write_cv_report(out_dir, fold_records, names)
+        say_and_log(f"cross-validation: {paths['cv_md']}")
+        return {"folds": results, "paths": paths}
     finally:
         logger.removeHandler(log_handler)
         log_handler.close()
@@ -325,6 +360,8 @@ def _report(
     say: Callable[[str], None],
     dataset: str,
     stores: Sequence[Path],
+    split_label: str | None = None,
+    folds: int | None = None,
 ) -> dict[str, Any]:
     rows: list[dict[str, Any]] = []
     own_rows: dict[str, list[dict[str, Any]]] = {}
@@ -371,13 +408,18 @@ def _report(
         "overlays": plot_overlay_grid(snapshots, figs["overlays"]),
     }
     first = next(iter(test_cases.values()), [])
+    where = (
+        f"fold {split_label}"
+        if split_label
+        else f"split seed {data_overrides['split_seed']}, validation fraction {data_overrides['val_fraction']}, "
+        f"test fraction {data_overrides['test_fraction']}"
+    )
     notes.append(
-        f"Recipe `{recipe}`; {len(first)} test patients ({', '.join(first)}); split seed "
-        f"{data_overrides['split_seed']}, validation fraction {data_overrides['val_fraction']}, test fraction "
-        f"{data_overrides['test_fraction']}. Dice, IoU, precision and recall: label-free masks pooled over the "
-        "setup's brain pixels; per patient: mean ± sd over the test patients; best Dice*: the label-chosen "
-        "threshold's Dice, a ceiling only; 3D Dice: per volume, mean ± sd; image AUROC: slice scores against "
-        "slice labels over all brain slices; s / volume: inference and post-processing, preprocessing excluded."
+        f"Recipe `{recipe}`; {len(first)} test patients ({', '.join(first)}); {where}. Dice, IoU, precision and "
+        "recall: label-free masks pooled over the setup's brain pixels; per patient: mean ± sd over the test "
+        "patients; best Dice*: the label-chosen threshold's Dice, a ceiling only; 3D Dice: per volume, mean ± sd; "
+        "image AUROC: slice scores against slice labels over all brain slices; s / volume: inference and "
+        "post-processing, preprocessing excluded."
     )
     info = {
         "recipe": recipe,
@@ -386,7 +428,7 @@ def _report(
         "bundles": {r.bundle: r.state["config"] for r in runs},
     }
     paths.update(write_results(str(out_dir), rows, info, "\n\n".join(notes)))
-    records = {"dataset": dataset, **info}
+    records = {"dataset": dataset, "split": split_label, "folds": folds, **info}
     paths["records"] = [
         str(write_record(store, r.record(own_rows[r.bundle], records))) for r in runs for store in stores
     ]

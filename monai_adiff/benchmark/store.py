@@ -89,17 +89,17 @@ def make_record(
         rows: its table rows (:func:`~monai_adiff.benchmark.results.method_rows`), one per setup.
         baseline_rows: the baseline's rows on the same slices.
         info: ``dataset``, ``version``, ``recipe``, ``split_seed``, ``val_fraction``, ``test_fraction``,
-            ``test_patients``, ``validation_patients``, ``command`` and, where known, ``package_version``,
-            ``seconds_per_volume``, ``training_minutes``, ``parameters``.
+            ``test_patients``, ``validation_patients``, ``command`` and, where known, ``package_version``; ``split``
+            names a split that is not a seeded one (a cross-validation fold).
     """
     first = rows[0] if rows else {}
     record = {
         "schema": SCHEMA,
         "dataset": info["dataset"],
-        "split": split_name(info["split_seed"]),
+        "split": info.get("split") or split_name(info["split_seed"]),
         "bundle": bundle,
         "version": info["version"],
-        **{k: v for k, v in info.items() if k not in ("dataset", "version")},
+        **{k: v for k, v in info.items() if k not in ("dataset", "version", "split")},
         "seconds_per_volume": first.get("seconds_per_volume"),
         "training_minutes": first.get("training_minutes"),
         "parameters": first.get("parameters"),
@@ -163,7 +163,7 @@ def read_records(store: str | os.PathLike) -> list[dict[str, Any]]:
     out = []
     for path in sorted(Path(store).glob("*/*/*@*.json")):
         if _VERSION.match(path.name):
-            record = json.loads(path.read_text())
+            record = json.loads(path.read_text(encoding="utf-8"))
             if record.get("schema") == SCHEMA:
                 out.append(record)
     return out

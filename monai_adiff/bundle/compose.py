@@ -146,7 +146,7 @@ def _flags(configs: Mapping[str, Any]) -> list[str]:
 
 
 def _read_json(path: Path) -> dict[str, Any]:
-    with open(path) as f:
+    with open(path, encoding="utf-8") as f:
         return json.load(f)
 
 
@@ -196,8 +196,8 @@ def compose_bundle(bundle_dir: str | os.PathLike, base_dir: str | os.PathLike | 
     # inference reads every recorded value from the checkpoint first (an override still wins)
     files["inference.json"] = read_back(files["inference.json"], ids)
     out = {f"configs/{name}": _dump(cfg) for name, cfg in files.items()}
-    out["configs/logging.conf"] = (base / "logging.conf").read_text()
-    out["LICENSE"] = (base.parent.parent / "LICENSE").read_text()
+    out["configs/logging.conf"] = (base / "logging.conf").read_text(encoding="utf-8")
+    out["LICENSE"] = (base.parent.parent / "LICENSE").read_text(encoding="utf-8")
     return out
 
 
@@ -206,7 +206,7 @@ def _stale(bundle_dir: str | os.PathLike, base_dir: str | os.PathLike | None) ->
     out = {}
     for rel, text in compose_bundle(bundle_dir, base_dir).items():
         path = Path(bundle_dir) / rel
-        if not path.is_file() or path.read_text() != text:
+        if not path.is_file() or path.read_text(encoding="utf-8") != text:
             out[rel] = text
     return out
 

@@ -59,13 +59,13 @@ def _copy_fitted(src: Path, dst: Path, checkpoint: str | os.PathLike, resaved: P
     """Copy a fitted file after checking that it belongs to ``checkpoint``; tie it to ``resaved`` when the export
     wrote the weights into a new file."""
     try:
-        record = json.loads(src.read_text())
+        record = json.loads(src.read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError) as e:
         raise InputError(str(src), f"cannot be read as JSON ({e})") from e
     check_fitted(src, record, checkpoint)
     if resaved is not None and isinstance(record.get("checkpoint"), Mapping):
         record.update(fitted_on(resaved, record.get("settings")))
-        dst.write_text(json.dumps(record, indent=2) + "\n")
+        dst.write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
     else:
         shutil.copy2(src, dst)
 
@@ -108,11 +108,11 @@ def export_bundle(
         shutil.copytree(src, tmp, dirs_exist_ok=True, ignore=shutil.ignore_patterns(*_SKIP, "models", "eval"))
         used: set[str] = set()
         for path in sorted((tmp / "configs").glob("*.json")):
-            config = json.loads(path.read_text())
+            config = json.loads(path.read_text(encoding="utf-8"))
             keys = [k for k in merged if _has_parent(config, k)]
             config = apply_overrides(config, {k: merged[k] for k in keys})
             used.update(keys)
-            path.write_text(json.dumps(config, indent=4) + "\n")
+            path.write_text(json.dumps(config, indent=4) + "\n", encoding="utf-8")
         unused = [k for k in merged if k not in used]
         if unused:
             raise InputError(os.fspath(checkpoint), f"override(s) {unused} match no config id of bundle {src.name!r}")
@@ -136,7 +136,7 @@ def export_bundle(
             "overrides": merged,
             "copied": sidecars,
         }
-        (models / EXPORT_RECORD).write_text(json.dumps(record, indent=4, default=str) + "\n")
+        (models / EXPORT_RECORD).write_text(json.dumps(record, indent=4, default=str) + "\n", encoding="utf-8")
         for p in [tmp, *tmp.rglob("*")]:  # mkdtemp makes 0700: the usual modes
             p.chmod(0o755 if p.is_dir() else 0o644)
         if out.exists():

@@ -88,7 +88,7 @@ def check_run_record(out: str, record: Mapping[str, Any], overwrite: bool, any_f
     before = None
     if os.path.isfile(path):
         try:
-            with open(path) as f:
+            with open(path, encoding="utf-8") as f:
                 before = json.load(f)
         except (OSError, json.JSONDecodeError):
             before = None

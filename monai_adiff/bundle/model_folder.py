@@ -67,7 +67,7 @@ def read_summary(path: str | os.PathLike) -> dict[str, Any]:
     if not file.is_file():
         raise InputError(os.fspath(path), f"is not a model folder (no {SUMMARY}; make one with monai-adiff train)")
     try:
-        return json.loads(file.read_text())
+        return json.loads(file.read_text(encoding="utf-8"))
     except json.JSONDecodeError as e:
         raise InputError(str(file), f"cannot be read ({e})") from e
 
@@ -113,7 +113,7 @@ def _prepare_out(out: Path, config: Mapping[str, Any]) -> dict[str, Any]:
     try:
         out.mkdir(parents=True, exist_ok=True)
         probe = out / f".write-check-{os.getpid()}"
-        probe.write_text("")
+        probe.write_text("", encoding="utf-8")
         probe.unlink()
     except OSError as e:
         raise InputError(str(out), f"cannot be written ({e.strerror or e})") from e
@@ -179,7 +179,7 @@ def _scalars(path: Path, keep: Sequence[str] | None = None) -> dict[str, Any]:
     """The top-level numbers and strings of a fitted JSON file (``keep``: only those keys)."""
     if not path.is_file():
         return {}
-    content = json.loads(path.read_text())
+    content = json.loads(path.read_text(encoding="utf-8"))
     return {
         k: v
         for k, v in content.items()

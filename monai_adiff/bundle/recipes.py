@@ -32,14 +32,15 @@ QUICK_SPATIAL_SIZE = 32
 RECIPES = ("cpu", "paper")
 #: training epochs of the quick mode (tiny networks: the run checks the pipeline, its numbers mean nothing)
 QUICK_EPOCHS = 2
-#: bundles whose network is not a UNet: their own tiny network instead of the UNet's keys
+#: bundles whose network is not a diffusion UNet: their own tiny network instead of its keys
 _QUICK_NETWORKS: dict[str, dict[str, Any]] = {
+    "dae": {"network_def#channels": [8, 16, 16], "network_def#strides": [2, 2]},
     "dtunet": {
         "network_def#patch_size": 4,
         "network_def#embed_dim": 32,
         "network_def#depth": 2,
         "network_def#num_heads": 2,
-    }
+    },
 }
 
 
@@ -70,7 +71,8 @@ def quick_overrides(bundle: str = "sss", spatial_size: int = QUICK_SPATIAL_SIZE)
     DTU-Net's, ``num_steps`` AnoFPDM's forward sweep, ``ae_epochs``/``feature_epochs`` D3AD's first stages).
 
     Args:
-        bundle: the bundle's name (``dtunet`` gets a tiny transformer, the others a tiny UNet).
+        bundle: the bundle's name (``dtunet`` gets a tiny transformer, ``dae`` a tiny plain UNet, the others a tiny
+            diffusion UNet).
         spatial_size: slice size.
     """
     out = {
@@ -105,7 +107,7 @@ def recipe_overrides(bundle: str, recipe: str = "cpu", quick: bool = False) -> d
     if recipe not in RECIPES:
         raise InputError(None, f"recipe must be one of {RECIPES}, got {recipe!r}")
     args_file = find_bundle(bundle) / "configs" / "cpu_args.json"
-    cpu = json.loads(args_file.read_text()) if args_file.is_file() else None
+    cpu = json.loads(args_file.read_text(encoding="utf-8")) if args_file.is_file() else None
     if recipe == "cpu" and not quick:
         if cpu is None:
             raise InputError(str(args_file), f"bundle {bundle} has no CPU recipe")

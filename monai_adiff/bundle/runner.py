@@ -142,7 +142,7 @@ def run_bundle(
     files = bundle_config_files(bundle, workflow or run_id)
     merged: dict[str, Any] = {"bundle_root": str(bundle)}
     if args_file:
-        with open(args_file) as f:
+        with open(args_file, encoding="utf-8") as f:
             merged.update(json.load(f))
     merged.update(overrides or {})
     if logging_file is None:

@@ -115,7 +115,7 @@ def read_datalist(path: str | os.PathLike, section: str = "training", base_dir: 
     if not os.path.isfile(path):
         raise InputError(path, "datalist file does not exist")
     try:
-        with open(path) as f:
+        with open(path, encoding="utf-8") as f:
             content = json.load(f)
     except json.JSONDecodeError as e:
         raise InputError(path, f"is not valid JSON ({e})") from e

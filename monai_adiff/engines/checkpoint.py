@@ -78,7 +78,7 @@ def bundle_identity(bundle_root: str | os.PathLike) -> tuple[str, str | None, st
     meta = root / "configs" / "metadata.json"
     content: dict[str, Any] = {}
     if meta.is_file():
-        with open(meta) as f:
+        with open(meta, encoding="utf-8") as f:
             content = json.load(f)
     return root.name, content.get("name"), content.get("version")
 

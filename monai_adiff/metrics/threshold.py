@@ -80,7 +80,7 @@ def read_threshold(
     if not os.path.isfile(path):
         raise InputError(path, "no threshold file: run the bundle's healthy_threshold workflow first")
     try:
-        with open(path) as f:
+        with open(path, encoding="utf-8") as f:
             record = json.load(f)
         value = float(record["threshold"] if baseline is None else record["baselines"][baseline])
     except (OSError, ValueError, KeyError, TypeError) as e:

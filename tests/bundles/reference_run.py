@@ -106,7 +106,7 @@ def run_reference(name: str, work: Path, datalist: str, overrides: dict | None =
     out: dict = {"weights_sum": float(sum(v.double().sum() for v in state.values()))}
     if (find_bundle(name) / "configs" / "calibrate.json").is_file():
         run_bundle(name, "calibrate", {**common, "ckpt_path": str(ckpt)}, logging_file=False)
-        cal = json.loads((work / "models" / "calibration.json").read_text())
+        cal = json.loads((work / "models" / "calibration.json").read_text(encoding="utf-8"))
         out["calibration"] = {k: cal[k] for k in CALIBRATION_KEYS[name]}
     run_bundle(
         name,
@@ -118,7 +118,7 @@ def run_reference(name: str, work: Path, datalist: str, overrides: dict | None =
     run_bundle(
         name, "evaluate", {**common, "ckpt_path": str(ckpt), "output_dir": str(work / "metrics")}, logging_file=False
     )
-    report = json.loads((work / "metrics" / "metrics.json").read_text())
+    report = json.loads((work / "metrics" / "metrics.json").read_text(encoding="utf-8"))
     out["metrics"] = {
         method: {
             setup: {k: v for k, v in values.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
@@ -133,13 +133,13 @@ def run_reference(name: str, work: Path, datalist: str, overrides: dict | None =
 def main(names: list[str]) -> None:
     import tempfile
 
-    ref = json.loads(REFERENCE.read_text()) if REFERENCE.is_file() else {}
+    ref = json.loads(REFERENCE.read_text(encoding="utf-8")) if REFERENCE.is_file() else {}
     with tempfile.TemporaryDirectory() as tmp:
         datalist = make_data(Path(tmp))
         for name in names:
             ref[name] = run_reference(name, Path(tmp) / name, datalist)
             print(name, json.dumps(ref[name]["metrics"].get(name, {}).get("mixed", {})))
-    REFERENCE.write_text(json.dumps(ref, indent=2, sort_keys=True) + "\n")
+    REFERENCE.write_text(json.dumps(ref, indent=2, sort_keys=True) + "\n", encoding="utf-8")
 
 
 if __name__ == "__main__":

@@ -106,10 +106,11 @@ def test_workflows_are_found_from_the_files():
 
 def test_cpu_args_hold_the_one_small_network():
     for name in list_bundles():
-        args = json.loads((BUNDLES_DIR / name / "configs" / "cpu_args.json").read_text())
-        network = json.loads((BUNDLES_DIR / name / "configs" / "train.json").read_text())["network_def"]
-        # the one small UNet wherever the network is a UNet; every recipe has the CPU slice size
-        expected = cpu_overrides() if "channels" in network else {"spatial_size": cpu_overrides()["spatial_size"]}
+        args = json.loads((BUNDLES_DIR / name / "configs" / "cpu_args.json").read_text(encoding="utf-8"))
+        network = json.loads((BUNDLES_DIR / name / "configs" / "train.json").read_text(encoding="utf-8"))["network_def"]
+        # the one small UNet wherever the network is a diffusion UNet; every recipe has the CPU slice size
+        diffusion_unet = "attention_levels" in network  # not DTU-Net's transformer, not the DAE's plain UNet
+        expected = cpu_overrides() if diffusion_unet else {"spatial_size": cpu_overrides()["spatial_size"]}
         assert {k: args[k] for k in expected} == expected
         assert all(k.split("#")[1] in network for k in args if k.startswith("network_def#")), name
 
@@ -146,7 +147,7 @@ TOY_FRAGMENT = {
 def test_a_new_bundle_from_a_fragment_runs_the_contract(tmp_path):
     bundle = tmp_path / "bundles" / "toy"
     bundle.mkdir(parents=True)
-    (bundle / FRAGMENT).write_text(json.dumps(TOY_FRAGMENT, indent=4))
+    (bundle / FRAGMENT).write_text(json.dumps(TOY_FRAGMENT, indent=4), encoding="utf-8")
     assert compose_main([str(bundle), "--base", str(BASE_DIR)]) == 0
     assert check_bundle(bundle) == [] and write_bundle(bundle) == []  # composing twice changes nothing
     assert list_bundles(tmp_path / "bundles") == ["toy"]
@@ -181,11 +182,11 @@ def test_a_new_bundle_from_a_fragment_runs_the_contract(tmp_path):
     run_bundle(
         bundle, "evaluate", {**common, "ckpt_path": ckpt, "output_dir": str(tmp_path / "eval")}, logging_file=False
     )
-    report = json.loads((tmp_path / "eval" / "metrics.json").read_text())
+    report = json.loads((tmp_path / "eval" / "metrics.json").read_text(encoding="utf-8"))
     assert set(report) == {"toy", "flair_baseline"} and report["toy"]["mixed"]["auroc"] is not None
 
 
 def test_a_fragment_with_an_unknown_section_is_refused(tmp_path):
-    (tmp_path / FRAGMENT).write_text(json.dumps({"trian": {}}))
+    (tmp_path / FRAGMENT).write_text(json.dumps({"trian": {}}), encoding="utf-8")
     with pytest.raises(ValueError, match="unknown section"):
         check_bundle(tmp_path)

@@ -133,7 +133,7 @@ def test_bundle_files_and_metadata(name):
         "configs/logging.conf",
     ):
         assert (bundle / f).is_file(), f"{name}: missing {f}"
-    meta = json.loads((bundle / "configs" / "metadata.json").read_text())
+    meta = json.loads((bundle / "configs" / "metadata.json").read_text(encoding="utf-8"))
     for key in (
         "schema",
         "version",
@@ -175,7 +175,7 @@ def test_bundle_files_and_metadata(name):
     assert meta["supported_apps"] == {"monai-label": "0.8.5"}
     # JSON style of the model zoo: 4-space indent
     for f in (bundle / "configs").glob("*.json"):
-        text = f.read_text()
+        text = f.read_text(encoding="utf-8")
         assert json.dumps(json.loads(text), indent=4) == text.rstrip("\n"), f"{f} is not 4-space indented JSON"
 
 
@@ -222,12 +222,14 @@ def test_train_writes_resumable_checkpoints(name, trained):
     # record that rebuilds the network (bundle, version, network arguments, data settings)
     saved = torch.load(work / "models" / "model.pt", weights_only=True)
     model, info = saved["model"], saved["info"]
-    # the denoiser's first layer (UNet or DTU-Net)
-    conv_in = next(k for k in model if k.endswith(("conv_in.conv.weight", "patch_embed.proj.weight")))
+    # the denoiser's first layer (diffusion UNet or DTU-Net; the autoencoder's plain UNet: its first convolution)
+    firsts = [k for k in model if k.endswith(("conv_in.conv.weight", "patch_embed.proj.weight"))]
+    conv_in = (firsts or [k for k in model if model[k].ndim == 4])[0]
     assert set(model) == set(state["ema"])
     assert (
         info["bundle"] == name
-        and info["version"] == json.loads((find_bundle(name) / "configs" / "metadata.json").read_text())["version"]
+        and info["version"]
+        == json.loads((find_bundle(name) / "configs" / "metadata.json").read_text(encoding="utf-8"))["version"]
     )
     net_args = {k: v for k, v in tiny(name).items() if k.startswith("network_def#") and k in info["config"]}
     assert net_args and all(info["config"][k] == v for k, v in net_args.items())
@@ -292,7 +294,7 @@ def test_evaluate_writes_mixed_and_unhealthy(name, trained, tmp_path, capsys):
         {**common, "output_dir": str(tmp_path), "ckpt_path": str(trained[name]["work"] / "models" / "model.pt")},
         logging_file=False,
     )
-    report = json.loads((tmp_path / "metrics.json").read_text())
+    report = json.loads((tmp_path / "metrics.json").read_text(encoding="utf-8"))
     assert set(report) == {name, "flair_baseline"}
     assert report[name]["image"]["n_slices"] > 0 and report[name]["image"]["auroc"] is not None  # slice scores
     for setup in ("mixed", "unhealthy"):
@@ -322,7 +324,7 @@ def test_multi_gpu_config_under_torchrun(name, dataset, tmp_path):
         "bundle_root": str(bundle),
         "batch_size": 4,
     }
-    (tmp_path / "args.json").write_text(json.dumps(args))
+    (tmp_path / "args.json").write_text(json.dumps(args), encoding="utf-8")
     files = bundle_config_files(name, "multi_gpu_training")
     cmd = [
         sys.executable,
@@ -345,7 +347,7 @@ def test_multi_gpu_config_under_torchrun(name, dataset, tmp_path):
         str(tmp_path / "args.json"),
     ]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=240, env=env)
+    proc = subprocess.run(cmd, capture_output=True, text=True, encoding="utf-8", timeout=240, env=env)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert (tmp_path / "m" / "model.pt").is_file() and (tmp_path / "m" / "checkpoint_epoch=1.pt").is_file()
 
@@ -355,7 +357,7 @@ def test_anofpdm_training_records_the_conditioning_gap(trained):
     a resumed run continuing the same file."""
     import csv
 
-    rows = list(csv.DictReader((trained["anofpdm"]["work"] / "eval" / "conditioning_gap.csv").open()))
+    rows = list(csv.DictReader((trained["anofpdm"]["work"] / "eval" / "conditioning_gap.csv").open(encoding="utf-8")))
     assert [int(r["epoch"]) for r in rows] == [0, 1, 2]
     assert all(int(r["slices"]) > 0 and float(r["noise_mse_null"]) > 0 for r in rows)
 
@@ -373,8 +375,10 @@ def test_anofpdm_ungated_mask_is_written_and_scored(trained, dataset, tmp_path):
         ungated = np.asarray(nib.load(out / f"{item['case']}_anomaly_mask_ungated.nii.gz").dataobj)
         assert ungated.shape == gated.shape and not (gated & ~ungated).any()
     run_bundle("anofpdm", "evaluate", {**common, "output_dir": str(tmp_path / "ev")}, logging_file=False)
-    gated = json.loads((tmp_path / "ev" / "metrics.json").read_text())["anofpdm"]["unhealthy"]
-    ungated = json.loads((tmp_path / "ev" / "metrics_ungated.json").read_text())["anofpdm_ungated"]["unhealthy"]
+    gated = json.loads((tmp_path / "ev" / "metrics.json").read_text(encoding="utf-8"))["anofpdm"]["unhealthy"]
+    ungated = json.loads((tmp_path / "ev" / "metrics_ungated.json").read_text(encoding="utf-8"))["anofpdm_ungated"][
+        "unhealthy"
+    ]
     assert ungated["n_slices"] == gated["n_slices"] > 0
     # the ungated mask contains the gated one: it can only find more tumour
     assert ungated["recall_pooled"] >= gated["recall_pooled"]
@@ -383,11 +387,11 @@ def test_anofpdm_ungated_mask_is_written_and_scored(trained, dataset, tmp_path):
 
 @pytest.mark.parametrize("name", [b for b in BUNDLES if (find_bundle(b) / "configs" / "calibrate.json").is_file()])
 def test_calibration_without_pixel_labels(name, trained, dataset):
-    weak = json.loads(Path(dataset["weak_datalist"]).read_text())
+    weak = json.loads(Path(dataset["weak_datalist"]).read_text(encoding="utf-8"))
     assert all(
         "label" not in it and "slice_labels" in it for sec in weak.values() if isinstance(sec, list) for it in sec
     )
-    cal = json.loads((trained[name]["work"] / "models" / "calibration.json").read_text())
+    cal = json.loads((trained[name]["work"] / "models" / "calibration.json").read_text(encoding="utf-8"))
     if name == "anofpdm":
         assert {"slice_score", "guidance", "score_threshold", "m_max", "grid"} <= set(cal)
         assert cal["guidance"] in [g["guidance"] for g in cal["grid"]] and cal["n_unhealthy"] > 0
@@ -408,7 +412,10 @@ def test_cli_infer_on_a_real_brats_volume(trained, tmp_path, capsys):
         pytest.skip("real BraTS data not present")
     flair = sorted(root.glob("*/*_flair.nii.gz"))[0]
     args = tmp_path / "args.json"
-    args.write_text(json.dumps({k: v for k, v in TINY.items() if k.startswith("network_def") or k == "spatial_size"}))
+    args.write_text(
+        json.dumps({k: v for k, v in TINY.items() if k.startswith("network_def") or k == "spatial_size"}),
+        encoding="utf-8",
+    )
     ckpt = trained["sss"]["work"] / "models" / "model.pt"
     code = main(
         [
@@ -442,7 +449,7 @@ def test_healthy_threshold_then_map_options(name, trained, tmp_path):
     run_bundle(
         name, "healthy_threshold", {**common, "ckpt_path": ckpt, "threshold_file": str(thr_file)}, logging_file=False
     )
-    rec = json.loads(thr_file.read_text())
+    rec = json.loads(thr_file.read_text(encoding="utf-8"))
     assert rec["n_pixels"] > 0 and np.isfinite(rec["threshold"]) and rec["q"] == 0.99
     options = {"map_median_kernel": 3, "map_brain_erosion": 1, "positive_residual": True}
     run_bundle(
@@ -451,7 +458,7 @@ def test_healthy_threshold_then_map_options(name, trained, tmp_path):
         {**common, **options, "output_dir": str(tmp_path), "ckpt_path": ckpt, "threshold_file": str(thr_file)},
         logging_file=False,
     )
-    report = json.loads((tmp_path / "metrics.json").read_text())
+    report = json.loads((tmp_path / "metrics.json").read_text(encoding="utf-8"))
     assert report[name]["unhealthy"]["auprc"] is not None and report[name]["spread"]["unhealthy"]["auprc"]
     # a missing threshold file is an InputError naming it (behind MONAI's ConfigExpression wrapper; the CLI prints it)
     missing = tmp_path / "missing.json"

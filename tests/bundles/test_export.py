@@ -24,20 +24,20 @@ from tests.reliability.test_corpus import brain_volume, infer
 @pytest.fixture(scope="module")
 def ckpt(tmp_path_factory):
     path = save_checkpoint(tmp_path_factory.mktemp("ckpt") / "model.pt", "sss", TINY_NET)
-    (path.parent / "healthy_threshold.json").write_text(json.dumps({"method": {"threshold": 0.5}}))
+    (path.parent / "healthy_threshold.json").write_text(json.dumps({"method": {"threshold": 0.5}}), encoding="utf-8")
     return path
 
 
 def test_export_serves_the_checkpoint_without_overrides(ckpt, tmp_path):
     args = tmp_path / "args.json"
-    args.write_text(json.dumps(FAST))
+    args.write_text(json.dumps(FAST), encoding="utf-8")
     out = tmp_path / "exported"
     assert main(["export-bundle", "sss", "--checkpoint", str(ckpt), "--out", str(out), "--args-file", str(args)]) == 0
-    inf = json.loads((out / "configs" / "inference.json").read_text())
+    inf = json.loads((out / "configs" / "inference.json").read_text(encoding="utf-8"))
     # the record (network size, slice size, recipe) and the args file are in the configs, train.json's too
     assert inf["network_def"]["channels"] == list(TINY_NET["network_def#channels"]) and inf["spatial_size"] == 32
     assert inf["sss_timesteps"] == FAST["sss_timesteps"] and inf["threshold"] == FAST["threshold"]
-    train = json.loads((out / "configs" / "train.json").read_text())
+    train = json.loads((out / "configs" / "train.json").read_text(encoding="utf-8"))
     assert train["network_def"]["channels"] == inf["network_def"]["channels"] and train["sss_timesteps"] == 100
     assert not (out / "configs" / "cpu_args.json").exists() and not (out / "method.json").exists()
     saved = torch.load(out / "models" / "model.pt", weights_only=True)
@@ -45,7 +45,7 @@ def test_export_serves_the_checkpoint_without_overrides(ckpt, tmp_path):
     assert saved["info"] == original["info"]
     assert all(torch.equal(saved["model"][k], v) for k, v in original["model"].items())
     assert (out / "models" / "healthy_threshold.json").is_file()  # the sidecar the recipe's threshold_file reads
-    assert json.loads((out / "models" / "export.json").read_text())["overrides"]["sss_timesteps"] == 100
+    assert json.loads((out / "models" / "export.json").read_text(encoding="utf-8"))["overrides"]["sss_timesteps"] == 100
 
     vol, _ = brain_volume()
     path = save_nifti(tmp_path / "in" / "plain.nii.gz", vol)
@@ -63,9 +63,9 @@ def test_export_serves_the_checkpoint_without_overrides(ckpt, tmp_path):
 def test_export_refuses_bad_requests(ckpt, tmp_path, capsys):
     busy = tmp_path / "busy"
     busy.mkdir()
-    (busy / "x").write_text("keep")
+    (busy / "x").write_text("keep", encoding="utf-8")
     assert main(["export-bundle", "sss", "--checkpoint", str(ckpt), "--out", str(busy)]) == 1
-    assert "not empty" in capsys.readouterr().err and (busy / "x").read_text() == "keep"
+    assert "not empty" in capsys.readouterr().err and (busy / "x").read_text(encoding="utf-8") == "keep"
     assert main(["export-bundle", "sss", "--checkpoint", str(ckpt), "--out", str(tmp_path / "a"), "--set", "nope=1"])
     assert "match no config id" in capsys.readouterr().err and not (tmp_path / "a").exists()
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temporary folder left behind

@@ -52,8 +52,8 @@ def datalist(tmp_path_factory):
     return make_data(tmp_path_factory.mktemp("reference"))
 
 
-@pytest.mark.parametrize("name", sorted(json.loads(REFERENCE.read_text())))
+@pytest.mark.parametrize("name", sorted(json.loads(REFERENCE.read_text(encoding="utf-8"))))
 def test_outputs_match_the_reference(name, datalist, tmp_path):
-    expected = json.loads(REFERENCE.read_text())[name]
+    expected = json.loads(REFERENCE.read_text(encoding="utf-8"))[name]
     got = run_reference(name, tmp_path, datalist)
     _close(got, expected, name)

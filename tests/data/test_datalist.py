@@ -36,7 +36,7 @@ def test_write_read_roundtrip_relative_paths(tiny_dataset, tmp_path):
     items, _ = scan_brats_folder(tiny_dataset)
     out = tmp_path / "lists" / "dl.json"
     write_datalist(out, {"training": items[:2], "test": items[2:]}, modalities=["flair"])
-    content = json.loads(out.read_text())
+    content = json.loads(out.read_text(encoding="utf-8"))
     assert content["modalities"] == ["flair"]
     assert content["training"][0]["flair"].startswith("../tiny/")  # stored relative to the JSON
     back = read_datalist(out, "training")
@@ -62,7 +62,7 @@ def test_read_plain_decathlon_list(tmp_path, tiny_dataset):
 
 def test_read_bad_json(tmp_path):
     p = tmp_path / "bad.json"
-    p.write_text("{not json")
+    p.write_text("{not json", encoding="utf-8")
     with pytest.raises(InputError, match="not valid JSON") as e:
         read_datalist(p)
     assert "bad.json" in str(e.value)

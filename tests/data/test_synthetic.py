@@ -209,7 +209,7 @@ def test_overwrite_refused_then_allowed(tmp_path):
 
 def test_output_folder_that_is_a_file(tmp_path):
     target = tmp_path / "file.txt"
-    target.write_text("x")
+    target.write_text("x", encoding="utf-8")
     with pytest.raises(InputError, match="not a folder"):
         make_demo_dataset(target, cases=1, shape=SHAPE, spacing=SPACING)
 

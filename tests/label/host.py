@@ -47,7 +47,7 @@ def client_image(name: str, item: dict, folder: str | Path) -> Path:
 
 def served_dimension(bundle_dir: str | Path) -> int:
     """The dimension MONAI Label's ``/info`` reports for a bundle."""
-    meta = json.loads((Path(bundle_dir) / "configs" / "metadata.json").read_text())
+    meta = json.loads((Path(bundle_dir) / "configs" / "metadata.json").read_text(encoding="utf-8"))
     image = next(iter(meta["network_data_format"]["inputs"].values()))
     return len(image["spatial_shape"]) if image.get("spatial_shape") else 3
 
@@ -58,7 +58,7 @@ def infer_like_monai_label(bundle_dir: str | Path, image: str | Path) -> dict[st
     parser = ConfigParser()
     parser.read_config(str(bundle_dir / "configs" / "inference.json"))
     parser.config.update({"bundle_root": str(bundle_dir)})  # type: ignore[union-attr]
-    meta = json.loads((bundle_dir / "configs" / "metadata.json").read_text())
+    meta = json.loads((bundle_dir / "configs" / "metadata.json").read_text(encoding="utf-8"))
     key_image = next(iter(meta["network_data_format"]["inputs"]))
     key_pred = next(iter(meta["network_data_format"]["outputs"]))
 

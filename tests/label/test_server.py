@@ -103,7 +103,9 @@ def server(trained, dataset, tmp_path_factory):  # noqa: F811
             except OSError:
                 pass
             if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"MONAI Label did not start:\n{(root / 'server.log').read_text()[-4000:]}")
+                raise RuntimeError(
+                    f"MONAI Label did not start:\n{(root / 'server.log').read_text(encoding='utf-8')[-4000:]}"
+                )
             time.sleep(2)
         yield {"url": url, "info": json.loads(body), "root": root, "log": root / "server.log"}
     finally:
@@ -122,7 +124,7 @@ def server(trained, dataset, tmp_path_factory):  # noqa: F811
 def test_info_lists_every_bundle_as_3d(server):
     models = server["info"]["models"]
     for name in BUNDLES:
-        assert name in models, f"{name} not served:\n{server['log'].read_text()[-3000:]}"
+        assert name in models, f"{name} not served:\n{server['log'].read_text(encoding='utf-8')[-3000:]}"
         assert models[name]["dimension"] == 3 and models[name]["labels"] == {"anomaly": 1}
 
 
@@ -135,7 +137,7 @@ def test_infer_returns_the_mask_on_the_input_grid(name, server, dataset, tmp_pat
     status, body = _request(f"{server['url']}/datastore/image?image={image_id}", "PUT", upload)
     assert status == 200, body[-2000:]
     status, body = _request(f"{server['url']}/infer/{name}?image={image_id}&output=image", "POST")
-    assert status == 200, f"{body[-2000:]!r}\n{server['log'].read_text()[-4000:]}"
+    assert status == 200, f"{body[-2000:]!r}\n{server['log'].read_text(encoding='utf-8')[-4000:]}"
     result = tmp_path / "result.nii.gz"
     result.write_bytes(body)
     mask = nib.load(result)

@@ -47,7 +47,7 @@ def test_curves_and_snapshots(tmp_path):
     handler.attach(engine)
     engine.run([[v] for v in vols], max_epochs=1)
 
-    report = json.loads((tmp_path / "metrics.json").read_text())
+    report = json.loads((tmp_path / "metrics.json").read_text(encoding="utf-8"))
     curve = report["m"]["unhealthy"]["pr_curve"]
     assert curve["recall"][-1] == 1.0
     # unhealthy slices: a's 1-4 and c's 0 and 3; with fewer positives than points the curve is exact
@@ -57,7 +57,7 @@ def test_curves_and_snapshots(tmp_path):
     area = float(np.sum(np.diff([0.0, *curve["recall"]]) * np.asarray(curve["precision"])))
     assert abs(area - average_precision(scores, labels)) < 1e-9
     assert abs(report["m"]["unhealthy"]["auprc"] - average_precision(scores, labels)) < 1e-9
-    assert "pr_curve" not in (tmp_path / "metrics.csv").read_text()
+    assert "pr_curve" not in (tmp_path / "metrics.csv").read_text(encoding="utf-8")
 
     with np.load(tmp_path / "metrics_snapshots.npz") as z:
         snaps = {k: z[k] for k in z.files}

@@ -56,7 +56,7 @@ class TestWriteReport(unittest.TestCase):
             sub = os.path.join(d, "sub")
             self.assertEqual(paths, {"json": os.path.join(sub, "eval.json"), "csv": os.path.join(sub, "eval.csv")})
             self.assertEqual(sorted(os.listdir(os.path.join(d, "sub"))), ["eval.csv", "eval.json"])  # no temp left
-            with open(paths["json"]) as f:
+            with open(paths["json"], encoding="utf-8") as f:
                 text = f.read()
             self.assertIn('\n    "mixed": {\n        "dice"', text)  # indent 4
             self.assertNotIn("NaN", text)
@@ -68,7 +68,7 @@ class TestWriteReport(unittest.TestCase):
             self.assertEqual(data["volume"]["per_case"], {"A": 0.5, "B": 0.25})
             self.assertEqual(data["image"], {"auroc": 0.75, "n_slices": 4})
             self.assertEqual(data["method"], "sss")
-            with open(paths["csv"], newline="") as f:
+            with open(paths["csv"], encoding="utf-8", newline="") as f:
                 rows = list(csv.DictReader(f))
         self.assertEqual(list(rows[0]), ["method", "setup", "metric", "value"])
         table = {(r["method"], r["setup"], r["metric"]): r["value"] for r in rows}
@@ -87,9 +87,9 @@ class TestWriteReport(unittest.TestCase):
         with tempfile.TemporaryDirectory() as d:
             paths = write_report(res, d)
             self.assertEqual(sorted(os.listdir(d)), ["metrics.csv", "metrics.json"])
-            with open(paths["csv"], newline="") as f:
+            with open(paths["csv"], encoding="utf-8", newline="") as f:
                 rows = list(csv.DictReader(f))
-            with open(paths["json"]) as f:
+            with open(paths["json"], encoding="utf-8") as f:
                 self.assertEqual(json.load(f)["flair_baseline"]["mixed"]["dice"], 0.25)
         dice = {r["method"]: float(r["value"]) for r in rows if (r["setup"], r["metric"]) == ("mixed", "dice")}
         self.assertEqual(dice, {"sss": 0.5, "flair_baseline": 0.25})
@@ -103,7 +103,7 @@ class TestWriteReport(unittest.TestCase):
     def test_atomic_overwrite_and_failure(self):
         with tempfile.TemporaryDirectory() as d:
             write_report(_result(0.5), d)
-            with open(os.path.join(d, "metrics.json")) as f:
+            with open(os.path.join(d, "metrics.json"), encoding="utf-8") as f:
                 before = f.read()
             # unserialisable input: nothing is written, the old report survives, no temp file appears
             with self.assertRaises(TypeError):
@@ -113,10 +113,10 @@ class TestWriteReport(unittest.TestCase):
                 with self.assertRaises(OSError):
                     write_report(_result(0.75), d)
             self.assertEqual(sorted(os.listdir(d)), ["metrics.csv", "metrics.json"])
-            with open(os.path.join(d, "metrics.json")) as f:
+            with open(os.path.join(d, "metrics.json"), encoding="utf-8") as f:
                 self.assertEqual(f.read(), before)
             write_report(_result(0.75), d)
-            with open(os.path.join(d, "metrics.json")) as f:
+            with open(os.path.join(d, "metrics.json"), encoding="utf-8") as f:
                 self.assertEqual(json.load(f)["mixed"]["dice"], 0.75)
             self.assertEqual(sorted(os.listdir(d)), ["metrics.csv", "metrics.json"])
 

@@ -49,7 +49,7 @@ def test_handler_uses_only_healthy_brain_slices(tmp_path):
     engine = Engine(lambda e, b: [data])
     handler.attach(engine)
     engine.run([0], max_epochs=1)
-    rec = json.loads(out.read_text())
+    rec = json.loads(out.read_text(encoding="utf-8"))
     assert rec["threshold"] == pytest.approx(2.0)  # median of {1, 2, 3}
     assert rec["n_pixels"] == 3 and rec["n_slices"] == 1 and rec["cases"] == ["a"]
     assert read_threshold(out, None) == pytest.approx(2.0)
@@ -62,11 +62,11 @@ def test_read_threshold_errors_name_the_file(tmp_path):
     with pytest.raises(InputError, match="none.json.*healthy_threshold"):
         read_threshold(missing, 0.3)
     bad = tmp_path / "bad.json"
-    bad.write_text("{}")
+    bad.write_text("{}", encoding="utf-8")
     with pytest.raises(InputError, match="bad.json"):
         read_threshold(bad, 0.3)
     nan = tmp_path / "nan.json"
-    nan.write_text(json.dumps({"threshold": float("nan")}))
+    nan.write_text(json.dumps({"threshold": float("nan")}), encoding="utf-8")
     with pytest.raises(InputError, match="nan.json"):
         read_threshold(nan, 0.3)
     assert np.isfinite(read_threshold(None, 1.0))

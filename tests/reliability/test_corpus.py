@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import stat
+import sys
 from pathlib import Path
 
 import nibabel as nib
@@ -174,7 +175,7 @@ def test_checkpoint_without_record_of_another_bundle(tmp_path, reference):
     torch.save(torch.load(ck, weights_only=True)["model"], bare)
     vol = save_nifti(tmp_path / "in" / "v.nii.gz", reference["volume"])
     args = tmp_path / "tiny_args.json"
-    args.write_text(json.dumps(TINY_NET))
+    args.write_text(json.dumps(TINY_NET), encoding="utf-8")
     code, err, _ = infer(tmp_path, bare, vol, extra=["--args-file", str(args)])
     assert code == 1 and len(err) == 1, err
     assert err[0].startswith(f"error: {bare}: parameters do not fit the network (") and "of the sss bundle" in err[0]
@@ -205,7 +206,7 @@ def test_bundle_run_names_the_checkpoint(tmp_path, reference):
 def test_arguments_are_checked_before_any_work(kind, tmp_path, tiny_ckpt, reference):
     vol = save_nifti(tmp_path / "in" / "v.nii.gz", reference["volume"])
     blocker = tmp_path / "file.txt"
-    blocker.write_text("x")
+    blocker.write_text("x", encoding="utf-8")
     out = {"out-is-file": blocker, "out-under-file": blocker / "sub", "out-is-input": tmp_path / "in"}.get(
         kind, tmp_path / "o"
     )
@@ -225,7 +226,7 @@ def test_arguments_are_checked_before_any_work(kind, tmp_path, tiny_ckpt, refere
         "unknown-bundle": "error: nosuch: not a bundle folder (no configs/metadata.json) and not one of the bundles",
     }[kind]
     assert lines[0].startswith(expected), lines
-    assert blocker.read_text() == "x"
+    assert blocker.read_text(encoding="utf-8") == "x"
 
 
 def test_partly_failed_batch_exits_non_zero_and_writes_the_rest(tmp_path, tiny_ckpt, reference):
@@ -315,10 +316,14 @@ def test_outputs_on_the_input_grid_inside_the_brain_with_the_usual_mode(tmp_path
     equal the outputs of the same data stored in RAS order."""
     vol, brain = reference["volume"], reference["brain"]
     aniso = LPS_AFFINE @ np.diag([1.0, 1.0, 3.0, 1.0])
-    path = save_nifti(tmp_path / "in dir é" / "scan ü.nii.gz", vol, aniso)
-    code, err, dest = infer(tmp_path, tiny_ckpt, path, out="out é")
+    try:
+        e, u = ("é", "ü") if "éü".encode(sys.getfilesystemencoding()) else ("e", "u")
+    except UnicodeEncodeError:  # an ASCII-only locale: such paths cannot exist here at all
+        e, u = "e", "u"
+    path = save_nifti(tmp_path / f"in dir {e}" / f"scan {u}.nii.gz", vol, aniso)
+    code, err, dest = infer(tmp_path, tiny_ckpt, path, out=f"out {e}")
     assert code == 0, err
-    amap, mask = outputs(dest, "scan ü")
+    amap, mask = outputs(dest, f"scan {u}")
     assert amap.shape == mask.shape == vol.shape
     np.testing.assert_allclose(amap.affine, aniso, atol=1e-5)
     m = np.asarray(mask.dataobj)
@@ -385,7 +390,9 @@ def test_checkpoint_of_another_bundle_with_its_record(tmp_path):
     root = tmp_path / "data"
     write_case(root, "Case")
     args = tmp_path / "a.json"
-    args.write_text(json.dumps({**TINY_NET, "modalities": ["flair", "t1", "t1ce", "t2"], "num_steps": 4}))
+    args.write_text(
+        json.dumps({**TINY_NET, "modalities": ["flair", "t1", "t1ce", "t2"], "num_steps": 4}), encoding="utf-8"
+    )
     import io
     from contextlib import redirect_stderr, redirect_stdout
 
@@ -405,7 +412,7 @@ def test_checkpoint_of_another_bundle_with_its_record(tmp_path):
             ]
         )
     lines = [ln for ln in err.getvalue().strip().splitlines() if ln.startswith("error:")]
-    version = json.loads((find_bundle("sss") / "configs" / "metadata.json").read_text())["version"]
+    version = json.loads((find_bundle("sss") / "configs" / "metadata.json").read_text(encoding="utf-8"))["version"]
     assert code == 1 and lines == [
         f"error: {sss}: is a checkpoint of the 'sss' bundle {version}, whose network does not fit the anofpdm bundle's"
     ]
@@ -435,7 +442,7 @@ def test_datalist_checks_its_output_before_scanning(kind, tmp_path):
     root = tmp_path / "data"
     write_case(root, "Good")
     blocker = tmp_path / "file.txt"
-    blocker.write_text("x")
+    blocker.write_text("x", encoding="utf-8")
     out = tmp_path if kind == "out-is-folder" else blocker / "dl.json"
     import io
     from contextlib import redirect_stderr, redirect_stdout

@@ -111,7 +111,7 @@ def test_a_flat_folder_of_case_files_is_accepted(tmp_path, tiny_ckpt, original):
     flat.mkdir()
     for case in ("p01", "p02"):
         shutil.copy(original["root"] / "nii" / "case.nii.gz", flat / f"{case}_flair.nii.gz")
-    (flat / "notes.txt").write_text("not a volume")
+    (flat / "notes.txt").write_text("not a volume", encoding="utf-8")
     code, err, dest = infer(tmp_path, tiny_ckpt, flat)
     assert code == 0, err
     for case in ("p01", "p02"):

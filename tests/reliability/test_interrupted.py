@@ -59,7 +59,7 @@ def test_training_killed_mid_epoch_resumes_to_the_same_final_iteration(tmp_path)
         "batch_size": 2,
         "num_workers": 0,
     }
-    (tmp_path / "args.json").write_text(json.dumps(args))
+    (tmp_path / "args.json").write_text(json.dumps(args), encoding="utf-8")
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     proc = subprocess.Popen(
         _train_cmd(tmp_path / "args.json"), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
@@ -74,7 +74,9 @@ def test_training_killed_mid_epoch_resumes_to_the_same_final_iteration(tmp_path)
     killed_at = latest_checkpoint(str(ckpt_dir))
     assert killed_at is not None and not killed_at.endswith(f"epoch={EPOCHS}.pt")
     # the same command again: resumes from the last checkpoint and finishes the schedule
-    done = subprocess.run(_train_cmd(tmp_path / "args.json"), env=env, capture_output=True, text=True, timeout=300)
+    done = subprocess.run(
+        _train_cmd(tmp_path / "args.json"), env=env, capture_output=True, text=True, encoding="utf-8", timeout=300
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     # the checkpoint is loaded before the run starts, so Ignite's first line already says where it resumes
     resumed_epoch = int(Path(killed_at).stem.split("=")[1])
@@ -114,7 +116,7 @@ def test_inference_killed_mid_way_leaves_no_partial_output(tmp_path):
 
     for f in out.glob("[!.]*.nii.gz"):
         assert nib.load(f).get_fdata().shape == (28, 28, 12), f
-    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, encoding="utf-8", timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     # the rerun also sweeps the hidden temporaries the killed run left (the folder's run record stays)
     names = sorted(p.name for p in out.iterdir() if p.name != RUN_RECORD)
@@ -165,7 +167,7 @@ def test_ctrl_c_names_what_was_written_and_a_rerun_finishes_the_rest(tmp_path):
     script = str(Path(sys.executable).with_name("monai-adiff"))
     cmd = [script, "infer", "sss", *map(str, vols), "--checkpoint", str(ckpt), "--out", str(out), "--no-overlay"]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, encoding="utf-8")
     deadline = time.time() + 120
     while not list(out.glob("v*_anomaly_mask.nii.gz")) and proc.poll() is None and time.time() < deadline:
         time.sleep(0.01)
@@ -176,7 +178,7 @@ def test_ctrl_c_names_what_was_written_and_a_rerun_finishes_the_rest(tmp_path):
     assert lines[0].startswith("interrupted: ") and "left: " in lines[0]
     written = lines[0].split("written (", 1)[1].split(")", 1)[0].split(", ")
     assert written and all((out / f"{c}_anomaly_map.nii.gz").is_file() for c in written)
-    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, encoding="utf-8", timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     assert f"{len(written)} case(s) already written there, skipped" in done.stderr
     assert len(list(out.glob("v*_anomaly_mask.nii.gz"))) == 6

@@ -213,7 +213,7 @@ class ConditioningGapHandler:
     def _write(self, row: dict[str, Any]) -> None:
         rows = []
         if os.path.isfile(self.output_file):  # type: ignore[arg-type]
-            with open(self.output_file) as f:  # type: ignore[arg-type]
+            with open(self.output_file, encoding="utf-8") as f:  # type: ignore[arg-type]
                 rows = [r for r in csv.DictReader(f) if int(r["epoch"]) < row["epoch"]]
         buf = io.StringIO()
         writer = csv.DictWriter(buf, fieldnames=GAP_FIELDS, lineterminator="\n")

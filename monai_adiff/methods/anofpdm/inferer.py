@@ -151,7 +151,7 @@ class FPDMInferer(AnomalyInferer):
     def load_calibration(self, path: str) -> None:
         """Replace ``slice_score``, ``guidance``, ``score_threshold`` and ``m_max`` by the values of a calibration
         JSON."""
-        with open(path) as f:
+        with open(path, encoding="utf-8") as f:
             cal = json.load(f)
         check_fitted(path, cal, self.checkpoint, self.settings, ignore=FITTED_SETTINGS)
         if "score_threshold" not in cal and "cos_threshold" in cal:  # written before 0.8.0: the cosine test

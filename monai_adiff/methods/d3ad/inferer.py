@@ -125,7 +125,7 @@ class D3ADInferer(AnomalyInferer):
         self.feature_range = (float(feature_range[0]), float(feature_range[1]))
         self.image_range = (float(image_range[0]), float(image_range[1]))
         if calibration_file and os.path.isfile(calibration_file):
-            with open(calibration_file) as f:
+            with open(calibration_file, encoding="utf-8") as f:
                 cal = json.load(f)
             check_fitted(calibration_file, cal, checkpoint, settings, ignore=("recipe_name", "guidance"))
             for key in CALIBRATED_RANGES:

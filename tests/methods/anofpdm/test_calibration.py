@@ -108,7 +108,7 @@ def test_calibrate_end_to_end(tmp_path, caplog, capsys):
     out = tmp_path / "cal" / "calibration.json"
     result = calibrate_fpdm(net, inferer, items, str(out), guidance_grid=(0.5, 2.0, 8.0), checkpoint=str(ckpt))
     assert float(net.scale.detach()) == pytest.approx(0.7)  # weights loaded, weights_only
-    saved = json.loads(out.read_text())
+    saved = json.loads(out.read_text(encoding="utf-8"))
     assert saved == json.loads(json.dumps(result))
     assert [(r["slice_score"], r["guidance"]) for r in saved["grid"]] == [
         (k, w) for k in ("cosine", "excess") for w in (0.5, 2.0, 8.0)

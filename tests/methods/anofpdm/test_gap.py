@@ -86,7 +86,7 @@ def test_handler_learning_curve_and_resume(tmp_path):
     net.train()
     trainer.run(range(1), max_epochs=4)
     assert net.training  # measured in eval mode, mode restored
-    rows = list(csv.DictReader(out.open()))
+    rows = list(csv.DictReader(out.open(encoding="utf-8")))
     assert [int(r["epoch"]) for r in rows] == [0, 2, 4]
     assert [int(r["slices"]) for r in rows] == [5, 5, 5]
     # epoch 0: no label effect (c = 0); the same t and noise each time, so later rows differ only through c
@@ -99,7 +99,7 @@ def test_handler_learning_curve_and_resume(tmp_path):
     resumed.state.epoch, resumed.state.max_epochs = 2, 6
     resumed.state.iteration = 2
     resumed.run(range(1), max_epochs=6)
-    assert [int(r["epoch"]) for r in csv.DictReader(out.open())] == [0, 2, 4, 6]
+    assert [int(r["epoch"]) for r in csv.DictReader(out.open(encoding="utf-8"))] == [0, 2, 4, 6]
 
 
 def test_handler_needs_slices():

@@ -350,14 +350,14 @@ def test_inferer_mask_threshold_and_decision(sched):
 
 def test_inferer_reads_calibration(sched, tmp_path):
     p = tmp_path / "cal.json"
-    p.write_text('{"slice_score": "excess", "guidance": 3.5, "score_threshold": 0.07, "m_max": 0.2}')
+    p.write_text('{"slice_score": "excess", "guidance": 3.5, "score_threshold": 0.07, "m_max": 0.2}', encoding="utf-8")
     inf = FPDMInferer(sched, num_steps=10, calibration_file=str(p))
     assert (inf.slice_score, inf.guidance, inf.score_threshold, inf.m_max) == ("excess", 3.5, 0.07, 0.2)
     # a file from before 0.8.0 holds the cosine threshold c: the cosine test with 1 - cos >= 1 - c
-    p.write_text('{"guidance": 3.5, "cos_threshold": 0.97, "m_max": 0.2}')
+    p.write_text('{"guidance": 3.5, "cos_threshold": 0.97, "m_max": 0.2}', encoding="utf-8")
     old = FPDMInferer(sched, num_steps=10, slice_score="excess", calibration_file=str(p))
     assert (old.slice_score, old.score_threshold) == ("cosine", pytest.approx(0.03))
-    p.write_text('{"guidance": 3.5, "m_max": 0.2}')
+    p.write_text('{"guidance": 3.5, "m_max": 0.2}', encoding="utf-8")
     with pytest.raises(ValueError, match="not an AnoFPDM calibration file"):
         FPDMInferer(sched, num_steps=10, calibration_file=str(p))
     with pytest.raises(ValueError, match="slice_score"):

@@ -64,7 +64,7 @@ def test_w_is_chosen_by_the_slice_auroc(inferer, model, tmp_path, monkeypatch):
     assert inferer.guidance == 2.0
     # the ranges are those of w = 2 on the healthy slices: image term 1 everywhere
     assert out["image_range"] == [1.0, 1.0]
-    assert json.loads(out_file.read_text())["guidance"] == 2.0
+    assert json.loads(out_file.read_text(encoding="utf-8"))["guidance"] == 2.0
     assert set(calls) == {0.0, 2.0, 4.0, 8.0}
     # inference applies the calibrated w, whatever the config says
     scheduler = inferer.scheduler

@@ -51,7 +51,7 @@ def test_calibration_file_sets_the_normalisation(fitted, scheduler, tmp_path):
     x = brain_slices(2, seed=3)
     raw = D3ADInferer(scheduler, blur_sigma=0, k=3, latent_weight=1.0).infer(x, fitted).anomaly_map
     cal = tmp_path / "cal.json"
-    cal.write_text(json.dumps({"latent_range": [0.5, 2.5], "feature_range": [0.0, 1.0]}))
+    cal.write_text(json.dumps({"latent_range": [0.5, 2.5], "feature_range": [0.0, 1.0]}), encoding="utf-8")
     scaled = D3ADInferer(scheduler, blur_sigma=0, k=3, latent_weight=1.0, calibration_file=str(cal)).infer(x, fitted)
     brain = x > -1 + 1e-3
     torch.testing.assert_close(scaled.anomaly_map[brain], (raw[brain] - 0.5) / 2.0)

@@ -1,0 +1,119 @@
+# SPDX-License-Identifier: Apache-2.0
+"""Patient-level cross-validation for the benchmark: folds, and the verdict over every patient.
+
+Two seeded splits of three test patients gave opposite verdicts; with K folds every patient is a test patient exactly
+once, scored by the model that did not see it, and a method is compared with the FLAIR baseline patient by patient.
+MONAI has k-fold helpers for datalists (``partition_dataset``) but not the patient-level fold, validation and
+paired-comparison bookkeeping of this benchmark, hence this module.
+
+Folds: the cases sorted by id and shuffled with ``seed``; fold ``k`` tests every ``K``-th case from position ``k``;
+its validation patients (for the label-free threshold and calibration) are the first ``round(val_fraction * n)``
+(at least one) of the remaining cases in the shuffled order; the rest train.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import random
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from monai_adiff.data import scan_brats_folder, write_datalist
+from monai_adiff.errors import InputError
+
+__all__ = ["fold_name", "fold_sections", "write_fold_datalists", "paired_comparison", "patient_values"]
+
+
+def fold_name(folds: int, seed: int, fold: int) -> str:
+    """The split name of a fold in records and tables: ``cv4-s0-f1`` (K folds, seed, fold index)."""
+    return f"cv{int(folds)}-s{int(seed)}-f{int(fold)}"
+
+
+def fold_sections(items: Sequence[dict], folds: int, val_fraction: float, seed: int) -> list[dict[str, list[dict]]]:
+    """``[{"training", "validation", "test"}, ...]``, one per fold: every item is a test item exactly once.
+
+    Raises:
+        InputError: fewer cases than ``folds + 2`` (a fold needs test, validation and training patients).
+    """
+    if folds < 2:
+        raise InputError(None, f"--folds must be at least 2, got {folds}")
+    ordered = sorted(items, key=lambda it: str(it.get("case", "")))
+    if len(ordered) < folds + 2:
+        raise InputError(
+            None, f"{len(ordered)} cases cannot make {folds} folds (each needs test, validation, training)"
+        )
+    random.Random(seed).shuffle(ordered)
+    n_val = max(1, round(val_fraction * len(ordered)))
+    by_case = lambda part: sorted(part, key=lambda it: str(it.get("case", "")))  # noqa: E731
+    out = []
+    for k in range(folds):
+        test = ordered[k::folds]
+        rest = [it for i, it in enumerate(ordered) if i % folds != k]
+        out.append({"training": by_case(rest[n_val:]), "validation": by_case(rest[:n_val]), "test": by_case(test)})
+    return out
+
+
+def write_fold_datalists(
+    data_dir: str | os.PathLike, out: str | os.PathLike, folds: int, val_fraction: float, seed: int
+) -> list[Path]:
+    """One datalist JSON per fold of a BraTS-style folder (``<out>/folds/fold<k>.json``); existing ones are kept
+    when they hold the same split (a rerun resumes), refused when they differ."""
+    items, errors = scan_brats_folder(data_dir, validate=False)
+    if errors:
+        raise InputError(errors[0].path, errors[0].problem)
+    paths = []
+    for k, sections in enumerate(fold_sections(items, folds, val_fraction, seed)):
+        path = Path(out) / "folds" / f"fold{k}.json"
+        cases = {name: [it["case"] for it in part] for name, part in sections.items()}
+        if path.is_file():
+            before = json.loads(path.read_text(encoding="utf-8"))
+            if {n: [it.get("case") for it in before.get(n, [])] for n in cases} != cases:
+                raise InputError(str(path), "holds another fold split; choose a new --out folder")
+        else:
+            write_datalist(path, sections, description=f"fold {k} of {folds} (seed {seed})", split_seed=seed)
+        paths.append(path)
+    return paths
+
+
+def patient_values(records: Sequence[Mapping[str, Any]], method: str, setup: str = "unhealthy") -> dict[str, float]:
+    """Per-patient AUPRC of ``method`` over the records of every fold (each patient from the fold that tested it)."""
+    out: dict[str, float] = {}
+    for r in records:
+        for e in r["results"]:
+            if e["method"] == method and e["setup"] == setup and e["metric"] == "auprc":
+                out.update(e.get("per_patient") or {})
+    return out
+
+
+def paired_comparison(
+    mine: Mapping[str, float], flair: Mapping[str, float], resamples: int = 10000, seed: int = 0
+) -> dict[str, Any]:
+    """Patient-by-patient comparison of a method's AUPRC with FLAIR's.
+
+    Returns:
+        ``wins``, ``losses``, ``ties``, ``patients``, ``mean_difference`` (method - FLAIR), its 95 % bootstrap
+        interval over patients (``ci_low``, ``ci_high``; ``resamples`` draws, seeded) and the two-sided sign test's
+        ``sign_p`` (exact binomial, ties left out).
+    """
+    cases = sorted(set(mine) & set(flair))
+    d = np.array([mine[c] - flair[c] for c in cases], dtype=np.float64)
+    wins, losses = int((d > 0).sum()), int((d < 0).sum())
+    out: dict[str, Any] = {"patients": len(cases), "wins": wins, "losses": losses, "ties": len(cases) - wins - losses}
+    if not cases:
+        return {**out, "mean_difference": None, "ci_low": None, "ci_high": None, "sign_p": None}
+    rng = np.random.default_rng(seed)
+    means = d[rng.integers(0, len(d), size=(resamples, len(d)))].mean(axis=1)
+    n = wins + losses
+    tail = sum(math.comb(n, i) for i in range(0, min(wins, losses) + 1)) / 2**n if n else 1.0
+    return {
+        **out,
+        "mean_difference": float(d.mean()),
+        "ci_low": float(np.quantile(means, 0.025)),
+        "ci_high": float(np.quantile(means, 0.975)),
+        "sign_p": float(min(1.0, 2 * tail)),
+    }

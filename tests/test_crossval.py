@@ -1,0 +1,91 @@
+# SPDX-License-Identifier: Apache-2.0
+"""Patient-level cross-validation: every patient tested exactly once, validation patients drawn from the training
+part, the paired comparison against hand-computed values, and ``monai-adiff benchmark --folds`` end to end.
+
+Oracles: set arithmetic on the case ids; the sign test and mean difference by hand; the fold records themselves for
+the fold means."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+
+from monai_adiff.benchmark.crossval import fold_name, fold_sections, paired_comparison
+from monai_adiff.errors import InputError
+
+
+def _items(n: int) -> list[dict]:
+    return [{"case": f"P{i:02d}"} for i in range(n)]
+
+
+@pytest.mark.parametrize(("n", "folds"), [(12, 4), (10, 3), (5, 2)])
+def test_every_patient_is_tested_exactly_once(n, folds):
+    sections = fold_sections(_items(n), folds, val_fraction=0.1, seed=3)
+    assert len(sections) == folds
+    tested = [it["case"] for s in sections for it in s["test"]]
+    assert sorted(tested) == sorted(f"P{i:02d}" for i in range(n))
+    for s in sections:
+        test, val, train = ({it["case"] for it in s[k]} for k in ("test", "validation", "training"))
+        assert val and train and not (test & val) and not (test & train) and not (val & train)
+        assert test | val | train == {f"P{i:02d}" for i in range(n)}
+    assert fold_sections(_items(n), folds, 0.1, seed=3) == sections  # seeded
+    assert fold_sections(list(reversed(_items(n))), folds, 0.1, seed=3) == sections  # order-free
+    assert fold_sections(_items(n), folds, 0.1, seed=4) != sections
+
+
+def test_too_few_cases_for_the_folds_are_refused():
+    with pytest.raises(InputError, match="cannot make 4 folds"):
+        fold_sections(_items(5), 4, 0.1, 0)
+    assert fold_name(4, 0, 1) == "cv4-s0-f1"
+
+
+def test_paired_comparison_by_hand():
+    cases = [f"c{i}" for i in range(12)]
+    flair = {c: 0.5 for c in cases}
+    mine = {c: 0.5 + (0.1 if i < 9 else -0.2) for i, c in enumerate(cases)}  # 9 ahead, 3 behind
+    p = paired_comparison(mine, flair, resamples=2000, seed=0)
+    assert (p["wins"], p["losses"], p["ties"], p["patients"]) == (9, 3, 0, 12)
+    assert p["mean_difference"] == pytest.approx((9 * 0.1 - 3 * 0.2) / 12)
+    # two-sided exact sign test: 2 * P(X <= 3), X ~ Binomial(12, 1/2)
+    assert p["sign_p"] == pytest.approx(2 * sum(math.comb(12, i) for i in range(4)) / 2**12)
+    assert p["ci_low"] <= p["mean_difference"] <= p["ci_high"]
+    tied = paired_comparison(flair, flair)
+    assert (tied["wins"], tied["ties"], tied["sign_p"]) == (0, 12, 1.0) and tied["mean_difference"] == 0
+
+
+@pytest.mark.slow
+def test_benchmark_with_folds_end_to_end(tmp_path):
+    import nibabel as nib
+
+    from monai_adiff.benchmark.store import read_records, value
+    from monai_adiff.cli import main
+    from monai_adiff.data.synthetic import make_demo_dataset
+
+    data = tmp_path / "data"
+    make_demo_dataset(data, cases=5, seed=3, shape=(40, 36, 20), lesion_fraction=0.8)
+    out = tmp_path / "b"
+    args = ["benchmark", str(data), "--folds", "2", "--quick", "--bundles", "sss", "--out", str(out)]
+    assert main(args) == 0
+    records = sorted(read_records(out / "records"), key=lambda r: r["split"])
+    assert [r["split"] for r in records] == ["cv2-s0-f0", "cv2-s0-f1"]
+    tested = [c for r in records for c in r["test_patients"]]
+    assert sorted(tested) == sorted(p.name for p in data.iterdir() if p.is_dir())  # each patient once
+    for r in records:
+        assert not set(r["test_patients"]) & set(r["validation_patients"])
+        assert (out / f"fold{r['split'][-1]}" / "results.md").is_file()
+    summary = json.loads((out / "cv_results.json").read_text(encoding="utf-8"))["sss"]
+    mean = float(np.mean([value(r, "auprc") for r in records]))
+    assert summary["auprc_mean_sd"][0] == pytest.approx(mean)
+    # a per-patient AUPRC for every tested patient with tumour (a tumour-free patient has none)
+    with_tumour = {
+        p.name for p in data.iterdir() if p.is_dir() and nib.load(p / f"{p.name}_seg.nii.gz").get_fdata().any()
+    }
+    assert with_tumour and sorted(summary["per_patient"]) == sorted(with_tumour)
+    assert (out / "patient_scatter.png").stat().st_size > 0 and "| sss |" in (out / "cv_results.md").read_text(
+        encoding="utf-8"
+    )
+    # a rerun skips every finished step
+    assert main(args) == 0
