@@ -14,7 +14,7 @@ import numpy as np
 
 from monai_adiff.benchmark.crossval import paired_comparison, patient_values
 from monai_adiff.benchmark.store import BASELINE, value
-from monai_adiff.utils import atomic_write, atomic_write_text
+from monai_adiff.utils import atomic_write_text
 
 __all__ = ["cv_summary", "cv_markdown", "plot_patient_scatter", "write_cv_report"]
 
@@ -93,9 +93,10 @@ def cv_markdown(summary: Mapping[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def plot_patient_scatter(summary: Mapping[str, Any], path: str) -> str:
-    """Every patient's AUPRC of each method against FLAIR's (on the method's slices), the diagonal drawn."""
-    from monai_adiff.benchmark.figures import _pyplot
+def plot_patient_scatter(summary: Mapping[str, Any], path: str, metadata: Mapping[str, str] | None = None) -> str:
+    """Every patient's AUPRC of each method against FLAIR's (on the method's slices), the diagonal drawn
+    (``metadata``: PNG text entries)."""
+    from monai_adiff.benchmark.figures import _pyplot, _save
 
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(5.2, 5))
@@ -113,9 +114,7 @@ def plot_patient_scatter(summary: Mapping[str, Any], path: str) -> str:
     ax.set_title("Every patient, scored by the fold that held it out")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, loc="lower right")
-    out = atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=110, bbox_inches="tight", format="png"), ".png")
-    plt.close(fig)
-    return out
+    return _save(fig, path, metadata)
 
 
 def write_cv_report(

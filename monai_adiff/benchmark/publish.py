@@ -21,6 +21,15 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from monai_adiff.benchmark.cv_publish import (
+    cv_bundle_rows,
+    cv_eval_metrics,
+    cv_front_cells,
+    cv_groups,
+    cv_legend,
+    cv_status_line,
+    seeded_splits,
+)
 from monai_adiff.benchmark.store import BASELINE, current_records, read_records, record_rows, value
 
 __all__ = [
@@ -94,11 +103,30 @@ def wins(record: Mapping[str, Any], setup: str = "unhealthy") -> tuple[int, int]
 
 
 def _splits(records: Mapping[str, Mapping[str, Any]]) -> list[str]:
-    return sorted(records, key=lambda s: int(s[1:]) if s[1:].isdigit() else 99)
+    return list(seeded_splits(records))
+
+
+def _split_row(label: str, r: Mapping[str, Any]) -> str:
+    w, n = wins(r)
+
+    def pair(metric: str, key: str = "value") -> str:
+        a, b = value(r, metric, key=key), value(r, metric, BASELINE, key=key)
+        return f"{_f(a)} ({_f(b)})"
+
+    per = (
+        f"{_pm(value(r, 'auprc', key='patient_mean'), value(r, 'auprc', key='patient_sd'))} "
+        f"({_pm(value(r, 'auprc', BASELINE, key='patient_mean'), value(r, 'auprc', BASELINE, key='patient_sd'))})"
+    )
+    return (
+        f"| {label} | {pair('auprc')} | {per} | {w} of {n} | {pair('dice')} | {pair('best_dice')} "
+        f"| {_f(value(r, 'image_auroc'))} | {_f(r.get('seconds_per_volume'), 1)} "
+        f"| {_f(r.get('training_minutes'), 1)} |"
+    )
 
 
 def bundle_table(bundle: str, records: Mapping[str, Mapping[str, Any]]) -> str:
-    """A bundle README's performance table: one row per split, the method beside FLAIR on the same slices."""
+    """A bundle README's performance table: one row per seeded split and per cross-validation fold, a mean row per
+    cross-validation, the method beside FLAIR on the same slices."""
     if not records:
         return "No measured results yet.\n"
     version = next(iter(records.values()))["version"]
@@ -107,47 +135,57 @@ def bundle_table(bundle: str, records: Mapping[str, Mapping[str, Any]]) -> str:
         "(FLAIR) | best Dice* (FLAIR) | slice AUROC | s / volume | training min |"
     )
     lines = [head, "| --- " * (head.count("|") - 1) + "|"]
-    for split in _splits(records):
-        r = records[split]
-        w, n = wins(r)
-
-        def pair(metric: str, key: str = "value", r: Mapping[str, Any] = r) -> str:
-            a, b = value(r, metric, key=key), value(r, metric, BASELINE, key=key)
-            return f"{_f(a)} ({_f(b)})"
-
-        per = (
-            f"{_pm(value(r, 'auprc', key='patient_mean'), value(r, 'auprc', key='patient_sd'))} "
-            f"({_pm(value(r, 'auprc', BASELINE, key='patient_mean'), value(r, 'auprc', BASELINE, key='patient_sd'))})"
-        )
-        lines.append(
-            f"| {split} | {pair('auprc')} | {per} | {w} of {n} | {pair('dice')} | {pair('best_dice')} "
-            f"| {_f(value(r, 'image_auroc'))} | {_f(r.get('seconds_per_volume'), 1)} "
-            f"| {_f(r.get('training_minutes'), 1)} |"
-        )
-    first = records[_splits(records)[0]]
-    patients = "; ".join(f"{s}: {', '.join(records[s]['test_patients'])}" for s in _splits(records))
-    command = first["command"].replace(f"--split-seed {first['split_seed']}", "--split-seed N")
-    lines += [
-        "",
-        f"Version {version}, {first['recipe']} recipe, {first['dataset']} (test patients {patients}), slices with "
-        "tumour. `*` best Dice: at the threshold chosen with the test labels, a ceiling only. Reproduce a row "
-        f"(split sN): `{command}`.",
-    ]
+    seeded, groups = seeded_splits(records), cv_groups(records)
+    notes = []
+    for group, folds in groups.items():
+        lines += [_split_row(f"{group} {f['split'].rsplit('-', 1)[1]}", f) for f in folds]
+        row, note = cv_bundle_rows(group, folds, bundle)
+        lines.append(row)
+        notes.append(note)
+    lines += [_split_row(split, r) for split, r in seeded.items()]
+    first = next(iter(seeded.values()), None) or next(iter(groups.values()))[0]
+    patients = "; ".join(f"{s}: {', '.join(r['test_patients'])}" for s, r in seeded.items())
+    where = f" (test patients {patients})" if patients else ""
+    lines += ["", *notes] if notes else [""]
+    lines.append(
+        f"Version {version}, {first['recipe']} recipe, {first['dataset']}{where}, slices with tumour. `*` best Dice: "
+        "at the threshold chosen with the test labels, a ceiling only. Reproduce: "
+        + "; ".join(_commands(records))
+        + "."
+    )
     return "\n".join(lines) + "\n"
 
 
+def _commands(records: Mapping[str, Mapping[str, Any]]) -> list[str]:
+    """The commands that reproduce the rows (Markdown): one per cross-validation and one for the seeded splits."""
+    out = []
+    for folds in cv_groups(records).values():
+        out.append(f"`{folds[0]['command']}`")
+    seeded = seeded_splits(records)
+    if seeded:
+        first = next(iter(seeded.values()))
+        command = first["command"].replace(f"--split-seed {first['split_seed']}", "--split-seed N")
+        out.append(f"`{command}` (split sN)")
+    return out
+
+
 def front_table(current: Mapping[str, Mapping[str, Mapping[str, Any]]]) -> str:
-    """The front README's method chooser: inputs, labels, cost and quality beside FLAIR on each split."""
-    splits = sorted({s for recs in current.values() for s in recs}, key=lambda s: int(s[1:]))
+    """The front README's method chooser: inputs, labels, cost and quality beside FLAIR, cross-validation first."""
+    groups = sorted({g for recs in current.values() for g in cv_groups(recs)})
+    splits = sorted({s for recs in current.values() for s in seeded_splits(recs)}, key=lambda s: int(s[1:]))
     head = "| method | inputs | labels to train | CPU training min | s / volume |"
+    head += "".join(f" AUPRC {g}, fold mean ± sd (FLAIR) | ahead of FLAIR, {g} |" for g in groups)
     head += "".join(f" AUPRC {s} (FLAIR) | ahead of FLAIR, {s} |" for s in splits) + " use it when |"
     lines = [head, "| --- " * (head.count("|") - 1) + "|"]
     for bundle in [b for b in BUNDLE_ORDER if b in current] + sorted(set(current) - set(BUNDLE_ORDER)):
         recs = current[bundle]
         inputs, labels, use = CHOOSER.get(bundle, ("-", "-", "-"))
-        any_r = recs[splits[0]] if splits and splits[0] in recs else next(iter(recs.values()))
+        any_r = next(iter(seeded_splits(recs).values()), None) or next(iter(recs.values()))
         cells = [f"[{bundle}](bundles/{bundle}/docs/README.md) {any_r['version']}", inputs, labels]
         cells += [_f(any_r.get("training_minutes"), 0), _f(any_r.get("seconds_per_volume"), 0)]
+        bundle_groups = cv_groups(recs)
+        for g in groups:
+            cells += cv_front_cells(g, bundle_groups.get(g), bundle)
         for s in splits:
             r = recs.get(s)
             if r is None:
@@ -162,11 +200,12 @@ def front_table(current: Mapping[str, Mapping[str, Mapping[str, Any]]]) -> str:
 
 def status_text(current: Mapping[str, Mapping[str, Mapping[str, Any]]]) -> str:
     """The front README's status lines: which methods are ahead of FLAIR, pooled and patient by patient, per split."""
-    splits = sorted({s for recs in current.values() for s in recs}, key=lambda s: int(s[1:]))
-    if not splits:
+    splits = sorted({s for recs in current.values() for s in seeded_splits(recs)}, key=lambda s: int(s[1:]))
+    groups = sorted({g for recs in current.values() for g in cv_groups(recs)})
+    if not splits and not groups:
         return "No measured results yet.\n"
     order = [b for b in BUNDLE_ORDER if b in current]
-    lines = []
+    lines = [cv_status_line(g, {b: cv_groups(current[b]).get(g, []) for b in order}, order) for g in groups]
     for split in splits:
         measured = [b for b in order if split in current[b]]
         ahead = [
@@ -188,7 +227,7 @@ def eval_metrics(records: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
     """A bundle's ``metadata.json`` ``eval_metrics``: the headline numbers of each split, FLAIR beside them."""
     if not records:
         return {}
-    first = records[_splits(records)[0]]
+    first = next(iter(seeded_splits(records).values()), None) or next(iter(records.values()))
     out: dict[str, Any] = {
         "setup": f"version {first['version']}, {first['recipe']} recipe, {first['dataset']}, slices with tumour, "
         "label-free threshold"
@@ -207,6 +246,8 @@ def eval_metrics(records: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
                 f"{split}_patients_ahead_of_flair": f"{w} of {n}",
             }
         )
+    for group, folds in cv_groups(records).items():
+        out.update(cv_eval_metrics(group, folds, first["bundle"]))
     return out
 
 
@@ -235,16 +276,33 @@ def figure_legends(current: Mapping[str, Mapping[str, Mapping[str, Any]]], split
 
 def write_figures(current: Mapping[str, Mapping[str, Mapping[str, Any]]], store: Path) -> list[Path]:
     """``<store>/<dataset>/<split>/pr_curves.png`` and ``dice_per_patient.png`` of every split, from the records."""
+    from monai_adiff.benchmark.crossval_report import plot_patient_scatter
+    from monai_adiff.benchmark.cv_publish import group_summary
     from monai_adiff.benchmark.figures import plot_dice_boxes, plot_pr_curves
 
     paths = []
-    for split in sorted({s for recs in current.values() for s in recs}):
+    for group, per_bundle in _groups(current).items():
+        order = [b for b in BUNDLE_ORDER if per_bundle.get(b)]
+        summary = {b: group_summary(b, per_bundle[b]) for b in order}
+        text = json.dumps(cv_legend(group, per_bundle, order), sort_keys=True)
+        path = store / DATASET / group / "patient_scatter.png"
+        paths.append(Path(plot_patient_scatter(summary, str(path), metadata={"Description": text})))
+    for split in sorted({s for recs in current.values() for s in seeded_splits(recs)}):
         rows = _figure_rows(current, split)
         folder = store / DATASET / split
         text = json.dumps(figure_legends(current, split), sort_keys=True)
         paths.append(Path(plot_pr_curves(rows, str(folder / "pr_curves.png"), metadata={"Description": text})))
         paths.append(Path(plot_dice_boxes(rows, str(folder / "dice_per_patient.png"), metadata={"Description": text})))
     return paths
+
+
+def _groups(current: Mapping[str, Mapping[str, Mapping[str, Any]]]) -> dict[str, dict[str, list]]:
+    """``{group: {bundle: fold records}}`` of every cross-validation in ``current``."""
+    out: dict[str, dict[str, list]] = {}
+    for bundle, recs in current.items():
+        for group, folds in cv_groups(recs).items():
+            out.setdefault(group, {})[bundle] = folds
+    return out
 
 
 def figure_text(path: Path) -> str | None:
@@ -311,7 +369,13 @@ def publish(root: str | Path, check: bool = False) -> list[str]:
         meta = json.loads((root / "bundles" / bundle / "configs" / "metadata.json").read_text(encoding="utf-8"))
         if check and meta.get("eval_metrics") != metrics:
             changed.append(f"{bundle}/configs/metadata.json: eval_metrics differ from the results store")
-    for split in sorted({s for recs in current.values() for s in recs}):
+    for group, per_bundle in _groups(current).items():
+        order = [b for b in BUNDLE_ORDER if per_bundle.get(b)]
+        want = json.dumps(cv_legend(group, per_bundle, order), sort_keys=True)
+        path = store / DATASET / group / "patient_scatter.png"
+        if not path.is_file() or figure_text(path) != want:
+            changed.append(f"{path}: legend differs from the results store")
+    for split in sorted({s for recs in current.values() for s in seeded_splits(recs)}):
         want = json.dumps(figure_legends(current, split), sort_keys=True)
         for name in ("pr_curves.png", "dice_per_patient.png"):
             path = store / DATASET / split / name

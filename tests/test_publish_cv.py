@@ -1,0 +1,121 @@
+# SPDX-License-Identifier: Apache-2.0
+"""Cross-validation records in the results store, rendered: the fold rows and fold means in a bundle's table, the
+chooser's fold-mean columns, the status line, ``eval_metrics`` and the per-patient scatter, against numbers
+worked out by hand from hand-made records."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from monai_adiff.benchmark.cv_publish import cv_groups, seeded_splits
+from monai_adiff.benchmark.publish import (
+    BUNDLE_ORDER,
+    DATASET,
+    bundle_table,
+    eval_metrics,
+    figure_text,
+    front_table,
+    publish,
+    status_text,
+)
+from monai_adiff.benchmark.store import SCHEMA
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _record(split: str, pooled: float, flair_pooled: float, mine: dict, flair: dict, bundle: str = "sss") -> dict:
+    def entry(method: str, value: float, per: dict) -> dict:
+        return {"method": method, "setup": "unhealthy", "metric": "auprc", "value": value, "per_patient": per}
+
+    return {
+        "schema": SCHEMA,
+        "dataset": DATASET,
+        "split": split,
+        "bundle": bundle,
+        "version": "9.9.9",
+        "recipe": "cpu",
+        "split_seed": 0,
+        "test_patients": sorted(mine),
+        "validation_patients": [],
+        "command": f"monai-adiff benchmark DATA --bundles {bundle} --recipe cpu --folds 2 --split-seed 0 --out OUT",
+        "seconds_per_volume": 2.0,
+        "training_minutes": 10.0,
+        "results": [entry(bundle, pooled, mine), entry("FLAIR", flair_pooled, flair)],
+        "curves": {},
+    }
+
+
+# fold 0: a ahead, b behind; fold 1: c and d ahead -> 3 of 4 patients ahead of FLAIR
+F0 = _record("cv2-s0-f0", 0.6, 0.5, {"a": 0.9, "b": 0.5}, {"a": 0.8, "b": 0.6})
+F1 = _record("cv2-s0-f1", 0.8, 0.7, {"c": 0.7, "d": 0.9}, {"c": 0.6, "d": 0.5})
+
+
+def test_fold_groups_are_found_apart_from_seeded_splits():
+    records = {"s0": {}, "s1": {}, "cv2-s0-f1": F1, "cv2-s0-f0": F0, "cv4-s1-f0": F0}
+    assert list(seeded_splits(records)) == ["s0", "s1"]
+    groups = cv_groups(records)
+    assert list(groups) == ["cv2-s0", "cv4-s1"] and groups["cv2-s0"] == [F0, F1]
+
+
+def test_fold_means_patients_and_metrics_by_hand():
+    records = {"cv2-s0-f0": F0, "cv2-s0-f1": F1}
+    table = bundle_table("sss", records)
+    # mean of 0.6 and 0.8 = 0.700, population sd 0.100; FLAIR 0.600 +- 0.100; 3 of 4 patients ahead
+    assert "| cv2-s0 mean ± sd over 2 folds | 0.700 ± 0.100 (0.600 ± 0.100) |" in table
+    assert (
+        "| 3 of 4 |" in table and "| cv2-s0 f0 | 0.600 (0.500) |" in table and "| cv2-s0 f1 | 0.800 (0.700) |" in table
+    )
+    assert "a 0.900 (0.800), b 0.500 (0.600), c 0.700 (0.600), d 0.900 (0.500)" in table
+    # mean difference (0.1 - 0.1 + 0.1 + 0.4) / 4 = 0.125
+    assert "mean difference 0.125" in table and "--folds 2" in table
+    metrics = eval_metrics(records)
+    assert metrics["cv2-s0_auprc_mean"] == 0.7 and metrics["cv2-s0_auprc_sd"] == 0.1
+    assert metrics["cv2-s0_flair_auprc_mean"] == 0.6 and metrics["cv2-s0_patients_ahead_of_flair"] == "3 of 4"
+    assert metrics["cv2-s0_folds_run"] == 2
+    current = {"sss": records}
+    assert "0.700 ± 0.100 (0.600 ± 0.100) | 3 of 4 |" in front_table(current)
+    status = status_text(current)
+    assert "2-fold patient cross-validation cv2-s0" in status and "ahead of FLAIR: sss" in status
+    assert "at least 3 in 4 patients: sss" in status
+
+
+def test_a_cross_validation_still_running_says_so():
+    table = bundle_table("sss", {"cv2-s0-f0": F0})
+    assert "| cv2-s0 mean ± sd over 1 of 2 folds | 0.600 ± 0.000 (0.500 ± 0.000) |" in table
+    assert "1 of 2 folds" in front_table({"sss": {"cv2-s0-f0": F0}})
+
+
+def test_publish_draws_the_scatter_and_checks_its_legend(tmp_path):
+    root = tmp_path / "repo"
+    root.mkdir()
+    shutil.copy(ROOT / "README.md", root / "README.md")
+    for b in BUNDLE_ORDER:
+        for rel in ("docs/README.md", "method.json", "configs/metadata.json"):
+            (root / "bundles" / b / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy(ROOT / "bundles" / b / rel, root / "bundles" / b / rel)
+    store = root / "benchmarks" / "results" / DATASET
+    for r in (F0, F1):
+        (store / r["split"]).mkdir(parents=True)
+        (store / r["split"] / "sss@9.9.9.json").write_text(json.dumps(r), encoding="utf-8")
+    changed = publish(root)
+    scatter = store / "cv2-s0" / "patient_scatter.png"
+    assert any("patient_scatter.png" in c for c in changed) and scatter.stat().st_size > 0
+    assert json.loads(figure_text(scatter) or "{}")["patient_scatter"] == ["sss (3 of 4 above)"]
+    assert publish(root, check=True) == []
+    readme = (root / "bundles" / "sss" / "docs" / "README.md").read_text(encoding="utf-8")
+    assert "| cv2-s0 mean ± sd over 2 folds | 0.700 ± 0.100" in readme
+    # another number in a fold record is found
+    moved = json.loads((store / "cv2-s0-f1" / "sss@9.9.9.json").read_text(encoding="utf-8"))
+    moved["results"][0]["per_patient"]["c"] = 0.1
+    (store / "cv2-s0-f1" / "sss@9.9.9.json").write_text(json.dumps(moved), encoding="utf-8")
+    assert any("patient_scatter.png" in c for c in publish(root, check=True))
+
+
+@pytest.mark.parametrize("bundle", BUNDLE_ORDER)
+def test_every_user_readme_has_its_block(bundle):
+    text = (ROOT / "bundles" / bundle / "docs" / "README.md").read_text(encoding="utf-8")
+    assert f"<!-- results:{bundle} -->" in text
