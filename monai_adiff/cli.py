@@ -210,9 +210,11 @@ def _cmd_infer(args: argparse.Namespace) -> int:
         bundle = find_bundle(summary["bundle"])
         ckpt_path = os.path.abspath(args.checkpoint or os.path.join(args.bundle, MODEL))
     else:
+        if not os.path.exists(args.bundle) and args.bundle not in list_bundles():
+            raise InputError(args.bundle, f"no such model folder, and not one of the bundles {list_bundles()}")
+        bundle = find_bundle(args.bundle)
         if not args.checkpoint:
             raise InputError(args.bundle, "is a bundle name: give --checkpoint model.pt (or pass a model folder)")
-        bundle = find_bundle(args.bundle)
         ckpt_path = os.path.abspath(args.checkpoint)
     read_checkpoint(ckpt_path)  # one line naming an unreadable file
     # the inference config reads what the checkpoint was trained with; an args file and --set win over it
