@@ -223,7 +223,7 @@ def test_arguments_are_checked_before_any_work(kind, tmp_path, tiny_ckpt, refere
         "out-is-file": f"error: {out}: output path exists and is not a folder",
         "out-under-file": f"error: {out}: output folder cannot be written",
         "out-is-input": f"error: {out}: output folder is an input folder; choose another one",
-        "unknown-bundle": "error: nosuch: not a bundle folder (no configs/metadata.json) and not one of the bundles",
+        "unknown-bundle": "error: nosuch: no such model folder, and not one of the bundles",
     }[kind]
     assert lines[0].startswith(expected), lines
     assert blocker.read_text(encoding="utf-8") == "x"
