@@ -143,12 +143,16 @@ def bundle_table(bundle: str, records: Mapping[str, Mapping[str, Any]]) -> str:
         lines.append(row)
         notes.append(note)
     lines += [_split_row(split, r) for split, r in seeded.items()]
+    for split, r in seeded.items():
+        mine = value(r, "auprc", key="per_patient") or {}
+        flair = value(r, "auprc", BASELINE, key="per_patient") or {}
+        every = ", ".join(f"{c} {_f(mine[c])} ({_f(flair.get(c))})" for c in sorted(mine))
+        notes.append(f"{split}, every test patient (FLAIR): {every or '-'}.")
     first = next(iter(seeded.values()), None) or next(iter(groups.values()))[0]
-    patients = "; ".join(f"{s}: {', '.join(r['test_patients'])}" for s, r in seeded.items())
-    where = f" (test patients {patients})" if patients else ""
-    lines += ["", *notes] if notes else [""]
+    for note in ["", *notes]:  # paragraphs of their own
+        lines += [note, ""] if note else [""]
     lines.append(
-        f"Version {version}, {first['recipe']} recipe, {first['dataset']}{where}, slices with tumour. `*` best Dice: "
+        f"Version {version}, {first['recipe']} recipe, {first['dataset']}, slices with tumour. `*` best Dice: "
         "at the threshold chosen with the test labels, a ceiling only. Reproduce: "
         + "; ".join(_commands(records))
         + "."
