@@ -68,8 +68,12 @@ class HyperintensityPrior(Transform):
         w = ((x - m) / (h - m).clamp_min(1e-6)).clamp(0, 1)
         return (w * b)[None]
 
-    def __call__(self, img: NdarrayOrTensor, image: NdarrayOrTensor, brain: NdarrayOrTensor) -> NdarrayOrTensor:
+    def __call__(
+        self, img: NdarrayOrTensor, image: NdarrayOrTensor | None = None, brain: NdarrayOrTensor | None = None
+    ) -> NdarrayOrTensor:
         """``img`` (the map, C x *spatial) times the weight of ``image`` in ``brain``."""
+        if image is None or brain is None:
+            raise ValueError("HyperintensityPrior needs the image and the brain mask")
         amap = convert_to_tensor(img, track_meta=False)
         w = self.weight(image, brain).to(amap.device, amap.dtype)
         if w.shape[1:] != amap.shape[1:]:
