@@ -207,7 +207,11 @@ def test_results_store_round_trip_and_the_newest_version(tmp_path):
 
 
 def test_results_figures_carry_their_legends():
-    for split in sorted(p.name for p in (STORE / DATASET).iterdir() if p.is_dir()):
+    groups = [p.name for p in (STORE / DATASET).iterdir() if re.fullmatch(r"cv\d+-s\d+", p.name)]
+    for group in groups:  # a cross-validation's per-patient scatter
+        text = figure_text(STORE / DATASET / group / "patient_scatter.png")
+        assert text is not None and json.loads(text)["patient_scatter"]
+    for split in sorted(p.name for p in (STORE / DATASET).iterdir() if re.fullmatch(r"s\d+", p.name)):
         text = figure_text(STORE / DATASET / split / "pr_curves.png")
         assert text is not None
         legends = json.loads(text)["pr_curves"]
