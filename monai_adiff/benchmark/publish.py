@@ -149,10 +149,9 @@ def bundle_table(bundle: str, records: Mapping[str, Mapping[str, Any]]) -> str:
         every = ", ".join(f"{c} {_f(mine[c])} ({_f(flair.get(c))})" for c in sorted(mine))
         notes.append(f"{split}, every test patient (FLAIR): {every or '-'}.")
     first = next(iter(seeded.values()), None) or next(iter(groups.values()))[0]
-    for note in ["", *notes]:  # paragraphs of their own
-        lines += [note, ""] if note else [""]
+    lines += ["", *(f"- {note}" for note in notes)]  # one list: short for the reader
     lines.append(
-        f"Version {version}, {first['recipe']} recipe, {first['dataset']}, slices with tumour. `*` best Dice: "
+        f"- Version {version}, {first['recipe']} recipe, {first['dataset']}, slices with tumour. `*` best Dice: "
         "at the threshold chosen with the test labels, a ceiling only. Reproduce: "
         + "; ".join(_commands(records))
         + "."
