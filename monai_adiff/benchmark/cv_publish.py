@@ -14,7 +14,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from monai_adiff.benchmark.crossval_report import cv_summary
+from monai_adiff.benchmark.crossval_report import _mean_sd, cv_summary
 
 __all__ = [
     "SEEDED",
@@ -94,12 +94,6 @@ def cv_bundle_rows(group: str, folds: list[Mapping[str, Any]], bundle: str) -> l
         f"sign test p = {_f(p['sign_p'])}"
     )
     return [row, f"{group}, every patient scored by the fold that held it out (FLAIR): {patients}; {diff}."]
-
-
-def _mean_sd(values: list[float]) -> tuple[float | None, float | None]:
-    import numpy as np
-
-    return (float(np.mean(values)), float(np.std(values))) if values else (None, None)
 
 
 def cv_front_cells(group: str, folds: list[Mapping[str, Any]] | None, bundle: str) -> list[str]:
