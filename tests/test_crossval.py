@@ -13,7 +13,7 @@ import math
 import numpy as np
 import pytest
 
-from monai_adiff.benchmark.crossval import fold_name, fold_sections, paired_comparison
+from monai_adiff.benchmark.crossval import fold_models, fold_name, fold_sections, paired_comparison
 from monai_adiff.errors import InputError
 
 
@@ -56,6 +56,33 @@ def test_paired_comparison_by_hand():
     assert (tied["wins"], tied["ties"], tied["sign_p"]) == (0, 12, 1.0) and tied["mean_difference"] == 0
 
 
+def _write_folds(root, sections):
+    (root / "folds").mkdir(parents=True)
+    for k, sec in enumerate(sections):
+        (root / "folds" / f"fold{k}.json").write_text(json.dumps(sec), encoding="utf-8")
+    return [root / "folds" / f"fold{k}.json" for k in range(len(sections))]
+
+
+def test_fold_models_of_an_earlier_cross_validation(tmp_path):
+    sections = fold_sections(_items(8), 2, 0.1, seed=0)
+    lists = _write_folds(tmp_path / "new", sections)
+    before = tmp_path / "before"
+    _write_folds(before, sections)
+    with pytest.raises(InputError, match="fold 0 of sss has not been trained"):
+        fold_models(before, "sss", lists)
+    for k in range(2):
+        (before / f"fold{k}" / "sss" / "model").mkdir(parents=True)
+        (before / f"fold{k}" / "sss" / "model" / "model.pt").write_bytes(b"x")
+    expected = [str(before / f"fold{k}" / "sss" / "model" / "model.pt") for k in (0, 1)]
+    assert fold_models(before, "sss", lists) == expected
+    with pytest.raises(InputError, match="not a cross-validation output folder with 2 folds"):
+        fold_models(tmp_path / "elsewhere", "sss", lists)
+    other = tmp_path / "other"
+    _write_folds(other, fold_sections(_items(8), 2, 0.1, seed=1))
+    with pytest.raises(InputError, match="holds other patients"):
+        fold_models(other, "sss", lists)
+
+
 @pytest.mark.slow
 def test_benchmark_with_folds_end_to_end(tmp_path):
     import nibabel as nib
@@ -89,3 +116,18 @@ def test_benchmark_with_folds_end_to_end(tmp_path):
     )
     # a rerun skips every finished step
     assert main(args) == 0
+    # an inference option measured on the same fold models: no training, the models' version, the override recorded
+    variant = tmp_path / "gate"
+    args = [*args[:-1], str(variant), "--checkpoints", f"sss={out}", "--set", "sss:map_hyperintensity_prior=gate"]
+    assert main(args) == 0
+    gated = sorted(read_records(variant / "records"), key=lambda r: r["split"])
+    assert [r["split"] for r in gated] == ["cv2-s0-f0", "cv2-s0-f1"]
+    for r, g in zip(records, gated):
+        assert g["version"] == r["version"] and g["overrides"] == {"map_hyperintensity_prior": "gate"}
+        assert g["training_minutes"] is None and "--checkpoints sss=MODELS" in g["command"]
+        assert value(g, "auprc", "FLAIR") == pytest.approx(value(r, "auprc", "FLAIR"))  # same slices, same baseline
+    assert not (variant / "fold0" / "sss" / "model" / "summary.json").exists()
+    from monai_adiff.benchmark import run_benchmark
+
+    with pytest.raises(InputError, match="no --set variants"):
+        run_benchmark(data, tmp_path / "c", "sss", folds=2, quick=True, overrides={"sss": {"x": 1}}, store=tmp_path)

@@ -26,7 +26,7 @@ import numpy as np
 from monai_adiff.data import scan_brats_folder, write_datalist
 from monai_adiff.errors import InputError
 
-__all__ = ["fold_name", "fold_sections", "write_fold_datalists", "paired_comparison", "patient_values"]
+__all__ = ["fold_name", "fold_sections", "write_fold_datalists", "fold_models", "paired_comparison", "patient_values"]
 
 
 def fold_name(folds: int, seed: int, fold: int) -> str:
@@ -78,6 +78,34 @@ def write_fold_datalists(
             write_datalist(path, sections, description=f"fold {k} of {folds} (seed {seed})", split_seed=seed)
         paths.append(path)
     return paths
+
+
+def _fold_cases(path: Path) -> dict[str, list[Any]]:
+    content = json.loads(path.read_text(encoding="utf-8"))
+    return {n: [it.get("case") for it in content.get(n, [])] for n in ("training", "validation", "test")}
+
+
+def fold_models(previous: str | os.PathLike, bundle: str, lists: Sequence[Path]) -> list[str]:
+    """The checkpoints ``<previous>/fold<k>/<bundle>/model/model.pt`` of an earlier cross-validation run with the
+    same folds: what measures an inference option on the fold models without training them again.
+
+    Raises:
+        InputError: ``previous`` is not a cross-validation output folder, its folds hold other patients, or a
+            fold's model is missing.
+    """
+    root = Path(previous)
+    models = []
+    for k, path in enumerate(lists):
+        before = root / "folds" / f"fold{k}.json"
+        if not before.is_file():
+            raise InputError(str(root), f"is not a cross-validation output folder with {len(lists)} folds")
+        if _fold_cases(before) != _fold_cases(path):
+            raise InputError(str(before), "holds other patients than this run's fold; use the same folds and seed")
+        model = root / f"fold{k}" / bundle / "model" / "model.pt"
+        if not model.is_file():
+            raise InputError(str(model), f"not found: fold {k} of {bundle} has not been trained there")
+        models.append(str(model))
+    return models
 
 
 def patient_values(records: Sequence[Mapping[str, Any]], method: str, setup: str = "unhealthy") -> dict[str, float]:

@@ -195,14 +195,21 @@ class _BundleRun:
     def record(self, rows: Sequence[Mapping[str, Any]], info: Mapping[str, Any]) -> dict[str, Any]:
         """The result record of this bundle (:mod:`monai_adiff.benchmark.store`)."""
         from monai_adiff import __version__
-        from monai_adiff.engines.checkpoint import bundle_identity
+        from monai_adiff.engines.checkpoint import bundle_identity, checkpoint_info, read_checkpoint
 
         summary = self.summary()
         baseline = method_rows(FLAIR, self.metrics()[FLAIR], self.bundle)
         seed = info["data"]["split_seed"]
         recipe = "--quick" if info["recipe"] == "quick" else f"--recipe {info['recipe']}"
         folds = f" --folds {info['folds']}" if info.get("folds") else ""
-        command = f"monai-adiff benchmark DATA --bundles {self.bundle} {recipe}{folds} --split-seed {seed} --out OUT"
+        given = f" --checkpoints {self.bundle}=MODELS" if self.checkpoint else ""
+        sets = "".join(f" --set '{self.bundle}:{k}={json.dumps(v)}'" for k, v in self.user.items())
+        command = (
+            f"monai-adiff benchmark DATA --bundles {self.bundle} {recipe}{folds} --split-seed {seed}{given}{sets}"
+            " --out OUT"
+        )
+        # a given checkpoint keeps the version it was trained with, whatever the bundle's version is now
+        trained = checkpoint_info(read_checkpoint(self.model_dir / MODEL)) if self.checkpoint else None
         return make_record(
             self.bundle,
             rows,
@@ -210,7 +217,10 @@ class _BundleRun:
             {
                 "dataset": info["dataset"],
                 **({"split": info["split"]} if info.get("split") else {}),
-                "version": summary.get("version") or bundle_identity(find_bundle(self.bundle))[2],
+                **({"overrides": dict(self.user)} if self.user else {}),
+                "version": summary.get("version")
+                or (trained or {}).get("version")
+                or bundle_identity(find_bundle(self.bundle))[2],
                 "package_version": __version__,
                 "recipe": info["recipe"],
                 "split_seed": seed,
@@ -256,7 +266,9 @@ def run_benchmark(
             ``overlays.png``, ``benchmark.log`` and one work folder per bundle (checkpoints, logs, reports).
         bundles: bundle names, in table order (a comma-separated string is accepted).
         recipe: ``cpu`` (each bundle's CPU recipe) or ``paper`` (the paper-size defaults).
-        checkpoints: ``{bundle: model.pt}`` to evaluate instead of training (its record rebuilds the network).
+        checkpoints: ``{bundle: model.pt}`` to evaluate instead of training (its record rebuilds the network); with
+            ``folds``, ``{bundle: folder}`` of an earlier cross-validation with the same folds, whose fold models are
+            evaluated (:func:`~monai_adiff.benchmark.crossval.fold_models`).
         quick: tiny networks and 2 epochs, for a check of the whole pipeline (e.g. on the demo phantoms).
         split_seed, val_fraction, test_fraction: the patient split every bundle gets (the validation patients'
             tumour-free slices set the label-free thresholds and calibrations).
@@ -277,6 +289,9 @@ def run_benchmark(
     unknown = sorted(set(checkpoints) - set(names))
     if unknown:
         raise InputError(None, f"--checkpoints names bundles that are not benchmarked: {unknown}")
+    if store and any(overrides.values() if overrides else ()):
+        # the store holds what each bundle's own recipe gives; a variant's records stay in OUT/records
+        raise InputError(str(store), "--store takes no --set variants: their records stay in OUT/records")
     out_dir = Path(out).resolve()
     out_dir.mkdir(parents=True, exist_ok=True)
     data_dir = str(Path(data).resolve())
@@ -305,13 +320,13 @@ def run_benchmark(
         split = {k: v for k, v in data_overrides.items() if k not in ("dataset_dir", "datalist")}
         kind = "quick" if quick else recipe
 
-        def run_all(work: Path, data_path: str, label: str | None, tag: str = "") -> dict[str, Any]:
+        def run_all(
+            work: Path, data_path: str, label: str | None, given: Mapping[str, str], tag: str = ""
+        ) -> dict[str, Any]:
             runs = []
             for b in names:
                 user = dict((overrides or {}).get(b, {}))
-                runs.append(
-                    _BundleRun(b, work / b, recipe, quick, user, data_path, split, checkpoints.get(b), say_and_log)
-                )
+                runs.append(_BundleRun(b, work / b, recipe, quick, user, data_path, split, given.get(b), say_and_log))
             for i, r in enumerate(runs, start=1):
                 say_and_log(f"{tag}({i}/{len(runs)}) {r.bundle}, recipe {kind}")
                 r.run()
@@ -328,18 +343,20 @@ def run_benchmark(
             )
 
         if not folds:
-            return run_all(out_dir, data_dir, None)
-        from monai_adiff.benchmark.crossval import fold_name, write_fold_datalists
+            return run_all(out_dir, data_dir, None, checkpoints)
+        from monai_adiff.benchmark.crossval import fold_models, fold_name, write_fold_datalists
         from monai_adiff.benchmark.crossval_report import write_cv_report
         from monai_adiff.benchmark.store import read_records
 
-        if checkpoints:
-            raise InputError(None, "--checkpoints and --folds exclude each other: every fold trains its own model")
         lists = write_fold_datalists(data_dir, out_dir, folds, val_fraction, split_seed)
+        # with folds, a given "checkpoint" is an earlier cross-validation's folder: its fold models are evaluated
+        # (and their label-free steps fitted again) with this run's overrides, without training
+        per_fold = {b: fold_models(path, b, lists) for b, path in checkpoints.items()}
         results = []
         for k, path in enumerate(lists):
             label = fold_name(folds, split_seed, k)
-            results.append(run_all(out_dir / f"fold{k}", str(path), label, tag=f"fold {k + 1}/{folds} "))
+            given = {b: models[k] for b, models in per_fold.items()}
+            results.append(run_all(out_dir / f"fold{k}", str(path), label, given, tag=f"fold {k + 1}/{folds} "))
         fold_records = [
             {r["bundle"]: r for r in read_records(out_dir / "records") if r["split"] == fold_name(folds, split_seed, k)}
             for k in range(folds)

@@ -39,7 +39,14 @@ RECORDED_IDS = ("modalities", "spatial_size", "intensity_clip", "range_mode", "n
 #: network arguments that are runtime choices, not architecture (not recorded)
 UNRECORDED_NETWORK_ARGS = ("_target_", "use_flash_attention")
 #: the shared base's inference knobs (threshold rule, map post-processing) and the recipe's name
-BASE_KNOBS = ("recipe_name", "threshold", "use_healthy_threshold", "map_median_kernel", "map_brain_erosion")
+BASE_KNOBS = (
+    "recipe_name",
+    "threshold",
+    "use_healthy_threshold",
+    "map_median_kernel",
+    "map_brain_erosion",
+    "map_hyperintensity_prior",
+)
 #: the patient split a checkpoint was trained on (evaluation and fitting steps reuse it)
 SPLIT_IDS = ("val_fraction", "test_fraction", "split_seed")
 #: runtime choices, never part of a recipe

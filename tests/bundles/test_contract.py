@@ -451,7 +451,12 @@ def test_healthy_threshold_then_map_options(name, trained, tmp_path):
     )
     rec = json.loads(thr_file.read_text(encoding="utf-8"))
     assert rec["n_pixels"] > 0 and np.isfinite(rec["threshold"]) and rec["q"] == 0.99
-    options = {"map_median_kernel": 3, "map_brain_erosion": 1, "positive_residual": True}
+    options = {
+        "map_median_kernel": 3,
+        "map_brain_erosion": 1,
+        "positive_residual": True,
+        "map_hyperintensity_prior": "gate" if name == "sss" else "weight",
+    }
     run_bundle(
         name,
         "evaluate",
