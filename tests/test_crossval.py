@@ -102,6 +102,7 @@ def test_benchmark_with_folds_end_to_end(tmp_path):
     assert sorted(tested) == sorted(p.name for p in data.iterdir() if p.is_dir())  # each patient once
     for r in records:
         assert not set(r["test_patients"]) & set(r["validation_patients"])
+        assert 0 <= value(r, "pro") <= 1 and 0 <= value(r, "pro", "FLAIR") <= 1  # PRO beside AUROC
         assert (out / f"fold{r['split'][-1]}" / "results.md").is_file()
     summary = json.loads((out / "cv_results.json").read_text(encoding="utf-8"))["sss"]
     mean = float(np.mean([value(r, "auprc") for r in records]))

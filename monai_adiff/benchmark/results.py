@@ -33,6 +33,7 @@ CSV_COLUMNS = (
     "recall",
     "auprc",
     "auroc",
+    "pro",
     "best_dice",
     "auprc_patient_mean",
     "auprc_patient_sd",
@@ -88,6 +89,7 @@ def method_rows(
                 "recall": r.get("recall_pooled"),
                 "auprc": r.get("auprc"),
                 "auroc": r.get("auroc"),
+                "pro": r.get("pro"),
                 "best_dice": r.get("best_dice"),
                 "auprc_patient_mean": auprc_m,
                 "auprc_patient_sd": auprc_sd,
@@ -143,7 +145,7 @@ def _pm(mean: float | None, sd: float | None) -> str:
 def markdown_table(rows: Sequence[Mapping[str, Any]]) -> str:
     """The README table: unhealthy setup first, then mixed; ``*`` marks the label-chosen ceiling."""
     head = (
-        "| method | setup | Dice | IoU | precision | recall | AUPRC | AUPRC per patient | AUROC | best Dice* "
+        "| method | setup | Dice | IoU | precision | recall | AUPRC | AUPRC per patient | AUROC | PRO | best Dice* "
         "| Dice per patient | 3D Dice | image AUROC | s / volume | training min | parameters |"
     )
     lines = [head, "|" + " --- |" * head.count(" | ") + " --- |"]
@@ -154,7 +156,8 @@ def markdown_table(rows: Sequence[Mapping[str, Any]]) -> str:
             lines.append(
                 f"| {r['method']} | {setup} | {_fmt(r['dice'])} | {_fmt(r['iou'])} | {_fmt(r['precision'])} "
                 f"| {_fmt(r['recall'])} | {_fmt(r['auprc'])} | {_pm(r['auprc_patient_mean'], r['auprc_patient_sd'])} "
-                f"| {_fmt(r['auroc'])} | {_fmt(r['best_dice'])} | {_pm(r['dice_patient_mean'], r['dice_patient_sd'])} "
+                f"| {_fmt(r['auroc'])} | {_fmt(r.get('pro'))} | {_fmt(r['best_dice'])} "
+                f"| {_pm(r['dice_patient_mean'], r['dice_patient_sd'])} "
                 f"| {_pm(r['dice_3d'], r['dice_3d_sd'])} | {_fmt(r['image_auroc'])} "
                 f"| {_fmt(r['seconds_per_volume'], 1)} | {_fmt(r['training_minutes'], 1)} | {_fmt(r['parameters'])} |"
             )

@@ -43,6 +43,7 @@ BASELINE = "FLAIR"
 METRICS = {
     "auprc": "auprc",
     "auroc": None,
+    "pro": None,
     "dice": "dice",
     "iou": None,
     "precision": None,

@@ -20,6 +20,7 @@ from monai_adiff.metrics.functional import (
     SEGMENTATION_METRICS,
     _binarise,
     _to_tensor,
+    pro_from_regions,
     ranking_metrics,
     scores_from_counts,
     spearman,
@@ -30,6 +31,8 @@ __all__ = ["AnomalyEvaluation", "SETUPS", "RANKING_KEYS", "ORACLE_KEYS"]
 SETUPS = ("mixed", "unhealthy")
 #: keys computed from the continuous map over the setup's brain pixels
 RANKING_KEYS = ("auprc", "auroc", "best_dice", "best_threshold", "iou_at_best")
+#: PRO's false-positive-rate limit (MVTec AD's and the D3AD paper's 0.3)
+PRO_MAX_FPR = 0.3
 #: keys that need pixel labels to choose the threshold: a ceiling, never a method's result
 ORACLE_KEYS = ("best_dice", "best_threshold", "iou_at_best")
 
@@ -89,6 +92,9 @@ class AnomalyEvaluation:
         # brain-pixel values split by slice health: index 0 healthy slices, 1 unhealthy slices
         self._map_values: tuple[list[torch.Tensor], list[torch.Tensor]] = ([], [])
         self._map_targets: tuple[list[torch.Tensor], list[torch.Tensor]] = ([], [])
+        # the tumour region (2D connected component, unique over all volumes) of each kept pixel, 0 outside: PRO
+        self._map_regions: tuple[list[torch.Tensor], list[torch.Tensor]] = ([], [])
+        self._n_regions = 0
 
     def __len__(self) -> int:
         return len(self._records)
@@ -182,12 +188,28 @@ class AnomalyEvaluation:
             if values.numel() and not bool(torch.isfinite(values).all()):
                 raise InputError(None, f"case {case_id!r}: anomaly_map contains NaN or Inf inside the brain.")
             if self.keep_maps:
+                regions = self._regions(tgt_b)
                 for k, sel in enumerate((~unhealthy, unhealthy)):
                     m = brain & sel[:, None, None]
                     self._map_values[k].append(amap[m].to(torch.float32))
                     self._map_targets[k].append(tgt[m])
+                    self._map_regions[k].append(regions[m])
         self._case_ids.append(case_id)
         self._records.append(rec)
+
+    def _regions(self, tumour: torch.Tensor) -> torch.Tensor:
+        """Ids of the 8-connected tumour regions of each slice (MVTec AD's PRO regions), unique over the volumes
+        added so far; 0 outside the tumour."""
+        from scipy import ndimage
+
+        out = np.zeros(tuple(tumour.shape), dtype=np.int32)
+        structure = ndimage.generate_binary_structure(2, 2)
+        for i, sl in enumerate(tumour.cpu().numpy()):
+            if sl.any():
+                lab, n = ndimage.label(sl, structure=structure)
+                out[i] = np.where(lab > 0, lab + self._n_regions, 0)
+                self._n_regions += n
+        return torch.from_numpy(out)
 
     def _setup_metrics(self, setup: str) -> dict[str, Any]:
         recs = self._records
@@ -196,6 +218,7 @@ class AnomalyEvaluation:
         out: dict[str, Any] = {k: None for k in SEGMENTATION_METRICS}
         out.update({f"{k}_pooled": None for k in SEGMENTATION_METRICS})
         out.update({k: None for k in RANKING_KEYS})
+        out["pro"] = None
         if self.curve_points > 0:
             out["pr_curve"] = None
         n_pixels = int(sum(int(r["n_pixels"][s].sum()) for r, s in zip(recs, sel)))
@@ -224,8 +247,11 @@ class AnomalyEvaluation:
             values = torch.cat([v for k in parts for v in self._map_values[k]])
             labels = torch.cat([t for k in parts for t in self._map_targets[k]])
             ranked = ranking_metrics(values, labels, self.curve_points)
-            del values, labels
+            del labels
             out.update({k: _finite_or_none(ranked[k]) for k in RANKING_KEYS})
+            regions = torch.cat([r for k in parts for r in self._map_regions[k]])
+            out["pro"] = _finite_or_none(pro_from_regions(values.numpy(), regions.numpy(), PRO_MAX_FPR))
+            del values, regions
             if self.curve_points > 0:
                 out["pr_curve"] = ranked["pr_curve"]
         return out
@@ -325,7 +351,9 @@ class AnomalyEvaluation:
               scores of the binary masks, and ``dice_pooled`` ... ``recall_pooled``: over all the setup's
               brain pixels at once;
             - ``auprc`` (average precision), ``auroc``: of the continuous map over the setup's brain pixels,
-              pooled across volumes;
+              pooled across volumes; ``pro``: the normalised area under the per-region-overlap curve up to a
+              false-positive rate of 0.3 (MVTec AD, the D3AD paper), regions = 8-connected tumour components of
+              each slice, false positives over the setup's healthy brain pixels;
             - ``best_dice``, ``best_threshold``, ``iou_at_best``: the pooled best-Dice ORACLE, whose threshold is
               chosen with pixel labels: a ceiling reported beside the method, never its result (see
               ``ORACLE_KEYS``);

@@ -52,6 +52,7 @@ __all__ = [
     "pr_curve",
     "spearman",
     "pro_score",
+    "pro_from_regions",
 ]
 
 SEGMENTATION_METRICS = ("dice", "iou", "precision", "recall")
@@ -517,6 +518,13 @@ def _area_up_to(x: np.ndarray, y: np.ndarray, x_max: float) -> float:
     return float(np.sum(np.diff(xs) * (ys[1:] + ys[:-1]) / 2.0))
 
 
+def _check_pro_args(max_fpr: float, num_thresholds: int | None) -> None:
+    if not 0 < max_fpr <= 1:
+        raise ValueError(f"max_fpr must be in (0, 1], got {max_fpr}.")
+    if num_thresholds is not None and num_thresholds < 2:
+        raise ValueError(f"num_thresholds must be None or >= 2, got {num_thresholds}.")
+
+
 def pro_score(
     scores: Any, labels: Any, max_fpr: float = 0.3, num_thresholds: int | None = None, connectivity: int = 2
 ) -> float:
@@ -549,10 +557,7 @@ def pro_score(
     """
     from scipy import ndimage  # only PRO needs scipy
 
-    if not 0 < max_fpr <= 1:
-        raise ValueError(f"max_fpr must be in (0, 1], got {max_fpr}.")
-    if num_thresholds is not None and num_thresholds < 2:
-        raise ValueError(f"num_thresholds must be None or >= 2, got {num_thresholds}.")
+    _check_pro_args(max_fpr, num_thresholds)
     if connectivity not in (1, 2):
         raise ValueError(f"connectivity must be 1 (4-connected) or 2 (8-connected), got {connectivity}.")
     s = _to_tensor(scores, "scores")
@@ -566,9 +571,6 @@ def pro_score(
     _check_same_shape(s, y, "scores", "labels")
     s_np = s.detach().cpu().numpy().astype(np.float64, copy=False)
     y_np = y.cpu().numpy()
-    if np.isnan(s_np).any():
-        raise ValueError("scores contain NaN; PRO needs an ordered set of scores.")
-
     structure = ndimage.generate_binary_structure(2, connectivity)
     region = np.zeros(y_np.shape, dtype=np.int64)
     n_regions = 0
@@ -576,15 +578,35 @@ def pro_score(
         lab, n = ndimage.label(y_np[i], structure=structure)
         region[i] = np.where(lab > 0, lab + n_regions, 0)
         n_regions += n
-    n_neg = int((~y_np).sum())
+    return pro_from_regions(s_np.ravel(), region.ravel(), max_fpr, num_thresholds)
+
+
+def pro_from_regions(scores: Any, regions: Any, max_fpr: float = 0.3, num_thresholds: int | None = None) -> float:
+    """PRO (:func:`pro_score`) of flat ``scores`` whose pixels carry region ids: ``regions`` is 0 on normal pixels
+    and the id of the anomalous region (any positive integers) elsewhere. What an evaluation that keeps only the
+    brain pixels' values, with the region of each, computes PRO from.
+
+    Returns:
+        the normalised PRO area in [0, 1]; NaN when there are no anomalous or no normal pixels.
+    """
+    _check_pro_args(max_fpr, num_thresholds)
+    flat = np.asarray(scores, dtype=np.float64).ravel()
+    ids = np.asarray(regions).ravel()
+    if flat.shape != ids.shape:
+        raise ValueError(f"scores ({flat.size}) and regions ({ids.size}) differ in size.")
+    if np.isnan(flat).any():
+        raise ValueError("scores contain NaN; PRO needs an ordered set of scores.")
+    _, region = np.unique(ids, return_inverse=True)  # 0 stays 0 when normal pixels exist: ids are sorted
+    region = region.ravel() + (0 if (ids == 0).any() else 1)
+    n_regions = int(region.max()) if region.size else 0
+    n_neg = int((region == 0).sum())
     if n_regions == 0 or n_neg == 0:
         return math.nan
-    sizes = np.bincount(region.ravel(), minlength=n_regions + 1).astype(np.float64)
+    sizes = np.bincount(region, minlength=n_regions + 1).astype(np.float64)
     weight = np.zeros(n_regions + 1, dtype=np.float64)
     weight[1:] = 1.0 / (n_regions * sizes[1:])
-    pix_w = weight[region.ravel()]  # 0 for normal pixels
-    neg = (~y_np).ravel().astype(np.float64)
-    flat = s_np.ravel()
+    pix_w = weight[region]  # 0 for normal pixels
+    neg = (region == 0).astype(np.float64)
 
     order = np.argsort(-flat, kind="stable")
     s_sorted = flat[order]

@@ -33,6 +33,7 @@ TABLE_COLUMNS = (
     ("Rec", "recall"),
     ("AUPRC", "auprc"),
     ("AUROC", "auroc"),
+    ("PRO", "pro"),
     ("best-Dice*", "best_dice"),
 )
 

@@ -310,3 +310,44 @@ class TestRandomVolumes(unittest.TestCase):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+class TestPRO(unittest.TestCase):
+    """PRO of an evaluation against the curve worked out by hand (MVTec AD's definition, FPR limit 0.3)."""
+
+    def _volume(self):
+        # slice 0 (4 x 4, all brain): region A = 2 pixels (score .9), region B = 2 pixels apart from it (score .5),
+        # one normal pixel at .7, the 11 others at .1; slice 1: healthy, every pixel .1
+        target = np.zeros((2, 4, 4), bool)
+        target[0, 0, 0:2] = True  # A
+        target[0, 3, 2:4] = True  # B
+        amap = np.full((2, 4, 4), 0.1, np.float32)
+        amap[0, 0, 0:2], amap[0, 3, 2:4], amap[0, 2, 0] = 0.9, 0.5, 0.7
+        return amap, target, np.ones((2, 4, 4), bool)
+
+    def test_pro_by_hand(self):
+        amap, target, brain = self._volume()
+        ev = AnomalyEvaluation()
+        ev.add_volume("v", amap, None, target, brain)
+        res = ev.compute()
+        # unhealthy slice: 12 normal pixels. (FPR, PRO): (0, .5) at .9, (1/12, .5) at .7, (1/12, 1) at .5, (1, 1);
+        # area up to .3: .5 / 12 + (.3 - 1/12), over .3
+        self.assertAlmostEqual(res["unhealthy"]["pro"], (0.5 / 12 + 0.3 - 1 / 12) / 0.3, places=6)
+        # mixed: 28 normal pixels (the healthy slice's 16 all at .1)
+        self.assertAlmostEqual(res["mixed"]["pro"], (0.5 / 28 + 0.3 - 1 / 28) / 0.3, places=6)
+
+    def test_regions_are_counted_per_volume_and_slice(self):
+        # volume b: the same without region B (its pixels normal, at .1). Three regions of 2 pixels, 26 normal
+        # pixels: (FPR, PRO) = (0, 2/3) at .9, (2/26, 2/3) at .7 (both volumes' bright normal pixel), (2/26, 1) at .5;
+        # regions shared across volumes would give 1/2 at .9 instead
+        amap, target, brain = self._volume()
+        amap_b, target_b = amap.copy(), target.copy()
+        target_b[0, 3, 2:4], amap_b[0, 3, 2:4] = False, 0.1
+        ev = AnomalyEvaluation(setups=("unhealthy",))
+        ev.add_volume("a", amap, None, target, brain)
+        ev.add_volume("b", amap_b, None, target_b, brain)
+        expected = ((2 / 3) * (2 / 26) + 0.3 - 2 / 26) / 0.3
+        self.assertAlmostEqual(ev.compute()["unhealthy"]["pro"], expected, places=6)
+        no_map = AnomalyEvaluation(keep_maps=False)
+        no_map.add_volume("a", amap, None, target, brain)
+        self.assertIsNone(no_map.compute()["unhealthy"]["pro"])

@@ -134,7 +134,7 @@ class TestFormatTable(unittest.TestCase):
         lines = text.split("\n")
         self.assertIn("mixed", lines[0])
         self.assertIn("unhealthy", lines[0])
-        for h in ("Dice", "IoU", "Prec", "Rec", "AUPRC", "AUROC", "best-Dice*"):
+        for h in ("Dice", "IoU", "Prec", "Rec", "AUPRC", "AUROC", "PRO", "best-Dice*"):
             self.assertEqual(lines[1].count(h), 2 if h != "Dice" else 4)  # "Dice" also inside "best-Dice*"
         sss = next(line for line in lines if line.startswith("sss "))
         base = next(line for line in lines if line.startswith("flair_baseline "))
@@ -155,9 +155,10 @@ class TestFormatTable(unittest.TestCase):
 
     def test_values_column_by_column(self):
         r = {"mixed": {"dice": 0.1, "iou": 0.2, "precision": 0.3, "recall": 0.4, "auprc": 0.5, "auroc": 0.6,
-                       "best_dice": 0.7}}  # fmt: skip
+                       "pro": 0.65, "best_dice": 0.7}}  # fmt: skip
         row = next(line for line in format_table({"m": r}, setups=("mixed",)).split("\n") if line.startswith("m "))
-        self.assertEqual(row.split("|")[1].split(), ["0.100", "0.200", "0.300", "0.400", "0.500", "0.600", "0.700"])
+        expected = ["0.100", "0.200", "0.300", "0.400", "0.500", "0.600", "0.650", "0.700"]
+        self.assertEqual(row.split("|")[1].split(), expected)
 
 
 if __name__ == "__main__":
