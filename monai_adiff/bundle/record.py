@@ -42,6 +42,7 @@ UNRECORDED_NETWORK_ARGS = ("_target_", "use_flash_attention")
 BASE_KNOBS = (
     "recipe_name",
     "threshold",
+    "otsu_per_slice",
     "use_healthy_threshold",
     "map_median_kernel",
     "map_brain_erosion",

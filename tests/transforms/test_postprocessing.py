@@ -420,3 +420,32 @@ def test_brain_erosion_mask_matches_scipy(iterations):
         BrainErosionMaskd("pred")({"pred": amap})
     with pytest.raises(ValueError, match="iterations"):
         BrainErosionMask(-1)
+
+
+def test_otsu_per_slice_matches_brute_force_slice_by_slice():
+    # three axial slices (last axis), each with its own distribution of integers 0..255 inside the brain; with 256
+    # bins over [0, 255] each integer has its own bin, so each slice's cut is the exact one
+    rng = np.random.default_rng(7)
+    amap = np.zeros((1, 12, 12, 3), np.float32)
+    brain = np.zeros((1, 12, 12, 3), np.float32)
+    brain[0, 1:11, 1:11] = 1
+    # (background below, lesion from, lesion below): slice 0's lesion is dimmer than slice 1's background
+    for k, (bg, les_lo, les_hi) in enumerate([(20, 40, 70), (150, 200, 256), (30, 70, 100)]):
+        sl = rng.integers(0, bg, (10, 10)).astype(np.float32)
+        sl[:3, :3] = rng.integers(les_lo, les_hi, (3, 3))
+        sl[0, 0], sl[9, 9] = 0, 255
+        amap[0, 1:11, 1:11, k] = sl
+    amap[0, 0, 0, :] = 999.0  # outside the brain: must not move any cut
+    out = AnomalyThreshold("otsu", slice_axis=-1)(torch.from_numpy(amap), torch.from_numpy(brain))
+    for k in range(3):
+        inside = amap[0, 1:11, 1:11, k]
+        expected = inside > _otsu_brute_force(inside.ravel())
+        np.testing.assert_array_equal(out[0, 1:11, 1:11, k].numpy() > 0, expected)
+        assert out[0, 0, 0, k] == 1  # outside the brain the map is still cut (the bundles mask it afterwards)
+    # one cut for the whole volume differs: the slices' distributions differ
+    whole = AnomalyThreshold("otsu")(torch.from_numpy(amap), torch.from_numpy(brain))
+    assert not torch.equal(whole, out)
+    # a slice without brain pixels gets an empty mask
+    brain[0, :, :, 1] = 0
+    empty = AnomalyThreshold("otsu", slice_axis=-1)(torch.from_numpy(amap), torch.from_numpy(brain))
+    assert empty[0, :, :, 1].sum() == 0

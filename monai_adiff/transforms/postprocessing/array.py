@@ -124,6 +124,9 @@ class AnomalyThreshold(Transform):
             inside ``mask`` (all values without one).
         channel: channel of ``pred`` holding the map (0: the continuous anomaly map; a vote-fraction channel works
             the same way).
+        slice_axis: with ``"otsu"``, the spatial axis of the slices to threshold one by one, each by its own Otsu
+            cut over its own ``mask`` pixels (DTU-Net's public code thresholds each 2D image); ``None``: one cut per
+            call (per volume). Ignored for a number.
 
     Returns:
         float 0/1 mask shaped ``(1, *spatial)`` (the input's float dtype, else float32), same type, device and meta
@@ -132,21 +135,33 @@ class AnomalyThreshold(Transform):
 
     backend = [TransformBackends.TORCH, TransformBackends.NUMPY]
 
-    def __init__(self, threshold: float | str, channel: int = 0) -> None:
+    def __init__(self, threshold: float | str, channel: int = 0, slice_axis: int | None = None) -> None:
         if isinstance(threshold, str) and threshold.lower() != "otsu":
             raise ValueError(f"threshold must be a number or 'otsu', got {threshold!r}")
         self.threshold: float | str = "otsu" if isinstance(threshold, str) else float(threshold)
         self.channel = channel
+        self.slice_axis = slice_axis
 
     def __call__(self, img: NdarrayOrTensor, mask: NdarrayOrTensor | None = None) -> NdarrayOrTensor:
         x = convert_to_tensor(img, track_meta=False)
         _check_image(x.ndim, type(self).__name__)
         m = x[self.channel]
-        thr = self.threshold
-        if isinstance(thr, str):
-            region = m if mask is None else m[convert_to_tensor(mask, track_meta=False, device=m.device)[0] > 0]
-            thr = otsu_threshold(region)
-        out = (m > thr).unsqueeze(0)
+        if isinstance(self.threshold, str):
+            inside = (
+                torch.ones_like(m, dtype=torch.bool)
+                if mask is None
+                else convert_to_tensor(mask, track_meta=False, device=m.device)[0] > 0
+            )
+            if self.slice_axis is None:
+                out = m > otsu_threshold(m[inside])
+            else:  # one cut per slice: move the slice axis first, cut each slice over its own region
+                axis = self.slice_axis % m.ndim
+                ms, ins = m.movedim(axis, 0), inside.movedim(axis, 0)
+                cuts = torch.tensor([otsu_threshold(sl[b]) for sl, b in zip(ms, ins)], dtype=torch.float64)
+                out = (ms.double() > cuts.to(m.device).view(-1, *[1] * (m.ndim - 1))).movedim(0, axis)
+        else:
+            out = m > self.threshold
+        out = out.unsqueeze(0)
         dtype = x.dtype if x.is_floating_point() else torch.float32
         return convert_to_dst_type(out, dst=img, dtype=dtype)[0]
 

@@ -114,6 +114,7 @@ class AnomalyThresholdd(MapTransform):
             whole map is used when the key is absent.
         overwrite: when ``False`` and ``output_key`` already holds a mask (one the method made itself, e.g.
             AnoFPDM's Algorithm 1 or SSS's common-regions vote), that mask wins and nothing is thresholded.
+        slice_axis: with ``"otsu"``, one cut per slice along this spatial axis (:class:`AnomalyThreshold`).
     """
 
     backend = AnomalyThreshold.backend
@@ -127,13 +128,14 @@ class AnomalyThresholdd(MapTransform):
         output_key: str = "pred_mask",
         mask_key: str | None = "brain",
         overwrite: bool = True,
+        slice_axis: int | None = None,
         allow_missing_keys: bool = False,
     ) -> None:
         super().__init__(keys, allow_missing_keys)
         self.output_key = output_key
         self.mask_key = mask_key
         self.overwrite = overwrite
-        self.thresholder = AnomalyThreshold(threshold, channel)
+        self.thresholder = AnomalyThreshold(threshold, channel, slice_axis)
 
     def __call__(self, data: Mapping[Hashable, NdarrayOrTensor]) -> dict[Hashable, NdarrayOrTensor]:
         d = dict(data)
