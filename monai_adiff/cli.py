@@ -20,6 +20,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
+from monai_adiff.bundle.recipes import RECIPES
 from monai_adiff.bundle.runner import list_bundles
 
 __all__ = ["main", "build_parser", "EXIT_PARTIAL"]
@@ -382,9 +383,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--recipe",
         default="cpu",
-        choices=("cpu", "paper"),
+        choices=RECIPES,
         help="cpu: the bundle's CPU recipe (small network, minutes to an hour on 2 cores; default); paper: the "
-        "paper-size network (needs a GPU)",
+        "paper-size network (needs a GPU); protocol: paper size and the paper's protocol (paper_protocol.json)",
     )
     p.add_argument("--split-seed", type=int, help="seed of the patient split of a folder (default: the recipe's, 0)")
     p.add_argument("--val-fraction", type=float, help="validation patients (label-free fitting; default: recipe's)")
@@ -447,7 +448,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--bundles", default=None, help="comma-separated bundles, in table order (default: every method, DAE last)"
     )
     p.add_argument(
-        "--recipe", default="cpu", choices=("cpu", "paper"), help="cpu: each bundle's cpu_args.json; paper: defaults"
+        "--recipe",
+        default="cpu",
+        choices=RECIPES,
+        help="cpu: each bundle's cpu_args.json; paper: defaults; protocol: each bundle's paper_protocol.json",
     )
     p.add_argument(
         "--checkpoints", nargs="+", metavar="BUNDLE=model.pt", help="evaluate these checkpoints instead of training"

@@ -17,6 +17,7 @@ __all__ = [
     "quick_overrides",
     "recipe_overrides",
     "RECIPES",
+    "RECIPE_FILES",
     "QUICK_EPOCHS",
     "CPU_SPATIAL_SIZE",
     "CPU_CHANNELS",
@@ -28,8 +29,11 @@ CPU_SPATIAL_SIZE = 64
 CPU_CHANNELS = (16, 32, 64)
 #: the quick mode's slice size
 QUICK_SPATIAL_SIZE = 32
-#: ``cpu``: each bundle's ``configs/cpu_args.json``; ``paper``: the bundle's defaults (the paper's sizes)
-RECIPES = ("cpu", "paper")
+#: ``cpu``: each bundle's ``configs/cpu_args.json``; ``paper``: the bundle's defaults (the paper's sizes);
+#: ``protocol``: ``configs/paper_protocol.json``, the paper's protocol (or its public code's) where the defaults differ
+RECIPES = ("cpu", "paper", "protocol")
+#: the args file of each recipe that has one
+RECIPE_FILES = {"cpu": "cpu_args.json", "protocol": "paper_protocol.json"}
 #: training epochs of the quick mode (tiny networks: the run checks the pipeline, its numbers mean nothing)
 QUICK_EPOCHS = 2
 #: bundles whose network is not a diffusion UNet: their own tiny network instead of its keys
@@ -92,12 +96,12 @@ def quick_overrides(bundle: str = "sss", spatial_size: int = QUICK_SPATIAL_SIZE)
 
 
 def recipe_overrides(bundle: str, recipe: str = "cpu", quick: bool = False) -> dict[str, Any]:
-    """The overrides of a recipe of ``bundle``: its ``cpu_args.json`` (``cpu``), nothing (``paper``), or with
-    ``quick`` the tiny set of :func:`quick_overrides` with :data:`QUICK_EPOCHS` epochs and the CPU recipe's
-    label-free threshold rule.
+    """The overrides of a recipe of ``bundle``: its ``cpu_args.json`` (``cpu``), nothing (``paper``), its
+    ``paper_protocol.json`` (``protocol``), or with ``quick`` the tiny set of :func:`quick_overrides` with
+    :data:`QUICK_EPOCHS` epochs and the CPU recipe's label-free threshold rule.
 
     Raises:
-        InputError: an unknown recipe, or a bundle without a CPU recipe.
+        InputError: an unknown recipe, or a bundle without that recipe's file.
     """
     import json
 
@@ -112,6 +116,11 @@ def recipe_overrides(bundle: str, recipe: str = "cpu", quick: bool = False) -> d
         if cpu is None:
             raise InputError(str(args_file), f"bundle {bundle} has no CPU recipe")
         return cpu
+    if recipe == "protocol" and not quick:
+        protocol = find_bundle(bundle) / "configs" / RECIPE_FILES["protocol"]
+        if not protocol.is_file():
+            raise InputError(str(protocol), f"bundle {bundle} has no paper protocol")
+        return json.loads(protocol.read_text(encoding="utf-8"))
     if not quick:
         return {}
     out = {**quick_overrides(bundle), "max_epochs": QUICK_EPOCHS, "val_interval": QUICK_EPOCHS, "recipe_name": "quick"}
