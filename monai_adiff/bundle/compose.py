@@ -191,7 +191,7 @@ def compose_bundle(bundle_dir: str | os.PathLike, base_dir: str | os.PathLike | 
             files[name].setdefault(i, files["inference.json"][i])
         files[name]["recipe_config"] = [[i, f"@{i}"] for i in ids]
     files.update(fragment.get("configs", {}))
-    workflows = {k: v for k, v in files.items() if k not in ("metadata.json", "cpu_args.json")}
+    workflows = {k: v for k, v in files.items() if k not in ("metadata.json", "cpu_args.json", "paper_protocol.json")}
     files.update(coerce_flag_references(workflows, _flags(files)))
     # inference reads every recorded value from the checkpoint first (an override still wins)
     files["inference.json"] = read_back(files["inference.json"], ids)

@@ -80,7 +80,8 @@ def bundle_workflows(bundle: str | os.PathLike) -> dict[str, list[str]]:
         out["inference"] = ["inference.json"]
     for name in names:
         stem = name[: -len(".json")]
-        if name in ("train.json", "inference.json", "metadata.json") or stem.endswith("_args"):
+        # args files (``cpu_args.json``, ``paper_protocol.json``) are overrides, not workflows
+        if name in ("train.json", "inference.json", "metadata.json", "paper_protocol.json") or stem.endswith("_args"):
             continue
         base = "train.json" if "train" in stem else "inference.json"
         if base in names:
