@@ -265,7 +265,8 @@ def run_benchmark(
         out: output folder: ``results.{md,csv,json}``, ``pr_curves.png``, ``dice_per_patient.png``,
             ``overlays.png``, ``benchmark.log`` and one work folder per bundle (checkpoints, logs, reports).
         bundles: bundle names, in table order (a comma-separated string is accepted).
-        recipe: ``cpu`` (each bundle's CPU recipe) or ``paper`` (the paper-size defaults).
+        recipe: ``cpu`` (each bundle's CPU recipe), ``paper`` (the paper-size defaults) or ``protocol`` (each
+            bundle's ``paper_protocol.json``).
         checkpoints: ``{bundle: model.pt}`` to evaluate instead of training (its record rebuilds the network); with
             ``folds``, ``{bundle: folder}`` of an earlier cross-validation with the same folds, whose fold models are
             evaluated (:func:`~monai_adiff.benchmark.crossval.fold_models`).

@@ -217,7 +217,8 @@ def train_model(
         data: a BraTS-style folder (split by patient with the recipe's fractions and ``split_seed``) or a datalist
             JSON (its own training/validation/test sections).
         out: the model folder (new, empty, or one this configuration started: it resumes).
-        recipe: ``cpu`` (the bundle's ``cpu_args.json``) or ``paper`` (the paper-size defaults).
+        recipe: ``cpu`` (the bundle's ``cpu_args.json``), ``paper`` (the paper-size defaults) or ``protocol``
+            (its ``paper_protocol.json``: the paper's protocol where the defaults differ).
         split_seed, val_fraction, test_fraction: the patient split (default: the recipe's).
         overrides: further config overrides (``--set``), applied to every stage.
         quick: tiny network and 2 epochs: checks the pipeline, its numbers mean nothing.
