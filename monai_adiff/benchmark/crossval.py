@@ -71,8 +71,7 @@ def write_fold_datalists(
         path = Path(out) / "folds" / f"fold{k}.json"
         cases = {name: [it["case"] for it in part] for name, part in sections.items()}
         if path.is_file():
-            before = json.loads(path.read_text(encoding="utf-8"))
-            if {n: [it.get("case") for it in before.get(n, [])] for n in cases} != cases:
+            if _fold_cases(path) != cases:
                 raise InputError(str(path), "holds another fold split; choose a new --out folder")
         else:
             write_datalist(path, sections, description=f"fold {k} of {folds} (seed {seed})", split_seed=seed)

@@ -38,7 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from monai_adiff import __version__
-from monai_adiff.bundle.recipes import cpu_overrides
+from monai_adiff.bundle.recipes import RECIPE_FILES, cpu_overrides
 from monai_adiff.bundle.record import checkpoint_config, read_back, recipe_ids
 from monai_adiff.bundle.runner import BUNDLES_DIR
 from monai_adiff.utils import atomic_write_text
@@ -191,7 +191,7 @@ def compose_bundle(bundle_dir: str | os.PathLike, base_dir: str | os.PathLike | 
             files[name].setdefault(i, files["inference.json"][i])
         files[name]["recipe_config"] = [[i, f"@{i}"] for i in ids]
     files.update(fragment.get("configs", {}))
-    workflows = {k: v for k, v in files.items() if k not in ("metadata.json", "cpu_args.json", "paper_protocol.json")}
+    workflows = {k: v for k, v in files.items() if k != "metadata.json" and k not in RECIPE_FILES.values()}
     files.update(coerce_flag_references(workflows, _flags(files)))
     # inference reads every recorded value from the checkpoint first (an override still wins)
     files["inference.json"] = read_back(files["inference.json"], ids)

@@ -110,19 +110,20 @@ def recipe_overrides(bundle: str, recipe: str = "cpu", quick: bool = False) -> d
 
     if recipe not in RECIPES:
         raise InputError(None, f"recipe must be one of {RECIPES}, got {recipe!r}")
-    args_file = find_bundle(bundle) / "configs" / "cpu_args.json"
-    cpu = json.loads(args_file.read_text(encoding="utf-8")) if args_file.is_file() else None
-    if recipe == "cpu" and not quick:
-        if cpu is None:
-            raise InputError(str(args_file), f"bundle {bundle} has no CPU recipe")
-        return cpu
-    if recipe == "protocol" and not quick:
-        protocol = find_bundle(bundle) / "configs" / RECIPE_FILES["protocol"]
-        if not protocol.is_file():
-            raise InputError(str(protocol), f"bundle {bundle} has no paper protocol")
-        return json.loads(protocol.read_text(encoding="utf-8"))
+    configs = find_bundle(bundle) / "configs"
+
+    def read(name: str) -> dict[str, Any] | None:
+        path = configs / RECIPE_FILES[name]
+        return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
+
     if not quick:
-        return {}
+        if recipe not in RECIPE_FILES:
+            return {}
+        args = read(recipe)
+        if args is None:
+            raise InputError(str(configs / RECIPE_FILES[recipe]), f"bundle {bundle} has no {recipe} recipe")
+        return args
+    cpu = read("cpu")
     out = {**quick_overrides(bundle), "max_epochs": QUICK_EPOCHS, "val_interval": QUICK_EPOCHS, "recipe_name": "quick"}
     if cpu and "use_healthy_threshold" in cpu:
         out["use_healthy_threshold"] = cpu["use_healthy_threshold"]

@@ -8,7 +8,7 @@ A bundle's workflows are discovered from its config files: ``train.json`` runs `
 MONAI Label calls), ``inference.json`` runs ``inference``; any other ``<name>.json`` in ``configs/`` is an overlay
 that runs ``<name>`` on top of ``train.json`` when its name contains ``train`` (``multi_gpu_train.json``, run as
 ``multi_gpu_training``), else on top of ``inference.json`` (``evaluate.json``, ``calibrate.json``, ...). Args files
-(``*_args.json``) and ``metadata.json`` are not workflows.
+(``*_args.json``, ``paper_protocol.json``) and ``metadata.json`` are not workflows.
 
 :func:`run_bundle` is ``python -m monai.bundle run <id> --config_file ...`` in-process: the same ``ConfigWorkflow``,
 the same config files, ``args_file`` and overrides, so anything done here can be repeated on the command line.
@@ -22,6 +22,8 @@ import os
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
+
+from monai_adiff.bundle.recipes import RECIPE_FILES
 
 __all__ = [
     "BUNDLES_DIR",
@@ -80,8 +82,8 @@ def bundle_workflows(bundle: str | os.PathLike) -> dict[str, list[str]]:
         out["inference"] = ["inference.json"]
     for name in names:
         stem = name[: -len(".json")]
-        # args files (``cpu_args.json``, ``paper_protocol.json``) are overrides, not workflows
-        if name in ("train.json", "inference.json", "metadata.json", "paper_protocol.json") or stem.endswith("_args"):
+        # the recipes' args files are overrides, not workflows
+        if name in ("train.json", "inference.json", "metadata.json", *RECIPE_FILES.values()) or stem.endswith("_args"):
             continue
         base = "train.json" if "train" in stem else "inference.json"
         if base in names:

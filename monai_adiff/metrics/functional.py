@@ -53,6 +53,7 @@ __all__ = [
     "spearman",
     "pro_score",
     "pro_from_regions",
+    "slice_regions",
 ]
 
 SEGMENTATION_METRICS = ("dice", "iou", "precision", "recall")
@@ -555,8 +556,6 @@ def pro_score(
     Raises:
         ValueError: wrong dimensionality, bad ``max_fpr``/``num_thresholds``/``connectivity``, NaN scores.
     """
-    from scipy import ndimage  # only PRO needs scipy
-
     _check_pro_args(max_fpr, num_thresholds)
     if connectivity not in (1, 2):
         raise ValueError(f"connectivity must be 1 (4-connected) or 2 (8-connected), got {connectivity}.")
@@ -571,20 +570,30 @@ def pro_score(
     _check_same_shape(s, y, "scores", "labels")
     s_np = s.detach().cpu().numpy().astype(np.float64, copy=False)
     y_np = y.cpu().numpy()
-    structure = ndimage.generate_binary_structure(2, connectivity)
-    region = np.zeros(y_np.shape, dtype=np.int64)
-    n_regions = 0
-    for i in range(y_np.shape[0]):
-        lab, n = ndimage.label(y_np[i], structure=structure)
-        region[i] = np.where(lab > 0, lab + n_regions, 0)
-        n_regions += n
+    region, _ = slice_regions(y_np, connectivity)
     return pro_from_regions(s_np.ravel(), region.ravel(), max_fpr, num_thresholds)
+
+
+def slice_regions(labels: np.ndarray, connectivity: int = 2, first_id: int = 1) -> tuple[np.ndarray, int]:
+    """PRO's regions: the connected components of each 2D image of ``labels`` (``(S, H, W)`` bool), numbered from
+    ``first_id`` across all the images (0 outside); returns the ids (int64) and how many regions there are."""
+    from scipy import ndimage
+
+    structure = ndimage.generate_binary_structure(2, connectivity)
+    region = np.zeros(labels.shape, dtype=np.int64)
+    n_regions = 0
+    for i, sl in enumerate(labels):
+        if sl.any():
+            lab, n = ndimage.label(sl, structure=structure)
+            region[i] = np.where(lab > 0, lab + first_id - 1 + n_regions, 0)
+            n_regions += n
+    return region, n_regions
 
 
 def pro_from_regions(scores: Any, regions: Any, max_fpr: float = 0.3, num_thresholds: int | None = None) -> float:
     """PRO (:func:`pro_score`) of flat ``scores`` whose pixels carry region ids: ``regions`` is 0 on normal pixels
-    and the id of the anomalous region (any positive integers) elsewhere. What an evaluation that keeps only the
-    brain pixels' values, with the region of each, computes PRO from.
+    and the id of the anomalous region (any positive integers, gaps allowed) elsewhere. What an evaluation that keeps
+    only the brain pixels' values, with the region of each, computes PRO from.
 
     Returns:
         the normalised PRO area in [0, 1]; NaN when there are no anomalous or no normal pixels.
@@ -596,17 +605,17 @@ def pro_from_regions(scores: Any, regions: Any, max_fpr: float = 0.3, num_thresh
         raise ValueError(f"scores ({flat.size}) and regions ({ids.size}) differ in size.")
     if np.isnan(flat).any():
         raise ValueError("scores contain NaN; PRO needs an ordered set of scores.")
-    _, region = np.unique(ids, return_inverse=True)  # 0 stays 0 when normal pixels exist: ids are sorted
-    region = region.ravel() + (0 if (ids == 0).any() else 1)
-    n_regions = int(region.max()) if region.size else 0
-    n_neg = int((region == 0).sum())
+    if ids.size and (ids.min() < 0 or not np.issubdtype(ids.dtype, np.integer)):
+        raise ValueError("regions must be non-negative integers (0: normal pixel).")
+    sizes = np.bincount(ids).astype(np.float64) if ids.size else np.zeros(1)
+    sizes[0] = 0.0  # normal pixels weigh nothing
+    n_regions = int((sizes > 0).sum())
+    n_neg = int((ids == 0).sum())
     if n_regions == 0 or n_neg == 0:
         return math.nan
-    sizes = np.bincount(region, minlength=n_regions + 1).astype(np.float64)
-    weight = np.zeros(n_regions + 1, dtype=np.float64)
-    weight[1:] = 1.0 / (n_regions * sizes[1:])
-    pix_w = weight[region]  # 0 for normal pixels
-    neg = (region == 0).astype(np.float64)
+    weight = np.divide(1.0, n_regions * sizes, out=np.zeros_like(sizes), where=sizes > 0)
+    pix_w = weight[ids]  # each region's pixels sum to 1 / n_regions
+    neg = (ids == 0).astype(np.float64)
 
     order = np.argsort(-flat, kind="stable")
     s_sorted = flat[order]
