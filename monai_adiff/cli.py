@@ -306,7 +306,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
 def _cmd_export_bundle(args: argparse.Namespace) -> int:
     from monai_adiff.bundle.export import export_bundle
 
-    out = export_bundle(args.bundle, args.checkpoint, args.out, _user_overrides(args))
+    out = export_bundle(args.bundle, args.checkpoint, args.out, _user_overrides(args), torchscript=args.torchscript)
     print(out)
     return 0
 
@@ -436,6 +436,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="bundle folder to create (must not exist or be empty)")
     p.add_argument("--args-file", help="JSON of config overrides merged after the checkpoint's record")
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="config override, repeatable")
+    p.add_argument(
+        "--torchscript",
+        action="store_true",
+        help="also write models/model.ts (MONAI Deploy, Triton), checked against the eager network",
+    )
     p.set_defaults(func=_cmd_export_bundle)
 
     p = sub.add_parser(

@@ -7,6 +7,10 @@ take no args file. Our inference configs read what the checkpoint was trained wi
 of the exported ``inference.json`` sees the model it serves, and applies an args file and single overrides on top.
 MONAI's ``monai.bundle`` has no command that merges overrides into a bundle's files, so this module does it, each
 value written into every config file that defines its id.
+
+With ``torchscript=True`` the export also writes ``models/model.ts`` (:mod:`monai_adiff.bundle.torchscript`): the
+network with the checkpoint's weights, checked against the eager network, which the inference config runs with
+``torchscript_path`` set (the recipe and the fitted files still come from ``models/model.pt``).
 """
 
 from __future__ import annotations
@@ -28,12 +32,14 @@ from monai_adiff.engines.recipe import TrainedWith
 from monai_adiff.errors import InputError
 from monai_adiff.fitted import check_fitted, fitted_on
 
-__all__ = ["export_bundle", "EXPORT_RECORD", "SIDECAR_FILES"]
+__all__ = ["export_bundle", "write_torchscript", "EXPORT_RECORD", "SIDECAR_FILES", "TORCHSCRIPT_FILE"]
 
 #: what was exported, written to ``models/`` of the exported bundle
 EXPORT_RECORD = "export.json"
 #: files beside a checkpoint that its bundle reads from ``models/`` (label-free calibration, healthy threshold)
 SIDECAR_FILES = ("calibration.json", "healthy_threshold.json")
+#: the TorchScript network of an exported bundle, in ``models/`` (the model zoo's name)
+TORCHSCRIPT_FILE = "model.ts"
 #: bundle files that are not part of an exported bundle (the composer's fragment, the CPU recipe: merged instead)
 _SKIP = (FRAGMENT, "cpu_args.json")
 
@@ -70,11 +76,54 @@ def _copy_fitted(src: Path, dst: Path, checkpoint: str | os.PathLike, resaved: P
         shutil.copy2(src, dst)
 
 
+def write_torchscript(root: str | os.PathLike, device: str | None = None) -> dict[str, Any]:
+    """Write ``models/model.ts`` of bundle folder ``root`` from its ``models/model.pt`` and inference config.
+
+    Args:
+        root: an exported bundle folder.
+        device: where to trace (default: CUDA when present): a trace keeps the device of tensors the network
+            creates (MONAI's timestep embedding), so the file runs on the kind of device it was traced on.
+
+    Returns:
+        ``{"file", "kind" (script or trace), "max_abs_difference"}``: the check against the eager network.
+
+    Raises:
+        RuntimeError: the TorchScript network differs from the eager one by more than
+            :data:`~monai_adiff.bundle.torchscript.TS_ATOL`.
+    """
+    from monai.bundle import ConfigParser
+
+    from monai_adiff.bundle.runner import bundle_config_files
+    from monai_adiff.bundle.torchscript import TS_ATOL, network_to_torchscript, save_torchscript, torchscript_difference
+
+    root = Path(root)
+    parser = ConfigParser()
+    parser.read_config(bundle_config_files(root, "inference"))
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    parser.update({"bundle_root": str(root), "device": f"$torch.device({device!r})"})
+    network = parser.get_parsed_content("network_def").to(device)
+    size = int(parser.get_parsed_content("spatial_size"))
+    ckpt = read_checkpoint(root / "models" / "model.pt")
+    network.load_state_dict(ckpt["model"] if isinstance(ckpt.get("model"), Mapping) else ckpt)
+    scripted, kind = network_to_torchscript(network, size)
+    diff = torchscript_difference(scripted, network, size)
+    if not diff <= TS_ATOL:
+        raise RuntimeError(
+            f"the TorchScript of {root.name}'s network differs from the eager network by {diff:.3g} (more than "
+            f"{TS_ATOL:g}): serve models/model.pt"
+        )
+    metadata = json.loads((root / "configs" / "metadata.json").read_text(encoding="utf-8"))
+    config = json.loads((root / "configs" / "inference.json").read_text(encoding="utf-8"))
+    save_torchscript(scripted, root / "models" / TORCHSCRIPT_FILE, metadata, {"inference.json": config})
+    return {"file": TORCHSCRIPT_FILE, "kind": kind, "device": device, "max_abs_difference": diff}
+
+
 def export_bundle(
     bundle: str | os.PathLike,
     checkpoint: str | os.PathLike,
     out: str | os.PathLike,
     overrides: Mapping[str, Any] | None = None,
+    torchscript: bool = False,
 ) -> Path:
     """Write a copy of ``bundle`` that serves ``checkpoint`` without an args file.
 
@@ -84,12 +133,14 @@ def export_bundle(
         out: the folder to create (must not exist, or be empty).
         overrides: config overrides applied after the checkpoint's record (an args file's content, ``--set``).
             The copied fitted files (healthy threshold, calibration) must belong to the checkpoint.
+        torchscript: also write ``models/model.ts`` (:func:`write_torchscript`), checked against the eager network.
 
     Returns:
         the exported bundle folder.
 
     Raises:
         InputError: unreadable checkpoint, an existing non-empty ``out``, or an override that no config file defines.
+        RuntimeError: ``torchscript`` and the TorchScript network does not match the eager one.
     """
     src = find_bundle(bundle)
     out = Path(out).resolve()
@@ -136,6 +187,8 @@ def export_bundle(
             "overrides": merged,
             "copied": sidecars,
         }
+        if torchscript:
+            record["torchscript"] = write_torchscript(tmp)
         (models / EXPORT_RECORD).write_text(json.dumps(record, indent=4, default=str) + "\n", encoding="utf-8")
         for p in [tmp, *tmp.rglob("*")]:  # mkdtemp makes 0700: the usual modes
             p.chmod(0o755 if p.is_dir() else 0o644)

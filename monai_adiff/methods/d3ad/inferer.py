@@ -152,7 +152,7 @@ class D3ADInferer(AnomalyInferer):
         if not self.dynamic:
             t = torch.full((n,), self.static_t, dtype=torch.long, device=x.device)
             return t, (t // self.num_steps).clamp(min=1)
-        if not model.fitted:
+        if model.bank.numel() == 0 or model.bin_edges.numel() < 2:  # D3ADModel.fitted, also on a TorchScript model
             raise ValueError(
                 "the model's feature bank is not fitted: train to the end (the last stage fits it) or set dynamic=False"
             )
