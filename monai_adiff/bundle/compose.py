@@ -15,7 +15,7 @@ values; ``"_remove_": [ids]`` deletes):
 - ``common``: onto ``_base/common.json``, the part that ``train.json`` and ``inference.json`` share (modalities,
   network, scheduler, noise, ...); ``checkpoint_config`` and ``recipe_config`` (what checkpoints record, read back
   by inference: :mod:`monai_adiff.bundle.record`) are generated;
-- ``train``, ``inference``, ``evaluate``, ``multi_gpu_train``, ``healthy_threshold``: onto ``_base/<section>.json``
+- ``train``, ``inference``, ``evaluate``, ``multi_gpu_*``, ``healthy_threshold``: onto ``_base/<section>.json``
   (train and inference after the common part);
 - ``cpu_args``: onto the CPU recipe (:func:`~monai_adiff.bundle.recipes.cpu_overrides` plus its training knobs),
   merged flat: its keys are the args file's override ids (``"noise#frequency"``);
@@ -68,8 +68,9 @@ CPU_TRAINING = {
     "recipe_name": "cpu",
 }
 _REMOVE = "_remove_"
-#: base overlay workflows every bundle gets (on top of inference.json, or train.json for multi-GPU training)
-OVERLAYS = ("evaluate", "multi_gpu_train", "healthy_threshold")
+#: base overlay workflows every bundle gets (on top of inference.json, or train.json for multi-GPU training;
+#: multi_gpu_evaluate on inference.json + evaluate.json)
+OVERLAYS = ("evaluate", "multi_gpu_train", "multi_gpu_inference", "multi_gpu_evaluate", "healthy_threshold")
 
 
 def _child(node: Any, key: str) -> Any:

@@ -86,8 +86,11 @@ def bundle_workflows(bundle: str | os.PathLike) -> dict[str, list[str]]:
         if name in ("train.json", "inference.json", "metadata.json", *RECIPE_FILES.values()) or stem.endswith("_args"):
             continue
         base = "train.json" if "train" in stem else "inference.json"
+        # an overlay of another overlay: multi_gpu_evaluate goes on inference.json + evaluate.json
+        middle = [f"{stem[len('multi_gpu_'):]}.json"] if stem.startswith("multi_gpu_") else []
+        middle = [m for m in middle if m in names and m != base]
         if base in names:
-            out[stem.replace("_train", "_training") if stem.endswith("_train") else stem] = [base, name]
+            out[stem.replace("_train", "_training") if stem.endswith("_train") else stem] = [base, *middle, name]
     return out
 
 

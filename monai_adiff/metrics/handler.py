@@ -5,6 +5,10 @@ MONAI's metric handlers reduce one tensor metric per iteration; the protocol her
 several methods side by side (the method and the FLAIR-intensity baseline on the same volumes) and a JSON/CSV report,
 so the handler feeds :class:`~monai_adiff.metrics.AnomalyEvaluation` and writes through
 :func:`~monai_adiff.metrics.write_report`.
+
+Under ``torch.distributed`` (the bundles' ``multi_gpu_evaluate.json``) each rank scores its own cases; at the end
+rank 0 gathers every rank's volumes and evaluates them all in the one-process order, so the report equals a single
+process's. MONAI's metric handlers gather equal-shaped tensors; volumes differ in size, so they travel as objects.
 """
 
 from __future__ import annotations
@@ -34,6 +38,22 @@ def _slices_first(x: torch.Tensor) -> torch.Tensor:
     x = torch.as_tensor(x).as_subclass(torch.Tensor).detach().cpu()
     x = x[0]
     return x.permute(2, 0, 1) if x.ndim == 3 else x[None]
+
+
+def _dist_rank_world() -> tuple[int, int]:
+    """(rank, world size) of the process group, (0, 1) without one."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def _interleave(per_rank: Sequence[Sequence[Any]]) -> list[Any]:
+    """Items dealt round-robin to ranks (``DistributedSampler(shuffle=False)``: case ``i`` to rank ``i % world``),
+    back in dealing order."""
+    longest = max((len(r) for r in per_rank), default=0)
+    return [r[i] for i in range(longest) for r in per_rank if i < len(r)]
 
 
 def engine_items(engine: Engine) -> list[dict]:
@@ -123,6 +143,8 @@ class AnomalyMetricsHandler:
             n: AnomalyEvaluation(self.setups, curve_points=self.curve_points) for n in (self.method, *self.baselines)
         }
         self.snapshots: dict[str, np.ndarray] = {}
+        #: per volume, its ``add_volume`` calls ``(evaluation name, args, kwargs)``: kept under torch.distributed only
+        self.volumes: list[list[tuple[str, tuple, dict]]] = []
         self.seconds: list[float] = []
         self.slices: list[int] = []
         self._t0 = 0.0
@@ -156,7 +178,10 @@ class AnomalyMetricsHandler:
                 return v.flatten() if per_slice else _slices_first(v)
 
             method_map, method_mask = opt(self.map_key), opt(self.mask_key)
-            self.evaluations[self.method].add_volume(
+            if _dist_rank_world()[1] > 1:
+                self.volumes.append([])
+            self._add(
+                self.method,
                 case,
                 method_map,
                 method_mask,
@@ -175,11 +200,40 @@ class AnomalyMetricsHandler:
                 amap = _slices_first(d[key]) * brain  # the baseline, like every map, counts inside the brain
                 thr = self.baseline_thresholds.get(name)
                 amask = None if thr is None else amap > thr
-                self.evaluations[name].add_volume(case, amap, amask, target, brain)
+                self._add(name, case, amap, amask, target, brain)
                 outputs[name] = (amap, amask)
             if self.snapshot_slices > 0:
                 image = opt(self.snapshot_image_key) if self.snapshot_image_key in d else opt("image")
                 self._snapshot(case, image, target & brain, outputs)
+
+    def _add(self, name: str, *args: Any, **kwargs: Any) -> None:
+        """``add_volume`` of evaluation ``name`` (checks the volume here, on the rank that scored it), recorded for
+        rank 0 under torch.distributed."""
+        self.evaluations[name].add_volume(*args, **kwargs)
+        if self.volumes:
+            self.volumes[-1].append((name, args, kwargs))
+
+    def _gather(self) -> bool:
+        """Under torch.distributed: every rank's volumes, timings and snapshots to rank 0, which re-evaluates them
+        all in the order one process would have seen them. Returns whether this rank writes the report."""
+        import torch.distributed as dist
+
+        rank, world = _dist_rank_world()
+        if world == 1:
+            return True
+        mine = (self.volumes, self.seconds, self.slices, self.snapshots)
+        gathered: list[Any] | None = [None] * world if rank == 0 else None
+        dist.gather_object(mine, gathered, dst=0)
+        if gathered is None:
+            return False
+        self.evaluations = {n: AnomalyEvaluation(self.setups, curve_points=self.curve_points) for n in self.evaluations}
+        for calls in _interleave([g[0] for g in gathered]):
+            for name, args, kwargs in calls:
+                self.evaluations[name].add_volume(*args, **kwargs)
+        self.seconds = [t for g in gathered for t in g[1]]
+        self.slices = [n for g in gathered for n in g[2]]
+        self.snapshots = {k: v for g in gathered for k, v in g[3].items()}
+        return True
 
     def _snapshot(
         self,
@@ -206,6 +260,8 @@ class AnomalyMetricsHandler:
             self.snapshots[f"{case}/{key}"] = value.float().numpy() if value.is_floating_point() else value.numpy()
 
     def _completed(self, engine: Engine) -> None:
+        if not self._gather():
+            return
         results = {n: ev.compute() for n, ev in self.evaluations.items()}
         n = len(self.seconds)
         results[self.method]["timing"] = {

@@ -96,12 +96,19 @@ def test_every_bundle_has_a_fragment():
 
 
 def test_workflows_are_found_from_the_files():
-    base = {"training", "run", "inference", "evaluate", "multi_gpu_training", "healthy_threshold"}
+    base = {"training", "run", "inference", "evaluate", "healthy_threshold"}
+    base |= {"multi_gpu_training", "multi_gpu_inference", "multi_gpu_evaluate"}
     assert set(bundle_workflows("sss")) == base
     assert set(bundle_workflows("anofpdm")) == base | {"calibrate"}
     assert bundle_workflows("anofpdm")["calibrate"] == ["inference.json", "calibrate.json"]
     assert bundle_workflows("sss")["multi_gpu_training"] == ["train.json", "multi_gpu_train.json"]
     assert bundle_workflows("sss")["healthy_threshold"] == ["inference.json", "healthy_threshold.json"]
+    assert bundle_workflows("sss")["multi_gpu_inference"] == ["inference.json", "multi_gpu_inference.json"]
+    assert bundle_workflows("sss")["multi_gpu_evaluate"] == [
+        "inference.json",
+        "evaluate.json",
+        "multi_gpu_evaluate.json",
+    ]
 
 
 def test_cpu_args_hold_the_one_small_network():

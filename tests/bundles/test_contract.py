@@ -420,6 +420,84 @@ def test_multi_gpu_config_under_torchrun(name, dataset, tmp_path):
     assert (tmp_path / "m" / "model.pt").is_file() and (tmp_path / "m" / "checkpoint_epoch=1.pt").is_file()
 
 
+def _torchrun(bundle: Path, workflow: str, run_id: str, args: dict, folder: Path, nproc: int = 2) -> str:
+    """``torchrun --nproc_per_node=nproc -m monai.bundle run RUN_ID`` of ``workflow``'s configs, gloo on the CPU;
+    returns its standard output."""
+    import os
+    import subprocess
+    import sys
+
+    args_file = folder / f"args_{workflow}.json"
+    args_file.write_text(json.dumps(args), encoding="utf-8")
+    cmd = [
+        *(sys.executable, "-m", "torch.distributed.run", "--standalone", "--nnodes=1", f"--nproc_per_node={nproc}"),
+        *("-m", "monai.bundle", "run", run_id, "--config_file", str(bundle_config_files(bundle, workflow))),
+        *("--meta_file", str(bundle / "configs" / "metadata.json"), "--logging_file", "False"),
+        *("--args_file", str(args_file)),
+    ]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run(cmd, capture_output=True, text=True, encoding="utf-8", timeout=300, env=env)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc.stdout
+
+
+@pytest.mark.parametrize(
+    "name", ["anofpdm"]
+)  # every bundle's multi-GPU configs come from one base; AnoFPDM: 4 inputs, 2 reports
+def test_distributed_inference_and_evaluation_equal_one_process(name, trained, dataset, tmp_path):
+    """multi_gpu_inference.json / multi_gpu_evaluate.json under torchrun, 2 CPU processes (gloo): the same files and
+    the same metrics as one process, every case scored by exactly one rank; a restarted inference scores only the
+    cases whose files are missing."""
+    bundle = find_bundle(name)
+    sections = json.loads(Path(dataset["datalist"]).read_text(encoding="utf-8"))
+    cases = list({it["case"]: it for s in ("training", "test") for it in sections[s]}.values())  # 4, one healthy
+    datalist = Path(dataset["datalist"]).with_name(f"datalist_all_{name}.json")  # paths relative to its folder
+    datalist.write_text(json.dumps({**sections, "test": cases}), encoding="utf-8")
+    common = {
+        "datalist": str(datalist),
+        "ckpt_path": str(trained[name]["work"] / "models" / "model.pt"),
+        "bundle_root": str(bundle),
+    }
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as each rank runs: the same floating-point sums
+    try:
+        run_bundle(name, "inference", {**common, "output_dir": str(tmp_path / "one")}, logging_file=False)
+        run_bundle(name, "evaluate", {**common, "output_dir": str(tmp_path / "one_eval")}, logging_file=False)
+    finally:
+        torch.set_num_threads(threads)
+
+    out = tmp_path / "two"
+    log = _torchrun(bundle, "multi_gpu_inference", "inference", {**common, "output_dir": str(out)}, tmp_path)
+    counts = sorted(int(n) for n in re.findall(r"rank \d+ scored (\d+) case", log))
+    assert counts == [2, 2]  # 4 cases, each on one rank
+    names = sorted(p.name for p in (tmp_path / "one").glob("*.nii.gz"))
+    assert names and names == sorted(p.name for p in out.glob("*.nii.gz"))
+    assert {n.split("_anomaly")[0] for n in names} == {c["case"] for c in cases}
+    for n in names:
+        a, b = nib.load(tmp_path / "one" / n), nib.load(out / n)
+        np.testing.assert_array_equal(np.asarray(b.dataobj), np.asarray(a.dataobj))
+        np.testing.assert_array_equal(b.affine, a.affine)
+
+    # a restart after an interruption: the cases with both files are left alone, the others scored
+    kept = out / f"{cases[0]['case']}_anomaly_map.nii.gz"
+    stamp = kept.stat().st_mtime_ns
+    for c in cases[1:3]:
+        (out / f"{c['case']}_anomaly_mask.nii.gz").unlink()
+    log = _torchrun(bundle, "multi_gpu_inference", "inference", {**common, "output_dir": str(out)}, tmp_path)
+    assert sorted(int(n) for n in re.findall(r"rank \d+ scored (\d+) case", log)) == [1, 1]
+    assert kept.stat().st_mtime_ns == stamp and names == sorted(p.name for p in out.glob("*.nii.gz"))
+
+    _torchrun(bundle, "multi_gpu_evaluate", "evaluate", {**common, "output_dir": str(tmp_path / "two_eval")}, tmp_path)
+    for report in sorted(p.name for p in (tmp_path / "one_eval").glob("metrics*.json")):
+        one = json.loads((tmp_path / "one_eval" / report).read_text(encoding="utf-8"))
+        two = json.loads((tmp_path / "two_eval" / report).read_text(encoding="utf-8"))
+        for r in (one, two):
+            for v in r.values():
+                v.pop("timing", None)
+        assert two == one, report
+        assert one[next(iter(one))]["volume"]["n_volumes"] == 4
+
+
 def test_anofpdm_training_records_the_conditioning_gap(trained):
     """The learning curve of the conditioning gap: measured before training and after each validation interval,
     a resumed run continuing the same file."""

@@ -27,6 +27,7 @@ __all__ = [
     "SaveOverlayD",
     "SaveOverlayDict",
     "case_name",
+    "pending_cases",
 ]
 
 
@@ -81,6 +82,24 @@ def case_name(d: Mapping, case_key: str = "case", image_key: str = "image") -> s
         if name.endswith(ext):
             return name[: -len(ext)]
     return name
+
+
+def pending_cases(
+    data: Sequence[Mapping],
+    output_dir: str,
+    postfixes: Sequence[str] = ("anomaly_map", "anomaly_mask"),
+    case_key: str = "case",
+    image_key: str = "image",
+) -> list[Mapping]:
+    """The cases of ``data`` whose outputs (``<output_dir>/<case>_<postfix>.nii.gz`` for every postfix) are not all
+    written yet: what a restarted inference still has to do. :class:`SaveNiftid` writes each file atomically, so a
+    file that exists is complete."""
+
+    def done(d: Mapping) -> bool:
+        case = case_name(d, case_key, image_key)
+        return all(os.path.isfile(os.path.join(output_dir, f"{case}_{p}.nii.gz")) for p in postfixes)
+
+    return [d for d in data if not done(d)]
 
 
 class _HostFilteredWriter(SaveImaged):
