@@ -71,11 +71,10 @@ def unique_case_ids(items: Sequence[dict]) -> list[dict]:
 
 def finished_cases(out: str, items: Sequence[Mapping[str, Any]]) -> list[str]:
     """The cases of ``items`` whose outputs are all in ``out``."""
-    return [
-        str(it["case"])
-        for it in items
-        if all(os.path.isfile(os.path.join(out, f"{it['case']}_{s}.nii.gz")) for s in OUTPUT_SUFFIXES)
-    ]
+    from monai_adiff.transforms import pending_cases
+
+    left = pending_cases(items, out, OUTPUT_SUFFIXES)
+    return [str(it["case"]) for it in items if it not in left]
 
 
 def check_run_record(out: str, record: Mapping[str, Any], overwrite: bool, any_finished: bool) -> None:
