@@ -71,7 +71,7 @@ def unique_case_ids(items: Sequence[dict]) -> list[dict]:
 
 def finished_cases(out: str, items: Sequence[Mapping[str, Any]]) -> list[str]:
     """The cases of ``items`` whose outputs are all in ``out``."""
-    from monai_adiff.transforms import pending_cases
+    from monai_adiff.transforms.io.dictionary import pending_cases
 
     left = pending_cases(items, out, OUTPUT_SUFFIXES)
     return [str(it["case"]) for it in items if it not in left]

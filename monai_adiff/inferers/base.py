@@ -27,6 +27,7 @@ from monai_adiff.transforms.postprocessing.array import AnomalyScore
 __all__ = [
     "AnomalyInferer",
     "AGGREGATIONS",
+    "CPU_NETWORK_BATCH",
     "brain_from_inputs",
     "check_ensemble",
     "device_generator",
@@ -59,6 +60,8 @@ def reconstruction_error(x: torch.Tensor, x_hat: torch.Tensor, positive: bool = 
 
 #: how several reconstructions of a slice (noise levels x noise draws) become one map
 AGGREGATIONS = ("map", "reconstruction")
+#: slices per network pass on the CPU (see ``AnomalyInferer``'s ``network_batch_size``)
+CPU_NETWORK_BATCH = 32
 
 
 def check_ensemble(num_samples: int, aggregate: str) -> int:
@@ -122,6 +125,11 @@ class AnomalyInferer(Inferer):
         seed: seed of the inferer's random noise; each call restarts from it, so a volume always gets the same map.
             ``None`` draws fresh noise every call.
         progress: show a progress bar over slice batches (and steps, for iterative methods).
+        network_batch_size: slices per network pass: a slice batch larger than this goes through the network in
+            parts of this size (the noise is still drawn per slice batch, so the result does not change beyond
+            float rounding). ``None``: :data:`CPU_NETWORK_BATCH` on the CPU, where a pass over a whole volume's
+            slices runs out of cache (measured on 2 cores: about 2x slower per slice than parts of 16-32 for every
+            bundle's CPU-recipe network), the whole slice batch elsewhere.
     """
 
     #: spatial outputs of :meth:`score_slices` besides ``"anomaly_map"`` (``"pred_mask"`` when the method makes its
@@ -138,10 +146,14 @@ class AnomalyInferer(Inferer):
         brain_tol: float = 1e-3,
         seed: int | None = 0,
         progress: bool = False,
+        network_batch_size: int | None = None,
     ) -> None:
         super().__init__()
         if slice_batch_size < 1:
             raise ValueError(f"slice_batch_size must be >= 1, got {slice_batch_size}")
+        if network_batch_size is not None and network_batch_size < 1:
+            raise ValueError(f"network_batch_size must be >= 1, got {network_batch_size}")
+        self.network_batch_size = network_batch_size
         self.noise = NoiseSpec.of(noise)
         self.slice_batch_size = slice_batch_size
         self.autocast_dtype = autocast_dtype
@@ -177,9 +189,23 @@ class AnomalyInferer(Inferer):
         return self.noise(x.shape, t, generator=generator, device=x.device).to(x.dtype)
 
     def network_call(self, network: Callable[..., torch.Tensor], x: torch.Tensor, *args, **kwargs) -> torch.Tensor:
-        """Call the network (under autocast when asked) and return float32 output."""
+        """Call the network (under autocast when asked) and return float32 output, in parts of
+        ``network_batch_size`` slices (arguments with one entry per slice, such as timesteps, split alike)."""
+        n = x.shape[0]
+        step = self.network_batch_size or (CPU_NETWORK_BATCH if x.device.type == "cpu" else n)
         with self._autocast(x.device):
-            return network(x, *args, **kwargs).float()
+            if step >= n:
+                return network(x, *args, **kwargs).float()
+
+            def part(v: Any, s: slice) -> Any:
+                return v[s] if isinstance(v, torch.Tensor) and v.ndim > 0 and v.shape[0] == n else v
+
+            return torch.cat(
+                [
+                    network(x[s], *(part(a, s) for a in args), **{k: part(v, s) for k, v in kwargs.items()}).float()
+                    for s in (slice(i, i + step) for i in range(0, n, step))
+                ]
+            )
 
     @torch.no_grad()
     def infer(self, inputs: torch.Tensor, network: Callable[..., torch.Tensor]) -> AnomalyOutput:

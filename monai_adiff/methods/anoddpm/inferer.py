@@ -40,7 +40,8 @@ class IterativeReconstructionInferer(AnomalyInferer):
             :func:`~monai_adiff.inferers.ensemble_error`.
         positive_residual: score only ``max(x - x_hat, 0)^2`` (Baur et al. 2021, for hyperintense FLAIR lesions;
             not in the paper: off by default).
-        slice_batch_size, autocast_dtype, brain_tol, seed, progress: see :class:`AnomalyInferer`.
+        slice_batch_size, autocast_dtype, brain_tol, seed, progress, network_batch_size: see
+            :class:`AnomalyInferer`.
     """
 
     def __init__(
@@ -57,8 +58,9 @@ class IterativeReconstructionInferer(AnomalyInferer):
         brain_tol: float = 1e-3,
         seed: int | None = 0,
         progress: bool = False,
+        network_batch_size: int | None = None,
     ) -> None:
-        super().__init__(noise, slice_batch_size, autocast_dtype, brain_tol, seed, progress)
+        super().__init__(noise, slice_batch_size, autocast_dtype, brain_tol, seed, progress, network_batch_size)
         if not 1 <= noise_level <= scheduler.num_train_timesteps:
             raise ValueError(f"noise_level must lie in [1, {scheduler.num_train_timesteps}], got {noise_level}")
         self.scheduler = scheduler

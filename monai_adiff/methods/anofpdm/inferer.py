@@ -77,7 +77,8 @@ class FPDMInferer(AnomalyInferer):
         brain_means: error curves and divergence as means over brain pixels (:func:`fpdm_sweep`'s ``brain``)
             instead of the whole slice (the public code's).
         map_residual: ``"squared"`` (the paper's) or ``"positive"`` (:func:`fpdm_sweep`'s ``residual``).
-        slice_batch_size, autocast_dtype, brain_tol, seed, progress: see :class:`AnomalyInferer`.
+        slice_batch_size, autocast_dtype, brain_tol, seed, progress, network_batch_size: see
+            :class:`AnomalyInferer`.
         checkpoint: the run's checkpoint: a calibration file fitted on another one is refused.
         settings: the run's recipe settings (``[[id, value], ...]``); those the calibration file was fitted with
             otherwise are warned about.
@@ -112,10 +113,11 @@ class FPDMInferer(AnomalyInferer):
         brain_tol: float = 1e-3,
         seed: int | None = 0,
         progress: bool = False,
+        network_batch_size: int | None = None,
         checkpoint: str | None = None,
         settings: Any = None,
     ) -> None:
-        super().__init__("gaussian", slice_batch_size, autocast_dtype, brain_tol, seed, progress)
+        super().__init__("gaussian", slice_batch_size, autocast_dtype, brain_tol, seed, progress, network_batch_size)
         self.checkpoint, self.settings = checkpoint, settings
         self.scheduler = scheduler
         self.timesteps = fpdm_step_grid(num_steps, stride, start)

@@ -62,7 +62,8 @@ class D3ADInferer(AnomalyInferer):
         latent_range, feature_range, image_range: ``(lo, hi)`` of each term on healthy slices.
         calibration_file: a JSON with the ranges (``run calibrate``); when it exists its values replace the
             arguments, and so does its ``guidance`` when calibration chose ``w`` from a grid.
-        slice_batch_size, autocast_dtype, brain_tol, seed, progress: see :class:`AnomalyInferer`.
+        slice_batch_size, autocast_dtype, brain_tol, seed, progress, network_batch_size: see
+            :class:`AnomalyInferer`.
         checkpoint: the run's checkpoint: a calibration file fitted on another one is refused.
         settings: the run's recipe settings (``[[id, value], ...]``); those the calibration file was fitted with
             otherwise are warned about.
@@ -95,10 +96,11 @@ class D3ADInferer(AnomalyInferer):
         brain_tol: float = 1e-3,
         seed: int | None = 0,
         progress: bool = False,
+        network_batch_size: int | None = None,
         checkpoint: str | None = None,
         settings: Any = None,
     ) -> None:
-        super().__init__("gaussian", slice_batch_size, autocast_dtype, brain_tol, seed, progress)
+        super().__init__("gaussian", slice_batch_size, autocast_dtype, brain_tol, seed, progress, network_batch_size)
         self.scheduler = scheduler
         self.t_max, self.min_bin, self.num_steps, self.k = int(t_max), int(min_bin), int(num_steps), int(k)
         self.dynamic = bool(dynamic)

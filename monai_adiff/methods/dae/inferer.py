@@ -23,7 +23,8 @@ class DenoisingInferer(AnomalyInferer):
     Args:
         positive_residual: score only where the input is brighter than its reconstruction, ``max(x - x_hat, 0)``
             (hyperintense FLAIR lesions; not in the paper, off by default).
-        slice_batch_size, autocast_dtype, brain_tol, seed, progress: see :class:`AnomalyInferer`.
+        slice_batch_size, autocast_dtype, brain_tol, seed, progress, network_batch_size: see
+            :class:`AnomalyInferer`.
     """
 
     def __init__(
@@ -34,8 +35,9 @@ class DenoisingInferer(AnomalyInferer):
         brain_tol: float = 1e-3,
         seed: int | None = 0,
         progress: bool = False,
+        network_batch_size: int | None = None,
     ) -> None:
-        super().__init__("gaussian", slice_batch_size, autocast_dtype, brain_tol, seed, progress)
+        super().__init__("gaussian", slice_batch_size, autocast_dtype, brain_tol, seed, progress, network_batch_size)
         self.positive_residual = bool(positive_residual)
 
     def score_slices(

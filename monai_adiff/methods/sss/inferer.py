@@ -42,7 +42,8 @@ class SingleStepInferer(AnomalyInferer):
         positive_residual: score only where the input is brighter than its reconstruction,
             ``max(x0 - x0_hat, 0)^2`` (Baur et al. 2021, for hyperintense FLAIR lesions; not in the paper: off by
             default).
-        slice_batch_size, autocast_dtype, brain_tol, seed, progress: see :class:`AnomalyInferer`.
+        slice_batch_size, autocast_dtype, brain_tol, seed, progress, network_batch_size: see
+            :class:`AnomalyInferer`.
     """
 
     def __init__(
@@ -60,8 +61,9 @@ class SingleStepInferer(AnomalyInferer):
         brain_tol: float = 1e-3,
         seed: int | None = 0,
         progress: bool = False,
+        network_batch_size: int | None = None,
     ) -> None:
-        super().__init__(noise, slice_batch_size, autocast_dtype, brain_tol, seed, progress)
+        super().__init__(noise, slice_batch_size, autocast_dtype, brain_tol, seed, progress, network_batch_size)
         self.scheduler = scheduler
         self.timesteps = [int(timesteps)] if isinstance(timesteps, int) else [int(t) for t in timesteps]
         if not self.timesteps:
