@@ -172,3 +172,39 @@ def test_an_interrupted_train_says_how_to_resume(tmp_path, capsys, monkeypatch):
     monkeypatch.setattr(monai_adiff.bundle, "train_model", interrupted)
     assert main(["train", "sss", str(tmp_path), "--out", str(tmp_path / "m")]) == 130
     assert capsys.readouterr().err.strip() == "interrupted: the same command resumes it"
+
+
+def test_a_resumed_training_counts_the_minutes_of_every_run(phantoms, tmp_path, monkeypatch):
+    """Training interrupted after its first epoch, then resumed by the same command: the summary's training minutes
+    add the interrupted run's (kept epoch by epoch) to the resumed run's."""
+    import json
+
+    from ignite.engine import Events
+
+    import monai_adiff.bundle.model_folder as mf
+
+    real = mf.run_bundle
+
+    def stop_after_one_epoch(*args, before_run=None, **kwargs):
+        def hook(wf):
+            before_run(wf)  # the minutes tracker first, as in a real run
+
+            def stop(engine):
+                raise KeyboardInterrupt
+
+            wf.parser.get_parsed_content("train#trainer").add_event_handler(Events.EPOCH_COMPLETED, stop)
+
+        return real(*args, before_run=hook, **kwargs)
+
+    out = tmp_path / "m"
+    argv = ["train", "sss", str(phantoms), "--recipe", "cpu", "--out", str(out), "--set", "max_epochs=2"]
+    monkeypatch.setattr(mf, "run_bundle", stop_after_one_epoch)
+    assert main(argv) == 130
+    summary = json.loads((out / "summary.json").read_text(encoding="utf-8"))
+    assert "training" not in summary.get("stages", {}) and summary["partial_minutes"]["training"] >= 0
+    summary["partial_minutes"]["training"] = 7.0  # as if the first run had trained 7 minutes
+    (out / "summary.json").write_text(json.dumps(summary), encoding="utf-8")
+    monkeypatch.setattr(mf, "run_bundle", real)
+    assert main(argv) == 0
+    summary = json.loads((out / "summary.json").read_text(encoding="utf-8"))
+    assert 7.0 <= summary["stages"]["training"]["minutes"] < 7.0 + 5 and "partial_minutes" not in summary

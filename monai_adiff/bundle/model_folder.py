@@ -7,8 +7,9 @@ The folder holds::
     healthy_threshold.json   the label-free mask threshold (the method's and the FLAIR baseline's), fitted on the
                              validation patients' tumour-free slices
     calibration.json         the bundle's label-free calibration, where it has one (AnoFPDM, D3AD)
-    summary.json             what made it: bundle, version, recipe, data, split, each stage's minutes and figures,
-                             the command; also the state an interrupted run resumes from
+    summary.json             what made it: bundle, version, recipe, data, split, each stage's minutes (a resumed
+                             training: all its runs, to the last finished epoch of each) and figures, the command;
+                             also the state an interrupted run resumes from
     train.log                the log of every stage
     training/                periodic checkpoints (a rerun resumes from the newest) and TensorBoard logs
 
@@ -296,11 +297,29 @@ def train_model(
                 continue
             say(f"({i}/{len(steps)}) {stage} ...")
             logger.info("%s: %s = run_bundle(%r, %r, %s)", name, stage, name, run_id, json.dumps(ov, default=str))
+            # minutes of interrupted earlier runs of this stage (a resumed training counts them all)
+            partial = summary.setdefault("partial_minutes", {})
+            before = float(partial.get(stage, 0.0))
             t0 = time.perf_counter()
+
+            def minutes(before: float = before, t0: float = t0) -> float:
+                return round(before + (time.perf_counter() - t0) / 60, 2)
+
+            def track(wf: Any, stage: str = stage, minutes: Any = minutes) -> None:
+                from ignite.engine import Events
+
+                def tick(_: Any) -> None:
+                    partial[stage] = minutes()
+                    save()
+
+                if wf.parser.get("train#trainer") is not None:  # D3AD's earlier stages run their own loops
+                    wf.parser.get_parsed_content("train#trainer").add_event_handler(Events.EPOCH_COMPLETED, tick)
+
             wf = run_bundle(
-                src, run_id, ov, logging_file=False, before_run=None if stage == "training" else evaluator_progress
+                src, run_id, ov, logging_file=False, before_run=track if stage == "training" else evaluator_progress
             )
-            record: dict[str, Any] = {"minutes": round((time.perf_counter() - t0) / 60, 2)}
+            record: dict[str, Any] = {"minutes": minutes()}
+            partial.pop(stage, None)
             if stage == "training":
                 record["validation"] = _validation_figures(wf)
                 record["parameters"] = _parameters(model)
@@ -313,6 +332,7 @@ def train_model(
             say(f"({i}/{len(steps)}) {stage}: done in {record['minutes']:.1f} min")
     from monai_adiff.fitted import checkpoint_fingerprint
 
+    summary.pop("partial_minutes", None)
     summary["model"] = {"file": MODEL, "sha256": checkpoint_fingerprint(model)}
     summary["infer"] = f"monai-adiff infer {shlex.quote(str(out_dir))} VOLUME_OR_CASE_FOLDER ... --out PREDICTIONS"
     save()
