@@ -305,7 +305,7 @@ def train_model(
             def minutes(before: float = before, t0: float = t0) -> float:
                 return round(before + (time.perf_counter() - t0) / 60, 2)
 
-            def track(wf: Any, stage: str = stage, minutes: Any = minutes) -> None:
+            def track(wf: Any, stage: str = stage, minutes: Any = minutes, partial: dict = partial) -> None:
                 from ignite.engine import Events
 
                 def tick(_: Any) -> None:
