@@ -28,6 +28,7 @@ from monai_adiff.benchmark.cv_publish import (
     cv_groups,
     cv_legend,
     cv_status_line,
+    group_summary,
     seeded_splits,
 )
 from monai_adiff.benchmark.store import BASELINE, current_records, read_records, record_rows, value
@@ -185,8 +186,10 @@ def front_table(current: Mapping[str, Mapping[str, Mapping[str, Any]]]) -> str:
         inputs, labels, use = CHOOSER.get(bundle, ("-", "-", "-"))
         any_r = next(iter(seeded_splits(recs).values()), None) or next(iter(recs.values()))
         cells = [f"[{bundle}](bundles/{bundle}/docs/README.md) {any_r['version']}", inputs, labels]
-        cells += [_f(any_r.get("training_minutes"), 0), _f(any_r.get("seconds_per_volume"), 0)]
         bundle_groups = cv_groups(recs)
+        # cost: the mean over the first cross-validation's folds where there is one, else the seeded split's
+        cost = group_summary(bundle, next(iter(bundle_groups.values()))) if bundle_groups else any_r
+        cells += [_f(cost.get("training_minutes"), 0), _f(cost.get("seconds_per_volume"), 0)]
         for g in groups:
             cells += cv_front_cells(g, bundle_groups.get(g), bundle)
         for s in splits:
@@ -280,7 +283,6 @@ def figure_legends(current: Mapping[str, Mapping[str, Mapping[str, Any]]], split
 def write_figures(current: Mapping[str, Mapping[str, Mapping[str, Any]]], store: Path) -> list[Path]:
     """``<store>/<dataset>/<split>/pr_curves.png`` and ``dice_per_patient.png`` of every split, from the records."""
     from monai_adiff.benchmark.crossval_report import plot_patient_scatter
-    from monai_adiff.benchmark.cv_publish import group_summary
     from monai_adiff.benchmark.figures import plot_dice_boxes, plot_pr_curves
 
     paths = []
