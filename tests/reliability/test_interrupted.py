@@ -161,15 +161,24 @@ def test_ctrl_c_names_what_was_written_and_a_rerun_finishes_the_rest(tmp_path):
     from tests.reliability.test_corpus import brain_volume
 
     ckpt = save_checkpoint(tmp_path / "model.pt", "sss", TINY_NET)
-    # enough volumes that the run is still going when the signal comes, even on a loaded machine
-    n = 24
+    n = 6
     vols = [save_nifti(tmp_path / "in" / f"v{i}.nii.gz", brain_volume(seed=i)[0]) for i in range(n)]
     out = tmp_path / "out"
     # the console script a user runs (the one Ctrl-C reaches)
     script = str(Path(sys.executable).with_name("monai-adiff"))
     cmd = [script, "infer", "sss", *map(str, vols), "--checkpoint", str(ckpt), "--out", str(out), "--no-overlay"]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, encoding="utf-8")
+    # a terminal's foreground process: SIGINT not ignored (a test run started in the background, e.g. `nohup ... &`,
+    # passes an ignored SIGINT on, and Python then installs no KeyboardInterrupt handler)
+    proc = subprocess.Popen(
+        cmd,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        encoding="utf-8",
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
     deadline = time.time() + 120
     while not list(out.glob("v*_anomaly_mask.nii.gz")) and proc.poll() is None and time.time() < deadline:
         time.sleep(0.01)
