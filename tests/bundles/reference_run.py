@@ -12,7 +12,8 @@ section's brain-area AUROC and score-area correlation, their numbers checked unc
 scale-shift normalisation became its default and calibration chose between two slice scores (anofpdm 0.8.0); D3AD's
 was added with its bundle (d3ad 0.1.0), DTU-Net's with its (dtunet 0.1.0); every bundle's when evaluation reports
 gained PRO and DTU-Net's default mask became Otsu per slice (dtunet 0.4.0; only PRO and DTU-Net's mask numbers
-changed, every other number checked unchanged). Re-record it (``python -m
+changed, every other number checked unchanged); D3AD's alone when its feature extractor's BatchNorm statistics came to
+be re-estimated on whole slices after the pretext (d3ad 0.6.0). Re-record it (``python -m
 tests.bundles.reference_run``) only for a deliberate behaviour change, and say so in the bundle's changelog."""
 
 from __future__ import annotations

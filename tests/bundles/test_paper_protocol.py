@@ -114,3 +114,72 @@ def test_anofpdm_protocol_trains_on_phantoms_and_is_recorded(tmp_path):
     parser.read_config([str(configs / "inference.json"), str(configs / "calibrate.json")])
     parser.update({"ckpt_path": str(ckpt)})
     assert parser.get_parsed_content("calibration_slice_scores") == ["cosine"]
+
+
+@pytest.mark.slow
+def test_d3ad_protocol_starts_from_the_users_pretrained_files(tmp_path):
+    """The paper's D3AD starts from Stable Diffusion's VAE (used without training) and an ImageNet ResNet-34
+    (domain-adapted for 1 epoch in the public code): with files in those formats (random weights, built here at
+    phantom size) the protocol skips the autoencoder and pretext stages, adapts the extractor by eq. 11, and
+    inference builds the same layouts from the checkpoint alone."""
+    diffusers = pytest.importorskip("diffusers")
+    from monai_adiff.bundle import quick_overrides
+    from monai_adiff.data import scan_brats_folder, write_datalist
+    from monai_adiff.data.synthetic import make_demo_dataset
+    from tests.methods.d3ad.reference_resnet import ReferenceResNet, randomise_batchnorm
+
+    torch.manual_seed(0)
+    vae = diffusers.AutoencoderKL(
+        down_block_types=("DownEncoderBlock2D",) * 2,
+        up_block_types=("UpDecoderBlock2D",) * 2,
+        block_out_channels=(16, 32),
+        layers_per_block=1,
+        latent_channels=4,
+        norm_num_groups=8,
+    )
+    torch.save(vae.state_dict(), tmp_path / "vae.bin")
+    resnet = randomise_batchnorm(ReferenceResNet((2, 2, 2, 2)))
+    torch.save(resnet.state_dict(), tmp_path / "resnet18.pth")
+
+    make_demo_dataset(tmp_path / "data", cases=2, seed=3, shape=(40, 36, 16), lesion_fraction=0.5)
+    items, _ = scan_brats_folder(tmp_path / "data")
+    sections = {"training": items, "validation": items, "test": items}
+    overrides = {
+        **_protocol("d3ad"),
+        **quick_overrides("d3ad", 32),
+        "network_def#ae_channels": [16, 32],
+        "network_def#ae_num_res_blocks": 1,
+        "network_def#ae_norm_num_groups": 8,
+        "network_def#feature_model": "resnet18",
+        "network_def#knn_pool": 2,
+        "ae_weights": str(tmp_path / "vae.bin"),
+        "feature_weights": str(tmp_path / "resnet18.pth"),
+        "knn_k": 2,
+        "domain_steps": 2,
+        "max_epochs": 1,
+        "val_interval": 1,
+        "datalist": str(write_datalist(tmp_path / "datalist.json", sections)),
+        "ckpt_dir": str(tmp_path / "models"),
+        "output_dir": str(tmp_path / "out"),
+    }
+    run_bundle("d3ad", "training", overrides, logging_file=False)
+    models = tmp_path / "models"
+    assert not (models / "autoencoder").exists() and not (models / "features").exists()  # both stages skipped
+    assert (models / "domain").is_dir()
+    saved = torch.load(models / "model.pt", weights_only=True)
+    state = saved["model"]
+    # the VAE as given (no training): its first convolution unchanged
+    torch.testing.assert_close(
+        state["autoencoder.encoder.blocks.0.conv.weight"], vae.state_dict()["encoder.conv_in.weight"]
+    )
+    # the ResNet loaded, then adapted by eq. 11: its stem moved away from the file's
+    assert not torch.equal(state["feature_extractor.conv1.weight"], resnet.state_dict()["conv1.weight"])
+    assert state["bank"].shape[0] > 0
+    network = dict(saved["info"]["config"]) if "config" in saved["info"] else {}
+    assert network.get("network_def#ae_layout") == "ldm" and network.get("network_def#feature_layout") == "torchvision"
+    parser = ConfigParser()
+    parser.read_config(str(find_bundle("d3ad") / "configs" / "inference.json"))
+    parser.update({"ckpt_path": str(models / "model.pt")})
+    net = parser.get_parsed_content("network_def")
+    assert type(net.autoencoder).__name__ == "LDMAutoencoderKL"
+    assert type(net.feature_extractor).__name__ == "TorchvisionResNetFeatures"

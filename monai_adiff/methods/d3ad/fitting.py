@@ -16,7 +16,14 @@ from monai_adiff.methods.d3ad.dynamic import fit_bin_edges, knn_mean_distance
 from monai_adiff.methods.d3ad.network import D3ADModel
 from monai_adiff.utils import atomic_write
 
-__all__ = ["fit_latent_scale", "fit_feature_bank", "sync_fitted_parts", "FeatureBankHandler", "refit_feature_bank"]
+__all__ = [
+    "fit_latent_scale",
+    "fit_feature_bank",
+    "sync_fitted_parts",
+    "FeatureBankHandler",
+    "refit_feature_bank",
+    "save_with_bank",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -137,16 +144,35 @@ def refit_feature_bank(
     extractor_weights: str | None = None,
 ) -> str:
     """Refit the bank of a trained ``model.pt`` in place (atomically), e.g. after loading other feature-extractor
-    weights (``extractor_weights``: a state dict of ``ResNetFeatures``, or ``{"model": ...}``); the checkpoint's
-    record is kept. Returns the checkpoint path."""
+    weights (``extractor_weights``: a state dict of the extractor, or ``{"model": ...}``; with ``feature_layout``
+    "torchvision" a torchvision ResNet checkpoint); the checkpoint's record is kept. Returns the checkpoint path."""
     load_network_weights(model, checkpoint)
     if extractor_weights:
-        state = torch.load(extractor_weights, map_location="cpu", weights_only=True)
-        model.feature_extractor.load_state_dict(state.get("model", state) if isinstance(state, dict) else state)
+        from monai_adiff.methods.d3ad.pretrained import load_pretrained_parts
+
+        load_pretrained_parts(model, feature_weights=extractor_weights)
+    return save_with_bank(model, checkpoint, data_loader, device, k, num_bins)
+
+
+def save_with_bank(
+    model: D3ADModel,
+    checkpoint: str,
+    data_loader: Iterable,
+    device: torch.device | str = "cpu",
+    k: int = 20,
+    num_bins: int = 10,
+) -> str:
+    """Fit ``model``'s bank and write its weights into ``checkpoint`` (atomically, the record kept; under
+    ``torch.distributed`` rank 0 writes and the others wait). Returns the checkpoint path."""
     fit_feature_bank(model, data_loader, device, k, num_bins)
-    saved = read_checkpoint(checkpoint)
-    saved = dict(saved) if isinstance(saved, dict) and "model" in saved else {}
-    saved["model"] = {k_: v.detach().cpu() for k_, v in model.state_dict().items()}
-    atomic_write(checkpoint, lambda tmp: torch.save(saved, tmp), suffix=".pt")
-    logger.info("feature bank refitted into %s", checkpoint)
+    dist = torch.distributed
+    distributed = dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+    if not distributed or dist.get_rank() == 0:
+        saved = read_checkpoint(checkpoint)
+        saved = dict(saved) if isinstance(saved, dict) and "model" in saved else {}
+        saved["model"] = {k_: v.detach().cpu() for k_, v in model.state_dict().items()}
+        atomic_write(checkpoint, lambda tmp: torch.save(saved, tmp), suffix=".pt")
+        logger.info("feature bank refitted into %s", checkpoint)
+    if distributed:
+        dist.barrier()
     return checkpoint

@@ -17,6 +17,9 @@ import torch.nn.functional as F
 from monai.networks.nets import AutoencoderKL, DiffusionModelUNet, ResNetFeatures
 from torch import nn
 
+from monai_adiff.methods.d3ad.pretrained_autoencoder import LDMAutoencoderKL
+from monai_adiff.methods.d3ad.pretrained_features import TorchvisionResNetFeatures
+
 __all__ = ["D3ADModel", "FeaturePretrainNet"]
 
 
@@ -32,7 +35,14 @@ class D3ADModel(nn.Module):
         latent_channels: channels of the latent (Stable Diffusion's VAE: 4).
         ae_channels: ``AutoencoderKL`` widths; ``len - 1`` halvings (4 levels: 8x, the paper's latent).
         ae_num_res_blocks, ae_norm_num_groups: the autoencoder's.
-        feature_model: MONAI ``ResNetFeatures`` name (paper: ResNet-34), trained on our slices (no download).
+        ae_layout: ``"monai"``: MONAI's ``AutoencoderKL`` without attention; ``"ldm"``: Stable Diffusion's kl-f8
+            layout (mid-block attention, ...), which loads its VAE weights (the paper's; see
+            :mod:`~monai_adiff.methods.d3ad.pretrained_autoencoder`).
+        ae_image_channels: channels the ``"ldm"`` autoencoder takes (3: the RGB VAE, grey slices replicated).
+        feature_model: ResNet name (paper: ResNet-34), trained on our slices unless weights are given.
+        feature_layout: ``"monai"``: MONAI's ``ResNetFeatures`` (shortcut A); ``"torchvision"``: torchvision's
+            layout and ImageNet input mapping, which loads ImageNet weights (the paper's extractor; see
+            :mod:`~monai_adiff.methods.d3ad.pretrained_features`).
         map_layers: ResNet blocks of the feature map term (paper: 2 and 3; 0 is the stem).
         knn_layer: block of the dynamic conditioning features (paper: 2).
         knn_pool: those features are average-pooled to ``knn_pool x knn_pool`` and flattened (paper: 16).
@@ -53,7 +63,10 @@ class D3ADModel(nn.Module):
         ae_channels: Sequence[int] = (128, 256, 512, 512),
         ae_num_res_blocks: int = 2,
         ae_norm_num_groups: int = 32,
+        ae_layout: str = "monai",
+        ae_image_channels: int = 3,
         feature_model: str = "resnet34",
+        feature_layout: str = "monai",
         map_layers: Sequence[int] = (2, 3),
         knn_layer: int = 2,
         knn_pool: int = 16,
@@ -67,18 +80,35 @@ class D3ADModel(nn.Module):
         self.map_layers = tuple(int(j) for j in map_layers)
         self.knn_layer = int(knn_layer)
         self.knn_pool = int(knn_pool)
-        self.autoencoder = AutoencoderKL(
-            spatial_dims=2,
-            in_channels=in_channels,
-            out_channels=in_channels,
-            channels=tuple(ae_channels),
-            latent_channels=latent_channels,
-            num_res_blocks=ae_num_res_blocks,
-            attention_levels=(False,) * len(ae_channels),
-            norm_num_groups=ae_norm_num_groups,
-            with_encoder_nonlocal_attn=False,
-            with_decoder_nonlocal_attn=False,
-        )
+        if ae_layout not in ("monai", "ldm") or feature_layout not in ("monai", "torchvision"):
+            raise ValueError(
+                "ae_layout must be monai|ldm and feature_layout monai|torchvision, "
+                f"got {ae_layout!r}, {feature_layout!r}"
+            )
+        self.ae_layout, self.feature_layout = ae_layout, feature_layout
+        self.autoencoder: AutoencoderKL
+        if ae_layout == "ldm":
+            self.autoencoder = LDMAutoencoderKL(
+                in_channels=in_channels,
+                image_channels=ae_image_channels,
+                channels=tuple(ae_channels),
+                latent_channels=latent_channels,
+                num_res_blocks=ae_num_res_blocks,
+                norm_num_groups=ae_norm_num_groups,
+            )
+        else:
+            self.autoencoder = AutoencoderKL(
+                spatial_dims=2,
+                in_channels=in_channels,
+                out_channels=in_channels,
+                channels=tuple(ae_channels),
+                latent_channels=latent_channels,
+                num_res_blocks=ae_num_res_blocks,
+                attention_levels=(False,) * len(ae_channels),
+                norm_num_groups=ae_norm_num_groups,
+                with_encoder_nonlocal_attn=False,
+                with_decoder_nonlocal_attn=False,
+            )
         self.denoiser = DiffusionModelUNet(
             spatial_dims=2,
             in_channels=latent_channels,
@@ -90,9 +120,13 @@ class D3ADModel(nn.Module):
             norm_num_groups=norm_num_groups,
             use_flash_attention=use_flash_attention,
         )
-        self.feature_extractor = ResNetFeatures(
-            feature_model, pretrained=False, spatial_dims=2, in_channels=in_channels
-        )
+        self.feature_extractor: ResNetFeatures
+        if feature_layout == "torchvision":
+            self.feature_extractor = TorchvisionResNetFeatures(feature_model, in_channels=in_channels)
+        else:
+            self.feature_extractor = ResNetFeatures(
+                feature_model, pretrained=False, spatial_dims=2, in_channels=in_channels
+            )
         self.register_buffer("latent_scale", torch.ones(()))
         self.register_buffer("bank", torch.zeros(0, 0))
         self.register_buffer("bin_edges", torch.zeros(0, dtype=torch.float64))
