@@ -142,15 +142,22 @@ def refit_feature_bank(
     k: int = 20,
     num_bins: int = 10,
     extractor_weights: str | None = None,
+    recalibrate_bn: bool = False,
 ) -> str:
     """Refit the bank of a trained ``model.pt`` in place (atomically), e.g. after loading other feature-extractor
     weights (``extractor_weights``: a state dict of the extractor, or ``{"model": ...}``; with ``feature_layout``
-    "torchvision" a torchvision ResNet checkpoint); the checkpoint's record is kept. Returns the checkpoint path."""
+    "torchvision" a torchvision ResNet checkpoint) or, with ``recalibrate_bn``, after re-estimating the extractor's
+    BatchNorm statistics on the loader's whole slices (what training does since D3AD 0.6.0: this brings an older
+    model up to it); the checkpoint's record is kept. Returns the checkpoint path."""
     load_network_weights(model, checkpoint)
     if extractor_weights:
         from monai_adiff.methods.d3ad.pretrained import load_pretrained_parts
 
         load_pretrained_parts(model, feature_weights=extractor_weights)
+    if recalibrate_bn:
+        from monai_adiff.methods.d3ad.domain import recalibrate_batchnorm
+
+        recalibrate_batchnorm(model.feature_extractor, data_loader, device)
     return save_with_bank(model, checkpoint, data_loader, device, k, num_bins)
 
 
