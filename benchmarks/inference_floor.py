@@ -10,6 +10,10 @@ end-to-end / floor is what the rest of the pipeline (noise, resampling, post-pro
 
     python benchmarks/inference_floor.py                                   # every bundle, random CPU-recipe weights
     python benchmarks/inference_floor.py --bundles sss anofpdm --model sss=MODEL_DIR --model anofpdm=MODEL_DIR
+    python benchmarks/inference_floor.py --bundles sss --model sss=MODEL_DIR --store benchmarks/results
+
+``--store`` writes each row as the bundle's speed record in the results store (the BraTS volume only), from which
+the READMEs' seconds per volume are rendered (``python -m monai_adiff.benchmark.publish``).
 
 Random weights give the same work as trained ones except where the weights choose it: AnoFPDM's forward sweep stops
 early per slice and D3AD picks its noise level (so its step count) from its feature bank. Give those a trained model
@@ -156,6 +160,29 @@ def _timed_infer(argv: list[str]) -> float:
     return time.perf_counter() - t
 
 
+def _store(store: str, row: dict[str, Any], trained: bool) -> None:
+    """The row as ``<store>/brats18-dev/speed/<bundle>@<version>.json``."""
+    import os
+    from datetime import date
+
+    from monai_adiff.benchmark.store import write_speed_record
+
+    bundle = row["bundle"]
+    meta = json.loads((find_bundle(bundle) / "configs" / "metadata.json").read_text(encoding="utf-8"))
+    model = f" --model {bundle}=MODEL_DIR" if trained else ""
+    record = {
+        **{k: v for k, v in row.items() if k != "calls"},
+        "version": meta["version"],
+        "dataset": DEV_DATA.name,
+        "recipe": "cpu",
+        "machine": f"{os.cpu_count()} CPU cores (torch {torch.__version__}, {row['threads']} threads)",
+        "calls": row["calls"],
+        "date": date.today().isoformat(),
+        "command": f"python benchmarks/inference_floor.py --bundles {bundle}{model} --store benchmarks/results",
+    }
+    print(f"speed record: {write_speed_record(store, record)}", flush=True)
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--bundles", nargs="+", default=list_bundles(), help="default: every bundle")
@@ -163,6 +190,7 @@ def main() -> None:
     p.add_argument("--repeats", type=int, default=3, help="timings per network call kind (median)")
     p.add_argument("--threads", type=int, help="torch threads (default: torch's)")
     p.add_argument("--json", help="also write the rows here")
+    p.add_argument("--store", help="write each row as the bundle's speed record into this results store")
     args = p.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -171,6 +199,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         tmp_path = Path(tmp)
         case = _volume(tmp_path)
+        if args.store and not case.is_relative_to(DEV_DATA):
+            raise SystemExit("--store: the reference volume (brats18-dev) is not here; a phantom is not stored")
         for bundle in args.bundles:
             if bundle in models:
                 src = Path(models[bundle])
@@ -198,6 +228,8 @@ def main() -> None:
             }
             rows.append(row)
             print(json.dumps(row), flush=True)
+            if args.store:
+                _store(args.store, row, bundle in models)
     print()
     print(f"one {case.name} volume (155 slices), torch {torch.__version__}, {torch.get_num_threads()} threads")
     print("| bundle | weights | passes | floor (s) | infer (s) | infer / floor | first call (s) |")

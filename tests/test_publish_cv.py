@@ -119,3 +119,26 @@ def test_publish_draws_the_scatter_and_checks_its_legend(tmp_path):
 def test_every_user_readme_has_its_block(bundle):
     text = (ROOT / "bundles" / bundle / "docs" / "README.md").read_text(encoding="utf-8")
     assert f"<!-- results:{bundle} -->" in text
+
+
+def test_seconds_per_volume_come_from_the_newest_speed_record(tmp_path):
+    """The README's seconds per volume are the speed records' (``benchmarks/inference_floor.py --store``), the newest
+    version's, never the evaluation's timing; a file of another schema is ignored."""
+    from monai_adiff.benchmark.store import current_speed, write_speed_record
+
+    store = tmp_path / "results"
+    base = {"bundle": "sss", "dataset": DATASET, "floor_seconds": 10.0, "ratio": 1.5, "weights": "trained"}
+    base.update(machine="2 CPU cores", command="python benchmarks/inference_floor.py --bundles sss")
+    write_speed_record(store, {**base, "version": "9.9.9", "seconds_per_volume": 15.0})
+    write_speed_record(store, {**base, "version": "9.10.0", "seconds_per_volume": 12.3})
+    (store / DATASET / "speed" / "sss@9.11.0.json").write_text(json.dumps({**base, "version": "9.11.0"}), "utf-8")
+    speed = current_speed(store, DATASET)
+    assert list(speed) == ["sss"] and speed["sss"]["version"] == "9.10.0"
+    records = {"cv2-s0-f0": F0, "cv2-s0-f1": F1}  # their evaluation timing says 2.0 s
+    table = bundle_table("sss", records, speed["sss"])
+    assert "- Inference: 12.3 s per 155-slice volume" in table and "ratio 1.50; version 9.10.0" in table
+    assert "2.0" not in table.split("\n")[0] and "s / volume" not in table
+    front = front_table({"sss": records}, speed)
+    row = next(line for line in front.splitlines() if line.startswith("| [sss]"))
+    assert row.split(" | ")[4] == "12"  # CPU training min 10, then s / volume 12
+    assert "Inference speed: not measured yet." in bundle_table("sss", records)

@@ -85,8 +85,7 @@ def cv_bundle_rows(group: str, folds: list[Mapping[str, Any]], bundle: str) -> l
     row = (
         f"| {group} mean ± sd over {_run(group, folds)} | {_pm(s['auprc_mean_sd'])} ({_pm(s['flair_auprc_mean_sd'])}) "
         f"| {per} | {p['wins']} of {p['patients']} | {_pm(s['dice_mean_sd'])} (-) "
-        f"| - ({_pm(s['flair_best_dice_mean_sd'])}) | - | {_f(s['seconds_per_volume'], 1)} "
-        f"| {_f(s['training_minutes'], 1)} |"
+        f"| - ({_pm(s['flair_best_dice_mean_sd'])}) | - | {_f(s['training_minutes'], 1)} |"
     )
     patients = ", ".join(f"{c} {_f(pp[c])} ({_f(s['flair_per_patient'].get(c))})" for c in sorted(pp))
     diff = (

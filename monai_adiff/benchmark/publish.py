@@ -31,13 +31,14 @@ from monai_adiff.benchmark.cv_publish import (
     group_summary,
     seeded_splits,
 )
-from monai_adiff.benchmark.store import BASELINE, current_records, read_records, record_rows, value
+from monai_adiff.benchmark.store import BASELINE, current_records, current_speed, read_records, record_rows, value
 
 __all__ = [
     "DATASET",
     "BUNDLE_ORDER",
     "CHOOSER",
     "bundle_table",
+    "speed_line",
     "front_table",
     "status_text",
     "eval_metrics",
@@ -120,20 +121,30 @@ def _split_row(label: str, r: Mapping[str, Any]) -> str:
     )
     return (
         f"| {label} | {pair('auprc')} | {per} | {w} of {n} | {pair('dice')} | {pair('best_dice')} "
-        f"| {_f(value(r, 'image_auroc'))} | {_f(r.get('seconds_per_volume'), 1)} "
-        f"| {_f(r.get('training_minutes'), 1)} |"
+        f"| {_f(value(r, 'image_auroc'))} | {_f(r.get('training_minutes'), 1)} |"
     )
 
 
-def bundle_table(bundle: str, records: Mapping[str, Mapping[str, Any]]) -> str:
+def speed_line(bundle: str, speed: Mapping[str, Any] | None) -> str:
+    """A bundle README's inference-speed line, from its speed record (``benchmarks/inference_floor.py``)."""
+    if not speed:
+        return "Inference speed: not measured yet."
+    return (
+        f"Inference: {_f(speed['seconds_per_volume'], 1)} s per 155-slice volume, `monai-adiff infer` end to end "
+        f"on {speed['machine']} (network floor {_f(speed['floor_seconds'], 1)} s, ratio {_f(speed['ratio'], 2)}; "
+        f"version {speed['version']}, {speed['weights']} weights). Reproduce: `{speed['command']}`."
+    )
+
+
+def bundle_table(bundle: str, records: Mapping[str, Mapping[str, Any]], speed: Mapping[str, Any] | None = None) -> str:
     """A bundle README's performance table: one row per seeded split and per cross-validation fold, a mean row per
-    cross-validation, the method beside FLAIR on the same slices."""
+    cross-validation, the method beside FLAIR on the same slices; below it the inference speed."""
     if not records:
-        return "No measured results yet.\n"
+        return "No measured results yet.\n" + (f"\n- {speed_line(bundle, speed)}\n" if speed else "")
     version = next(iter(records.values()))["version"]
     head = (
         "| split | AUPRC pooled (FLAIR) | AUPRC per patient (FLAIR) | patients ahead of FLAIR | Dice, label-free "
-        "(FLAIR) | best Dice* (FLAIR) | slice AUROC | s / volume | training min |"
+        "(FLAIR) | best Dice* (FLAIR) | slice AUROC | training min |"
     )
     lines = [head, "| --- " * (head.count("|") - 1) + "|"]
     seeded, groups = seeded_splits(records), cv_groups(records)
@@ -157,6 +168,7 @@ def bundle_table(bundle: str, records: Mapping[str, Mapping[str, Any]]) -> str:
         + "; ".join(_commands(records))
         + "."
     )
+    lines.append(f"- {speed_line(bundle, speed)}")
     return "\n".join(lines) + "\n"
 
 
@@ -173,8 +185,12 @@ def _commands(records: Mapping[str, Mapping[str, Any]]) -> list[str]:
     return out
 
 
-def front_table(current: Mapping[str, Mapping[str, Mapping[str, Any]]]) -> str:
-    """The front README's method chooser: inputs, labels, cost and quality beside FLAIR, cross-validation first."""
+def front_table(
+    current: Mapping[str, Mapping[str, Mapping[str, Any]]], speed: Mapping[str, Mapping[str, Any]] | None = None
+) -> str:
+    """The front README's method chooser: inputs, labels, cost and quality beside FLAIR, cross-validation first
+    (seconds per volume from the speed records)."""
+    speed = speed or {}
     groups = sorted({g for recs in current.values() for g in cv_groups(recs)})
     splits = sorted({s for recs in current.values() for s in seeded_splits(recs)}, key=lambda s: int(s[1:]))
     head = "| method | inputs | labels to train | CPU training min | s / volume |"
@@ -187,9 +203,9 @@ def front_table(current: Mapping[str, Mapping[str, Mapping[str, Any]]]) -> str:
         any_r = next(iter(seeded_splits(recs).values()), None) or next(iter(recs.values()))
         cells = [f"[{bundle}](bundles/{bundle}/docs/README.md) {any_r['version']}", inputs, labels]
         bundle_groups = cv_groups(recs)
-        # cost: the mean over the first cross-validation's folds where there is one, else the seeded split's
+        # training cost: the mean over the first cross-validation's folds where there is one, else the seeded split's
         cost = group_summary(bundle, next(iter(bundle_groups.values()))) if bundle_groups else any_r
-        cells += [_f(cost.get("training_minutes"), 0), _f(cost.get("seconds_per_volume"), 0)]
+        cells += [_f(cost.get("training_minutes"), 0), _f((speed.get(bundle) or {}).get("seconds_per_volume"), 0)]
         for g in groups:
             cells += cv_front_cells(g, bundle_groups.get(g), bundle)
         for s in splits:
@@ -328,10 +344,12 @@ def _replace_blocks(text: str, blocks: Mapping[str, str]) -> str:
 
 def _readmes(root: Path) -> dict[Path, dict[str, str]]:
     """``{README: {block name: generated text}}`` from the store under ``root``."""
-    current = current_records(read_records(root / "benchmarks" / "results"), DATASET)
-    out = {root / "README.md": {"status": status_text(current), "front": front_table(current)}}
+    store = root / "benchmarks" / "results"
+    current, speed = current_records(read_records(store), DATASET), current_speed(store, DATASET)
+    out = {root / "README.md": {"status": status_text(current), "front": front_table(current, speed)}}
     for bundle in BUNDLE_ORDER:
-        out[root / "bundles" / bundle / "docs" / "README.md"] = {bundle: bundle_table(bundle, current.get(bundle, {}))}
+        table = bundle_table(bundle, current.get(bundle, {}), speed.get(bundle))
+        out[root / "bundles" / bundle / "docs" / "README.md"] = {bundle: table}
     return out
 
 

@@ -2,7 +2,8 @@
 """The results store: one JSON record per bundle version, data set and patient split, in one schema.
 
 ``<store>/<dataset>/<split>/<bundle>@<version>.json``, where ``split`` is ``s<seed>`` (the seed of the patient
-split). A record holds what the benchmark measured for that bundle and, on the same slices and brain pixels, for the
+split); inference speed (``monai-adiff infer`` end to end against the network's floor, measured by
+``benchmarks/inference_floor.py``) in ``<store>/<dataset>/speed/<bundle>@<version>.json`` (:data:`SPEED_SCHEMA`). A record holds what the benchmark measured for that bundle and, on the same slices and brain pixels, for the
 FLAIR-intensity baseline: per method and setup, each metric's pooled value, its per-patient mean and sd and the
 per-patient values; the precision-recall curves; seconds per volume, training minutes, parameters; the split's
 patients; and the command that reproduces it. Every number a user reads (README tables, ``metadata.json``
@@ -33,10 +34,16 @@ __all__ = [
     "read_records",
     "current_records",
     "value",
+    "SPEED_SCHEMA",
+    "speed_record_path",
+    "write_speed_record",
+    "current_speed",
 ]
 
 #: the schema id every record carries
 SCHEMA = "monai-adiff.results/1"
+#: the schema of inference-speed records (``benchmarks/inference_floor.py --store``)
+SPEED_SCHEMA = "monai-adiff.speed/1"
 #: the baseline's name in records (the FLAIR intensity, scored on the bundle's own slices and brain pixels)
 BASELINE = "FLAIR"
 #: the metrics a record keeps, by the benchmark's row column: ``(column, per-patient column or None)``
@@ -187,4 +194,32 @@ def current_records(records: Sequence[Mapping[str, Any]], dataset: str) -> dict[
     for r in records:
         if r["dataset"] == dataset and r["version"] == newest[r["bundle"]]:
             out.setdefault(r["bundle"], {})[r["split"]] = dict(r)
+    return out
+
+
+def speed_record_path(store: str | os.PathLike, record: Mapping[str, Any]) -> Path:
+    """``<store>/<dataset>/speed/<bundle>@<version>.json``."""
+    return Path(store) / record["dataset"] / "speed" / f"{record['bundle']}@{record['version']}.json"
+
+
+def write_speed_record(store: str | os.PathLike, record: Mapping[str, Any]) -> Path:
+    """Write an inference-speed record (atomically, replacing one of the same bundle version)."""
+    path = speed_record_path(store, record)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(path, json.dumps({"schema": SPEED_SCHEMA, **record}, indent=1, allow_nan=False) + "\n")
+    return path
+
+
+def current_speed(store: str | os.PathLike, dataset: str) -> dict[str, dict[str, Any]]:
+    """``{bundle: speed record}``: each bundle's newest measured version."""
+    out: dict[str, dict[str, Any]] = {}
+    for path in sorted((Path(store) / dataset / "speed").glob("*@*.json")):
+        if not _VERSION.match(path.name):
+            continue
+        record = json.loads(path.read_text(encoding="utf-8"))
+        if record.get("schema") != SPEED_SCHEMA:
+            continue
+        old = out.get(record["bundle"])
+        if old is None or _version_key(record["version"]) > _version_key(old["version"]):
+            out[record["bundle"]] = record
     return out
