@@ -3,7 +3,8 @@
 
 ``<store>/<dataset>/<split>/<bundle>@<version>.json``, where ``split`` is ``s<seed>`` (the seed of the patient
 split); inference speed (``monai-adiff infer`` end to end against the network's floor, measured by
-``benchmarks/inference_floor.py``) in ``<store>/<dataset>/speed/<bundle>@<version>.json`` (:data:`SPEED_SCHEMA`). A record holds what the benchmark measured for that bundle and, on the same slices and brain pixels, for the
+``benchmarks/inference_floor.py``) in ``<store>/<dataset>/speed/<bundle>@<version>.json`` (:data:`SPEED_SCHEMA`).
+A record holds what the benchmark measured for that bundle and, on the same slices and brain pixels, for the
 FLAIR-intensity baseline: per method and setup, each metric's pooled value, its per-patient mean and sd and the
 per-patient values; the precision-recall curves; seconds per volume, training minutes, parameters; the split's
 patients; and the command that reproduces it. Every number a user reads (README tables, ``metadata.json``
