@@ -221,5 +221,15 @@ def test_the_pretrained_layouts_build_inside_the_model():
         z = model.encode(x)
         assert z.shape == (2, 4, 16, 16) and model.decode(z).shape == x.shape
         assert [f.shape[1] for f in model.features(x)] == [64, 64, 128, 256, 512]
+    # the TorchScript export holds these layouts too (the ImageNet mapping and RGB averaging traced in)
+    from monai_adiff.methods.d3ad.torchscript import d3ad_to_torchscript
+
+    scripted = d3ad_to_torchscript(model, x)
+    with torch.no_grad():
+        torch.testing.assert_close(
+            scripted.decode(scripted.encode(x)), model.decode(model.encode(x)), atol=1e-5, rtol=0
+        )
+        for a, b in zip(scripted.features(x), model.features(x), strict=True):
+            torch.testing.assert_close(a, b, atol=1e-5, rtol=0)
     with pytest.raises(ValueError, match="ae_layout"):
         D3ADModel(ae_layout="sd")
