@@ -131,8 +131,9 @@ def speed_line(bundle: str, speed: Mapping[str, Any] | None) -> str:
         return "Inference speed: not measured yet."
     return (
         f"Inference: {_f(speed['seconds_per_volume'], 1)} s per 155-slice volume, `monai-adiff infer` end to end "
-        f"on {speed['machine']} (network floor {_f(speed['floor_seconds'], 1)} s, ratio {_f(speed['ratio'], 2)}; "
-        f"version {speed['version']}, {speed['weights']} weights). Reproduce: `{speed['command']}`."
+        f"on {speed['machine']}; the network's own floor {_f(speed['floor_seconds'], 1)} s, "
+        f"ratio {_f(speed['ratio'], 2)}; "
+        f"version {speed['version']}, {speed['weights']} weights. Reproduce: `{speed['command']}`."
     )
 
 
