@@ -640,8 +640,10 @@ def test_d3ad_model_holds_a_working_bank_and_the_stages_run_alone(trained, tmp_p
     shutil.copytree(work / "models", copy)
     run_bundle("d3ad", "fit_bank", {**common, "ckpt_dir": str(copy)}, workflow="training", logging_file=False)
     refit = torch.load(copy / "model.pt", weights_only=True)
-    torch.testing.assert_close(refit["model"]["bank"], bank)
-    torch.testing.assert_close(refit["model"]["bin_edges"], edges)
+    # fit_bank re-estimates the BatchNorm statistics from the saved (EMA) weights, which differ from the ones training
+    # estimated them with by the EMA's float rounding only: the same bank up to that
+    torch.testing.assert_close(refit["model"]["bank"], bank, atol=1e-4, rtol=1e-3)
+    torch.testing.assert_close(refit["model"]["bin_edges"], edges, atol=1e-4, rtol=1e-3)
     assert refit["info"] == saved["info"]
     # a finished stage returns at once when rerun on its own
     run_bundle("d3ad", "train_autoencoder", {**common, "ckpt_dir": str(copy)}, workflow="training", logging_file=False)
