@@ -183,3 +183,29 @@ def test_d3ad_protocol_starts_from_the_users_pretrained_files(tmp_path):
     net = parser.get_parsed_content("network_def")
     assert type(net.autoencoder).__name__ == "LDMAutoencoderKL"
     assert type(net.feature_extractor).__name__ == "TorchvisionResNetFeatures"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["sss", "anoddpm", "dtunet", "dae"])
+def test_the_other_protocols_train_one_epoch_on_phantoms(name, tmp_path):
+    """The protocols that change sizes, batch and schedules only: with tiny network and slice sizes on top, each still
+    parses, trains an epoch and records itself as the paper protocol."""
+    from monai_adiff.bundle import quick_overrides
+    from monai_adiff.data import scan_brats_folder, write_datalist
+    from monai_adiff.data.synthetic import make_demo_dataset
+
+    make_demo_dataset(tmp_path / "data", cases=2, seed=3, shape=(40, 36, 16), lesion_fraction=0.5)
+    items, _ = scan_brats_folder(tmp_path / "data")
+    overrides = {
+        **_protocol(name),
+        **quick_overrides(name, 32),
+        "batch_size": 4,
+        "max_epochs": 1,
+        "val_interval": 1,
+        "datalist": str(write_datalist(tmp_path / "datalist.json", {"training": items, "validation": items})),
+        "ckpt_dir": str(tmp_path / "models"),
+        "output_dir": str(tmp_path / "out"),
+    }
+    run_bundle(name, "training", overrides, logging_file=False)
+    saved = torch.load(tmp_path / "models" / "model.pt", weights_only=True)
+    assert dict(saved["info"]["recipe"])["recipe_name"] == "paper-protocol"
