@@ -23,7 +23,7 @@ from monai_adiff.methods.d3ad import (
     recalibrate_batchnorm,
 )
 from monai_adiff.methods.d3ad.pretrained_features import IMAGENET_MEAN, IMAGENET_STD
-from tests.methods.d3ad.conftest import brain_slices, tiny_model
+from tests.methods.d3ad.conftest import TINY, brain_slices, tiny_model
 from tests.methods.d3ad.reference_resnet import ReferenceResNet, randomise_batchnorm
 
 
@@ -202,20 +202,8 @@ def test_adapt_features_fine_tunes_the_extractor_and_refits_the_bank(tmp_path):
 
 
 def test_the_pretrained_layouts_build_inside_the_model():
-    model = D3ADModel(
-        channels=(8, 16),
-        attention_levels=(False, False),
-        num_res_blocks=1,
-        num_head_channels=8,
-        norm_num_groups=4,
-        ae_channels=(8, 16),
-        ae_num_res_blocks=1,
-        ae_norm_num_groups=4,
-        ae_layout="ldm",
-        feature_model="resnet18",
-        feature_layout="torchvision",
-        knn_pool=2,
-    ).eval()
+    layouts = dict(latent_channels=4, ae_layout="ldm", feature_model="resnet18", feature_layout="torchvision")
+    model = D3ADModel(**{**TINY, **layouts}).eval()
     x = brain_slices(2, 32)
     with torch.no_grad():
         z = model.encode(x)
