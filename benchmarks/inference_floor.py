@@ -23,6 +23,7 @@ folder (``monai-adiff train``) with ``--model``; rows from random weights say so
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import statistics
 import sys
@@ -135,20 +136,60 @@ class PassRecorder:
         """(seconds, passes, a description per kind of call) of the recorded calls, each timed alone."""
         total, passes, kinds = 0.0, 0, []
         for (name, _, shapes), e in self.calls.items():
-            module, args, kwargs = e["module"], e["args"], e["kwargs"]
-            with torch.no_grad():
-                module(*args, **kwargs)  # warm-up
-                times = []
-                for _ in range(repeats):
-                    t = time.perf_counter()
-                    module(*args, **kwargs)
-                    times.append(time.perf_counter() - t)
-            one = statistics.median(times)
+            one = _median_call(e["module"], e["args"], e["kwargs"], repeats)
             total += e["n"] * one
             passes += e["n"]
             batch = shapes[0][0] if shapes and isinstance(shapes[0], tuple) else "?"
             kinds.append(f"{e['n']} x {name}(batch {batch}) {one * 1000:.0f} ms")
         return total, passes, kinds
+
+    def channels_last_floor(self, repeats: int) -> tuple[float, float]:
+        """(seconds, max abs difference of the outputs) of the recorded calls with each network and its 4D inputs
+        in channels-last memory format, timed round robin with the default format so both see the same load."""
+        total, diff = 0.0, 0.0
+        for e in self.calls.values():
+            module, args, kwargs = e["module"], e["args"], e["kwargs"]
+            fast = copy.deepcopy(module).to(memory_format=torch.channels_last)
+            cl_args, cl_kwargs = _channels_last(args), {k: _channels_last(v) for k, v in kwargs.items()}
+            times = []
+            for _ in range(repeats):  # alternate, so drift in the machine's load hits both alike
+                _median_call(module, args, kwargs, 1)
+                times.append(_median_call(fast, cl_args, cl_kwargs, 1))
+            total += e["n"] * statistics.median(times)
+            with torch.no_grad():
+                a, b = module(*args, **kwargs), fast(*cl_args, **cl_kwargs)
+            diff = max(diff, _max_abs_diff(a, b))
+        return total, diff
+
+
+def _median_call(module: torch.nn.Module, args: tuple, kwargs: dict, repeats: int) -> float:
+    """Median seconds of ``module(*args, **kwargs)`` over ``repeats`` calls after one warm-up call."""
+    with torch.no_grad():
+        module(*args, **kwargs)
+        times = []
+        for _ in range(repeats):
+            t = time.perf_counter()
+            module(*args, **kwargs)
+            times.append(time.perf_counter() - t)
+    return statistics.median(times)
+
+
+def _channels_last(x: Any) -> Any:
+    if isinstance(x, torch.Tensor) and x.ndim == 4:
+        return x.contiguous(memory_format=torch.channels_last)
+    if isinstance(x, tuple):
+        return tuple(map(_channels_last, x))
+    return x
+
+
+def _max_abs_diff(a: Any, b: Any) -> float:
+    if isinstance(a, torch.Tensor):
+        return float((a.float() - b.float()).abs().max()) if a.numel() else 0.0
+    if isinstance(a, (tuple, list)):
+        return max((_max_abs_diff(x, y) for x, y in zip(a, b)), default=0.0)
+    if isinstance(a, dict):
+        return max((_max_abs_diff(a[k], b[k]) for k in a), default=0.0)
+    return 0.0
 
 
 def _timed_infer(argv: list[str]) -> float:
@@ -191,6 +232,9 @@ def main() -> None:
     p.add_argument("--threads", type=int, help="torch threads (default: torch's)")
     p.add_argument("--json", help="also write the rows here")
     p.add_argument("--store", help="write each row as the bundle's speed record into this results store")
+    p.add_argument(
+        "--channels-last", action="store_true", help="also time the floor with the networks in channels-last format"
+    )
     args = p.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -215,6 +259,13 @@ def main() -> None:
             with PassRecorder() as rec:
                 e2e = _timed_infer([*argv, str(tmp_path / f"{bundle}_warm")])
             floor, passes, kinds = rec.floor(args.repeats)
+            if args.channels_last:
+                cl_floor, cl_diff = rec.channels_last_floor(args.repeats)
+                print(
+                    f"{bundle}: floor {floor:.2f} s, channels-last {cl_floor:.2f} s ({floor / cl_floor:.2f}x), "
+                    f"max abs output difference {cl_diff:.2e}",
+                    flush=True,
+                )
             row = {
                 "bundle": bundle,
                 "weights": weights,

@@ -9,7 +9,7 @@ import socket
 import tempfile
 from collections.abc import Callable
 
-__all__ = ["atomic_write", "atomic_write_text"]
+__all__ = ["atomic_write", "atomic_write_text", "dist_rank_world"]
 
 
 def _umask() -> int:
@@ -80,3 +80,15 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> str:
             os.fsync(f.fileno())
 
     return atomic_write(path, _write)
+
+
+def dist_rank_world() -> tuple[int, int]:
+    """(rank, world size) of the ``torch.distributed`` process group, (0, 1) without one.
+
+    Read from ``torch.distributed`` itself rather than ``ignite.distributed``, which caches the absence of a group
+    when first asked before a bundle's ``initialize`` step creates one."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1

@@ -75,6 +75,10 @@ def test_fold_models_of_an_earlier_cross_validation(tmp_path):
         (before / f"fold{k}" / "sss" / "model" / "model.pt").write_bytes(b"x")
     expected = [str(before / f"fold{k}" / "sss" / "model" / "model.pt") for k in (0, 1)]
     assert fold_models(before, "sss", lists) == expected
+    # AnoDDPM's CPU recipe trains what SSS's does: it scores SSS's fold models where it has none of its own
+    assert fold_models(before, "anoddpm", lists) == expected
+    with pytest.raises(InputError, match="fold 0 of dae has not been trained"):
+        fold_models(before, "dae", lists)
     with pytest.raises(InputError, match="not a cross-validation output folder with 2 folds"):
         fold_models(tmp_path / "elsewhere", "sss", lists)
     other = tmp_path / "other"

@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from monai_adiff.bundle.recipes import SHARED_CPU_TRAINING
 from monai_adiff.data import scan_brats_folder, write_datalist
 from monai_adiff.errors import InputError
 
@@ -86,13 +87,18 @@ def _fold_cases(path: Path) -> dict[str, list[Any]]:
 
 def fold_models(previous: str | os.PathLike, bundle: str, lists: Sequence[Path]) -> list[str]:
     """The checkpoints ``<previous>/fold<k>/<bundle>/model/model.pt`` of an earlier cross-validation run with the
-    same folds: what measures an inference option on the fold models without training them again.
+    same folds: what measures an inference option on the fold models without training them again. Where ``previous``
+    has no models of ``bundle``, those of the bundle whose CPU training it shares
+    (:data:`~monai_adiff.bundle.recipes.SHARED_CPU_TRAINING`: AnoDDPM scores SSS's models).
 
     Raises:
         InputError: ``previous`` is not a cross-validation output folder, its folds hold other patients, or a
             fold's model is missing.
     """
     root = Path(previous)
+    trainer = SHARED_CPU_TRAINING.get(bundle)
+    if trainer and not (root / "fold0" / bundle / "model").is_dir() and (root / "fold0" / trainer).is_dir():
+        bundle = trainer
     models = []
     for k, path in enumerate(lists):
         before = root / "folds" / f"fold{k}.json"

@@ -208,8 +208,13 @@ class _BundleRun:
             f"monai-adiff benchmark DATA --bundles {self.bundle} {recipe}{folds} --split-seed {seed}{given}{sets}"
             " --out OUT"
         )
-        # a given checkpoint keeps the version it was trained with, whatever the bundle's version is now
+        # a given checkpoint keeps the version it was trained with, whatever the bundle's version is now; one another
+        # bundle trained (SSS's for AnoDDPM: one CPU training serves both) is this bundle's current version
+        _, name, current = bundle_identity(find_bundle(self.bundle))
         trained = checkpoint_info(read_checkpoint(self.model_dir / MODEL)) if self.checkpoint else None
+        version = summary.get("version") or (trained or {}).get("version")
+        if trained and trained.get("name") and trained["name"] != name:
+            version = None
         return make_record(
             self.bundle,
             rows,
@@ -218,9 +223,7 @@ class _BundleRun:
                 "dataset": info["dataset"],
                 **({"split": info["split"]} if info.get("split") else {}),
                 **({"overrides": dict(self.user)} if self.user else {}),
-                "version": summary.get("version")
-                or (trained or {}).get("version")
-                or bundle_identity(find_bundle(self.bundle))[2],
+                "version": version or current,
                 "package_version": __version__,
                 "recipe": info["recipe"],
                 "split_seed": seed,

@@ -22,6 +22,7 @@ __all__ = [
     "CPU_SPATIAL_SIZE",
     "CPU_CHANNELS",
     "QUICK_SPATIAL_SIZE",
+    "SHARED_CPU_TRAINING",
 ]
 
 #: the CPU recipe's slice size and UNet widths (the bundles' ``cpu_args.json``)
@@ -34,6 +35,9 @@ QUICK_SPATIAL_SIZE = 32
 RECIPES = ("cpu", "paper", "protocol")
 #: the args file of each recipe that has one
 RECIPE_FILES = {"cpu": "cpu_args.json", "protocol": "paper_protocol.json"}
+#: bundles whose CPU recipe trains exactly what another bundle's does (same network, noise, data and schedule;
+#: only the inference differs): ``{bundle: the bundle whose CPU-recipe models it can score}``, checked by a test
+SHARED_CPU_TRAINING = {"anoddpm": "sss"}
 #: training epochs of the quick mode (tiny networks: the run checks the pipeline, its numbers mean nothing)
 QUICK_EPOCHS = 2
 #: bundles whose network is not a diffusion UNet: their own tiny network instead of its keys

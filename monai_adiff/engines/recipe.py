@@ -18,6 +18,7 @@ import json
 import logging
 import os
 from collections.abc import Iterator, Mapping
+from pathlib import Path
 from typing import Any
 
 __all__ = ["TrainedWith"]
@@ -39,6 +40,37 @@ def _flatten(values: Mapping[str, Any]) -> dict[str, Any]:
         if isinstance(value, Mapping):
             out.update({f"{key}#{k}": v for k, v in value.items()})
     return out
+
+
+#: the recipe ids that name the patients a model was trained on: kept from the training's record whatever runs it
+_SPLIT_IDS = ("split_seed", "val_fraction", "test_fraction")
+
+
+def _foreign_recipe(
+    path: str, info: Mapping[str, Any], bundle_root: str | os.PathLike, bundle: str, recipe: Mapping[str, Any]
+) -> dict[str, Any]:
+    """The recipe values a bundle applies to a checkpoint another bundle trained: none (another bundle's inference
+    settings would mean something else), except where this bundle's CPU recipe trains exactly what the other's does
+    (:data:`~monai_adiff.bundle.recipes.SHARED_CPU_TRAINING`, AnoDDPM on SSS's models) and the checkpoint is a
+    CPU-recipe one: then this bundle's own CPU recipe, on the patients the model was trained with."""
+    from monai_adiff.bundle.recipes import RECIPE_FILES, SHARED_CPU_TRAINING
+
+    trainer = info.get("bundle")
+    args = Path(bundle_root) / "configs" / RECIPE_FILES["cpu"]
+    if SHARED_CPU_TRAINING.get(bundle) == trainer and recipe.get("recipe_name") == "cpu" and args.is_file():
+        recorded = _flatten(info.get("config") or {})
+        own = {k: v for k, v in json.loads(args.read_text(encoding="utf-8")).items() if _norm(k) not in recorded}
+        logger.info(
+            "%s: trained by the '%s' CPU recipe, which '%s' shares: its CPU recipe applies", path, trainer, bundle
+        )
+        return {**own, **{k: recipe[k] for k in _SPLIT_IDS if k in recipe}}
+    logger.warning(
+        "%s: trained by the '%s' bundle, run by '%s': its network settings are used, not its recipe",
+        path,
+        trainer,
+        bundle,
+    )
+    return {}
 
 
 class TrainedWith(Mapping):
@@ -80,13 +112,7 @@ class TrainedWith(Mapping):
         if recipe and bundle_root is not None:
             bundle, name, _ = bundle_identity(bundle_root)
             if name and info.get("name") and info["name"] != name:
-                logger.warning(
-                    "%s: trained by the '%s' bundle, run by '%s': its network settings are used, not its recipe",
-                    path,
-                    info.get("bundle"),
-                    bundle,
-                )
-                recipe = {}
+                recipe = _foreign_recipe(path, info, bundle_root, bundle, recipe)
         out = cls(info.get("config"), recipe, path)
         if recipe:
             shown = ", ".join(f"{k}={json.dumps(v)}" for k, v in recipe.items())

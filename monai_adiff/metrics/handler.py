@@ -26,7 +26,7 @@ from ignite.engine import Engine, Events
 
 from monai_adiff.metrics.evaluation import SETUPS, AnomalyEvaluation
 from monai_adiff.metrics.report import format_table, write_report
-from monai_adiff.utils import atomic_write
+from monai_adiff.utils import atomic_write, dist_rank_world
 
 __all__ = ["AnomalyMetricsHandler", "engine_items"]
 
@@ -38,15 +38,6 @@ def _slices_first(x: torch.Tensor) -> torch.Tensor:
     x = torch.as_tensor(x).as_subclass(torch.Tensor).detach().cpu()
     x = x[0]
     return x.permute(2, 0, 1) if x.ndim == 3 else x[None]
-
-
-def _dist_rank_world() -> tuple[int, int]:
-    """(rank, world size) of the process group, (0, 1) without one."""
-    import torch.distributed as dist
-
-    if dist.is_available() and dist.is_initialized():
-        return dist.get_rank(), dist.get_world_size()
-    return 0, 1
 
 
 def _interleave(per_rank: Sequence[Sequence[Any]]) -> list[Any]:
@@ -178,7 +169,7 @@ class AnomalyMetricsHandler:
                 return v.flatten() if per_slice else _slices_first(v)
 
             method_map, method_mask = opt(self.map_key), opt(self.mask_key)
-            if _dist_rank_world()[1] > 1:
+            if dist_rank_world()[1] > 1:
                 self.volumes.append([])
             self._add(
                 self.method,
@@ -218,7 +209,7 @@ class AnomalyMetricsHandler:
         all in the order one process would have seen them. Returns whether this rank writes the report."""
         import torch.distributed as dist
 
-        rank, world = _dist_rank_world()
+        rank, world = dist_rank_world()
         if world == 1:
             return True
         mine = (self.volumes, self.seconds, self.slices, self.snapshots)

@@ -25,6 +25,7 @@ from monai_adiff.bundle import (
 )
 from monai_adiff.bundle.compose import coerce_flag_references
 from monai_adiff.bundle.compose import main as compose_main
+from monai_adiff.bundle.recipes import SHARED_CPU_TRAINING
 from monai_adiff.data import scan_brats_folder, write_datalist
 from monai_adiff.data.synthetic import make_demo_dataset
 
@@ -120,6 +121,36 @@ def test_cpu_args_hold_the_one_small_network():
         expected = cpu_overrides() if diffusion_unet else {"spatial_size": cpu_overrides()["spatial_size"]}
         assert {k: args[k] for k in expected} == expected
         assert all(k.split("#")[1] in network for k in args if k.startswith("network_def#")), name
+
+
+def _flat(config, prefix=""):
+    """``{"a#b#0": value}`` of a config's leaves (lists of objects indexed, lists of values kept whole)."""
+    if isinstance(config, dict):
+        return {k2: v for k, sub in config.items() for k2, v in _flat(sub, f"{prefix}#{k}" if prefix else k).items()}
+    if isinstance(config, list) and config and all(isinstance(x, (dict, list)) for x in config):
+        return {k2: v for i, sub in enumerate(config) for k2, v in _flat(sub, f"{prefix}#{i}").items()}
+    return {prefix: config}
+
+
+#: ids only inference reads (the scheduler's variance type only shapes the reverse steps; recipe_config lists the
+#: recipe ids each bundle records, its inference settings among them)
+_INFERENCE_ONLY = ("sss_timesteps", "vote_threshold", "mask_dilation", "largest_components", "noise_level",
+                   "inference_steps", "threshold", "scheduler#variance_type", "recipe_config")  # fmt: skip
+
+
+@pytest.mark.parametrize("bundle, trainer", sorted(SHARED_CPU_TRAINING.items()))
+def test_bundles_that_share_a_cpu_training_train_the_same(bundle, trainer):
+    """A bundle that scores another's CPU-recipe models (AnoDDPM on SSS's) trains exactly what that one trains with
+    the CPU recipe: its training config and args file differ from the other's only in ids inference reads."""
+    recipes = {}
+    for name in (bundle, trainer):
+        configs = BUNDLES_DIR / name / "configs"
+        train = json.loads((configs / "train.json").read_text(encoding="utf-8"))
+        recipes[name] = {**_flat(train), **json.loads((configs / "cpu_args.json").read_text(encoding="utf-8"))}
+    a, b = recipes[bundle], recipes[trainer]
+    differ = {k for k in set(a) | set(b) if a.get(k, "<absent>") != b.get(k, "<absent>")}
+    assert {k for k in differ if not k.startswith(_INFERENCE_ONLY)} == set()
+    assert a["train_max_timestep"] == b["train_max_timestep"] == 1000
 
 
 #: a method that is only a fragment: SSS's inferer with Gaussian noise at t = 200 and a plain threshold

@@ -14,7 +14,7 @@ from monai.engines import default_prepare_batch
 from monai_adiff.engines.checkpoint import load_network_weights, read_checkpoint
 from monai_adiff.methods.d3ad.dynamic import fit_bin_edges, knn_mean_distance
 from monai_adiff.methods.d3ad.network import D3ADModel
-from monai_adiff.utils import atomic_write
+from monai_adiff.utils import atomic_write, dist_rank_world
 
 __all__ = [
     "fit_latent_scale",
@@ -41,10 +41,9 @@ def fit_latent_scale(model: D3ADModel, data_loader: Iterable, device: torch.devi
         total += float(z.double().sum())
         sq += float(z.double().square().sum())
         count += z.numel()
-    dist = torch.distributed
-    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:  # every rank: the same scale
+    if dist_rank_world()[1] > 1:  # every rank: the same scale
         sums = torch.tensor([total, sq, float(count)], dtype=torch.float64, device=device)
-        dist.all_reduce(sums)
+        torch.distributed.all_reduce(sums)
         total, sq, count = float(sums[0]), float(sums[1]), int(sums[2])
     if count == 0:
         raise ValueError("no slices to fit the latent scale on")
@@ -172,14 +171,13 @@ def save_with_bank(
     """Fit ``model``'s bank and write its weights into ``checkpoint`` (atomically, the record kept; under
     ``torch.distributed`` rank 0 writes and the others wait). Returns the checkpoint path."""
     fit_feature_bank(model, data_loader, device, k, num_bins)
-    dist = torch.distributed
-    distributed = dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
-    if not distributed or dist.get_rank() == 0:
+    rank, world = dist_rank_world()
+    if rank == 0:
         saved = read_checkpoint(checkpoint)
         saved = dict(saved) if isinstance(saved, dict) and "model" in saved else {}
         saved["model"] = {k_: v.detach().cpu() for k_, v in model.state_dict().items()}
         atomic_write(checkpoint, lambda tmp: torch.save(saved, tmp), suffix=".pt")
         logger.info("feature bank refitted into %s", checkpoint)
-    if distributed:
-        dist.barrier()
+    if world > 1:
+        torch.distributed.barrier()
     return checkpoint

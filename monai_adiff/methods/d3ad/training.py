@@ -24,6 +24,7 @@ from monai_adiff.engines.checkpoint import CheckpointLoader, CheckpointSaver, la
 from monai_adiff.engines.handlers import ProgressBarHandler
 from monai_adiff.engines.prepare_batch import NoiseDiffusionPrepareBatch
 from monai_adiff.methods.d3ad.network import D3ADModel
+from monai_adiff.utils import dist_rank_world
 
 __all__ = [
     "AutoencoderKLLoss",
@@ -141,9 +142,8 @@ def train_stage(
         return network
     device = torch.device(device)
     network.to(device)
-    dist = torch.distributed
-    distributed = dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
-    rank0 = not distributed or dist.get_rank() == 0
+    rank, world = dist_rank_world()
+    distributed, rank0 = world > 1, rank == 0
     model = network
     if distributed:
         ids = [device] if device.type == "cuda" else None
