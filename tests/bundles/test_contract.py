@@ -375,6 +375,35 @@ def test_torchscript_export_matches_eager_and_serves(name, trained, dataset, tmp
 
 
 @pytest.mark.parametrize("name", BUNDLES)
+def test_channels_last_network_computes_the_same(name):
+    """``channels_last``: the training and inference networks keep their 4D weights in channels-last format (faster
+    on CPUs: ``benchmarks/memory_format.py``) and compute what the default format computes, within float rounding."""
+    d3ad = name == "d3ad"
+    nets = {}
+    for fmt in (False, True):
+        over = {**tiny(name), "channels_last": fmt, "device": "$torch.device('cpu')"}
+        torch.manual_seed(0)
+        nets[fmt] = resolved_value(name, "inference", "network", over).eval()
+        train_net = resolved_value(name, "training", "network", over)
+        # 4D weights whose two formats differ (a 1 x 1 kernel, or one on a single input channel, is both at once)
+        weights = [
+            p
+            for net in (nets[fmt], train_net)
+            for p in net.parameters()
+            if p.ndim == 4 and p.shape[1] > 1 and p.shape[2] * p.shape[3] > 1
+        ]
+        assert weights or name == "dtunet"  # DTU-Net's two convolutions read one channel each
+        assert all(p.is_contiguous(memory_format=torch.channels_last) == fmt for p in weights)
+    nets[True].load_state_dict(nets[False].state_dict())
+    x = torch.rand(3, int(nets[False].in_channels), SIZE, SIZE, generator=torch.Generator().manual_seed(1)) * 2 - 1
+    takes_t = d3ad or "timesteps" in nets[False].forward.__code__.co_varnames
+    t = torch.tensor([0, 417, 999]) if takes_t else None
+    labels = torch.tensor([0, 1, 0]) if getattr(nets[False], "num_class_embeds", None) and not d3ad else None
+    for a, b in zip(_ts_outputs(nets[False], d3ad, x, t, labels), _ts_outputs(nets[True], d3ad, x, t, labels)):
+        torch.testing.assert_close(b, a, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("name", BUNDLES)
 def test_multi_gpu_config_under_torchrun(name, dataset, tmp_path):
     """multi_gpu_train.json through torchrun with 2 CPU processes (gloo): DDP, distributed samplers, rank-0 handlers."""
     import os
