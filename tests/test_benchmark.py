@@ -158,3 +158,41 @@ def test_bad_arguments(tmp_path, capsys):
         == 1
     )
     assert "not benchmarked" in capsys.readouterr().err
+
+
+def _bundle_run(tmp_path, user):
+    from monai_adiff.benchmark.pipeline import _BundleRun
+
+    return _BundleRun("sss", tmp_path / "w", "cpu", False, user, "data", {}, "model.pt", lambda m: None)
+
+
+def test_an_earlier_versions_model_counts_as_the_current_recipe_only_when_it_is_one(tmp_path):
+    """A checkpoint an earlier SSS version trained with the CPU recipe is scored as the current version when its
+    recorded network is the recipe's and the run's inference settings (recorded, then overridden) are the recipe's.
+    The record is built as training writes it (``CheckpointInfo`` of the training config's ``checkpoint_config``
+    and ``recipe_config`` under the CPU recipe's args file)."""
+    from monai_adiff.bundle import find_bundle, resolved_value
+    from monai_adiff.engines import CheckpointInfo
+
+    root = find_bundle("sss")
+    args = json.loads((root / "configs" / "cpu_args.json").read_text(encoding="utf-8"))
+    info = CheckpointInfo(
+        root,
+        resolved_value("sss", "training", "checkpoint_config", args),
+        resolved_value("sss", "training", "recipe_config", args),
+    ).state_dict()
+    assert _bundle_run(tmp_path, {})._runs_current_recipe(info)
+    prior = args.get("map_hyperintensity_prior", "none")
+    other = "gate" if prior != "gate" else "weight"
+    older = {**info, "recipe": {**info["recipe"], "map_hyperintensity_prior": other}}
+    assert not _bundle_run(tmp_path, {})._runs_current_recipe(older)
+    assert _bundle_run(tmp_path, {"map_hyperintensity_prior": prior})._runs_current_recipe(older)
+    lacking = {**info, "recipe": {k: v for k, v in info["recipe"].items() if k != "otsu_per_slice"}}
+    assert _bundle_run(tmp_path, {})._runs_current_recipe(lacking)  # an id added since runs at its default (false)
+    # one the recipe sets away from the default (a 3 x 3 median; the inference default is none): not the recipe
+    no_median = {**info, "recipe": {k: v for k, v in info["recipe"].items() if k != "map_median_kernel"}}
+    assert not _bundle_run(tmp_path, {})._runs_current_recipe(no_median)
+    wider = {**info, "config": {**info["config"], "network_def#channels": [32, 64, 64]}}
+    assert not _bundle_run(tmp_path, {})._runs_current_recipe(wider)
+    paper = {**info, "recipe": {**info["recipe"], "recipe_name": "paper"}}
+    assert not _bundle_run(tmp_path, {})._runs_current_recipe(paper)

@@ -89,6 +89,15 @@ def test_a_cross_validation_still_running_says_so():
     assert "1 of 2 folds" in front_table({"sss": {"cv2-s0-f0": F0}})
 
 
+def test_models_an_earlier_version_trained_are_named():
+    """Records of the current version measured on models an earlier one trained the same way say so."""
+    earlier = {k: {**r, "trained_version": "9.8.0"} for k, r in {"cv2-s0-f0": F0, "cv2-s0-f1": F1}.items()}
+    assert "- Version 9.9.9 (models trained by 9.8.0, whose training it keeps), cpu recipe" in bundle_table(
+        "sss", earlier
+    )
+    assert "models trained by" not in bundle_table("sss", {"cv2-s0-f0": F0, "cv2-s0-f1": F1})
+
+
 def test_publish_draws_the_scatter_and_checks_its_legend(tmp_path):
     root = tmp_path / "repo"
     root.mkdir()

@@ -45,6 +45,7 @@ from monai_adiff.bundle.model_folder import (
     read_summary,
     train_model,
 )
+from monai_adiff.bundle.recipes import RECIPE_FILES
 from monai_adiff.errors import InputError
 from monai_adiff.utils import atomic_write_text
 
@@ -185,12 +186,42 @@ class _BundleRun:
     def summary(self) -> dict[str, Any]:
         return read_summary(self.model_dir) if is_model_folder(self.model_dir) else {}
 
+    def _source_summary(self) -> dict[str, Any]:
+        """The summary of the model folder a given checkpoint was taken from (a cross-validation's fold model)."""
+        if self.checkpoint is None or is_model_folder(self.checkpoint):
+            return self.summary()
+        source = Path(self.checkpoint).parent
+        return read_summary(source) if is_model_folder(source) else {}
+
     def extra(self) -> dict[str, Any]:
-        train = (self.summary().get("stages") or {}).get("training") or {}
+        train = (self._source_summary().get("stages") or {}).get("training") or {}
         return {
-            "training_minutes": train.get("minutes") if self.checkpoint is None else None,
+            "training_minutes": train.get("minutes"),
             "parameters": self.state["steps"]["evaluate"].get("parameters"),
         }
+
+    def _runs_current_recipe(self, trained: Mapping[str, Any]) -> bool:
+        """Whether this run of a checkpoint trained by an earlier version of this bundle is the current CPU recipe:
+        the recorded network, data and noise are the recipe's, and its inference settings, with this run's
+        overrides, are the current recipe's (an id the older record lacks runs at the inference config's default)."""
+        from monai_adiff.bundle import resolved_value
+        from monai_adiff.engines.recipe import SPLIT_IDS
+        from monai_adiff.fitted import settings_dict
+
+        if self.recipe != "cpu" or (trained.get("recipe") or {}).get("recipe_name") != "cpu":
+            return False
+        args = json.loads((find_bundle(self.bundle) / "configs" / RECIPE_FILES["cpu"]).read_text(encoding="utf-8"))
+        config = settings_dict(resolved_value(self.bundle, "training", "checkpoint_config", args))
+        recipe = settings_dict(resolved_value(self.bundle, "training", "recipe_config", args))
+        ran = {**settings_dict(trained.get("recipe")), **settings_dict(self.user)}
+        # ids the older record lacks run at the inference config's default
+        ran.update(
+            {k: resolved_value(self.bundle, "inference", k, {"ckpt_path": None}) for k in recipe if k not in ran}
+        )
+        recorded = settings_dict(trained.get("config"))
+        return all(recorded.get(k) == v for k, v in config.items()) and all(
+            settings_dict({k: ran[k]})[k] == v for k, v in recipe.items() if k not in SPLIT_IDS
+        )
 
     def record(self, rows: Sequence[Mapping[str, Any]], info: Mapping[str, Any]) -> dict[str, Any]:
         """The result record of this bundle (:mod:`monai_adiff.benchmark.store`)."""
@@ -213,8 +244,12 @@ class _BundleRun:
         _, name, current = bundle_identity(find_bundle(self.bundle))
         trained = checkpoint_info(read_checkpoint(self.model_dir / MODEL)) if self.checkpoint else None
         version = summary.get("version") or (trained or {}).get("version")
+        earlier: dict[str, Any] = {}
         if trained and trained.get("name") and trained["name"] != name:
             version = None
+        elif trained and version and version != current and self._runs_current_recipe(trained):
+            # an inference-only recipe change measured on models an earlier version trained the same way
+            earlier, version = {"trained_version": version}, None
         return make_record(
             self.bundle,
             rows,
@@ -223,6 +258,7 @@ class _BundleRun:
                 "dataset": info["dataset"],
                 **({"split": info["split"]} if info.get("split") else {}),
                 **({"overrides": dict(self.user)} if self.user else {}),
+                **earlier,
                 "version": version or current,
                 "package_version": __version__,
                 "recipe": info["recipe"],
@@ -230,7 +266,7 @@ class _BundleRun:
                 "val_fraction": info["data"]["val_fraction"],
                 "test_fraction": info["data"]["test_fraction"],
                 "test_patients": info["test_patients"],
-                "validation_patients": (summary.get("cases") or {}).get("validation"),
+                "validation_patients": (self._source_summary().get("cases") or {}).get("validation"),
                 "command": command,
             },
         )

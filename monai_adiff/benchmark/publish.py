@@ -163,9 +163,11 @@ def bundle_table(bundle: str, records: Mapping[str, Mapping[str, Any]], speed: M
         notes.append(f"{split}, every test patient (FLAIR): {every or '-'}.")
     first = next(iter(seeded.values()), None) or next(iter(groups.values()))[0]
     lines += ["", *(f"- {note}" for note in notes)]  # one list: short for the reader
+    earlier = sorted({r["trained_version"] for r in records.values() if r.get("trained_version")})
+    trained = f" (models trained by {', '.join(earlier)}, whose training it keeps)" if earlier else ""
     lines.append(
-        f"- Version {version}, {first['recipe']} recipe, {first['dataset']}, slices with tumour. `*` best Dice: "
-        "at the threshold chosen with the test labels, a ceiling only. Reproduce: "
+        f"- Version {version}{trained}, {first['recipe']} recipe, {first['dataset']}, slices with tumour. "
+        "`*` best Dice: at the threshold chosen with the test labels, a ceiling only. Reproduce: "
         + "; ".join(_commands(records))
         + "."
     )

@@ -21,7 +21,7 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-__all__ = ["TrainedWith"]
+__all__ = ["TrainedWith", "SPLIT_IDS"]
 
 logger = logging.getLogger(__name__)
 
@@ -43,7 +43,7 @@ def _flatten(values: Mapping[str, Any]) -> dict[str, Any]:
 
 
 #: the recipe ids that name the patients a model was trained on: kept from the training's record whatever runs it
-_SPLIT_IDS = ("split_seed", "val_fraction", "test_fraction")
+SPLIT_IDS = ("split_seed", "val_fraction", "test_fraction")
 
 
 def _foreign_recipe(
@@ -63,7 +63,7 @@ def _foreign_recipe(
         logger.info(
             "%s: trained by the '%s' CPU recipe, which '%s' shares: its CPU recipe applies", path, trainer, bundle
         )
-        return {**own, **{k: recipe[k] for k in _SPLIT_IDS if k in recipe}}
+        return {**own, **{k: recipe[k] for k in SPLIT_IDS if k in recipe}}
     logger.warning(
         "%s: trained by the '%s' bundle, run by '%s': its network settings are used, not its recipe",
         path,

@@ -135,7 +135,7 @@ def _flat(config, prefix=""):
 #: ids only inference reads (the scheduler's variance type only shapes the reverse steps; recipe_config lists the
 #: recipe ids each bundle records, its inference settings among them)
 _INFERENCE_ONLY = ("sss_timesteps", "vote_threshold", "mask_dilation", "largest_components", "noise_level",
-                   "inference_steps", "threshold", "scheduler#variance_type", "recipe_config")  # fmt: skip
+                   "inference_steps", "threshold", "map_", "scheduler#variance_type", "recipe_config")  # fmt: skip
 
 
 @pytest.mark.parametrize("bundle, trainer", sorted(SHARED_CPU_TRAINING.items()))
