@@ -201,7 +201,7 @@ def _timed_infer(argv: list[str]) -> float:
     return time.perf_counter() - t
 
 
-def _store(store: str, row: dict[str, Any], trained: bool) -> None:
+def _store(store: str, row: dict[str, Any], trained: bool, settings: list[str]) -> None:
     """The row as ``<store>/brats18-dev/speed/<bundle>@<version>.json``."""
     import os
     from datetime import date
@@ -211,6 +211,7 @@ def _store(store: str, row: dict[str, Any], trained: bool) -> None:
     bundle = row["bundle"]
     meta = json.loads((find_bundle(bundle) / "configs" / "metadata.json").read_text(encoding="utf-8"))
     model = f" --model {bundle}=MODEL_DIR" if trained else ""
+    sets = "".join(f" --set {s}" for s in settings if s.startswith(f"{bundle}:"))
     record = {
         **{k: v for k, v in row.items() if k != "calls"},
         "version": meta["version"],
@@ -219,7 +220,7 @@ def _store(store: str, row: dict[str, Any], trained: bool) -> None:
         "machine": f"{os.cpu_count()} CPU cores (torch {torch.__version__}, {row['threads']} threads)",
         "calls": row["calls"],
         "date": date.today().isoformat(),
-        "command": f"python benchmarks/inference_floor.py --bundles {bundle}{model} --store benchmarks/results",
+        "command": f"python benchmarks/inference_floor.py --bundles {bundle}{model}{sets} --store benchmarks/results",
     }
     print(f"speed record: {write_speed_record(store, record)}", flush=True)
 
@@ -234,6 +235,13 @@ def main() -> None:
     p.add_argument("--store", help="write each row as the bundle's speed record into this results store")
     p.add_argument(
         "--channels-last", action="store_true", help="also time the floor with the networks in channels-last format"
+    )
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="BUNDLE:KEY=VALUE",
+        help="a config override for one bundle's infer (a model an earlier version trained, run as the current recipe)",
     )
     args = p.parse_args()
     if args.threads:
@@ -254,6 +262,9 @@ def main() -> None:
                 ckpt, weights = _random_model(bundle, tmp_path / "models"), "random"
             # random weights have no label-free threshold fitted: the config's fixed threshold instead
             extra = [] if weights == "trained" else ["--set", "use_healthy_threshold=false"]
+            for item in args.set:
+                name, _, setting = item.partition(":")
+                extra += ["--set", setting] if name == bundle else []
             argv = ["infer", bundle, str(case), "--checkpoint", str(ckpt), *extra, "--out"]
             first = _timed_infer([*argv, str(tmp_path / f"{bundle}_cold")])
             with PassRecorder() as rec:
@@ -280,7 +291,7 @@ def main() -> None:
             rows.append(row)
             print(json.dumps(row), flush=True)
             if args.store:
-                _store(args.store, row, bundle in models)
+                _store(args.store, row, bundle in models, args.set)
     print()
     print(f"one {case.name} volume (155 slices), torch {torch.__version__}, {torch.get_num_threads()} threads")
     print("| bundle | weights | passes | floor (s) | infer (s) | infer / floor | first call (s) |")
