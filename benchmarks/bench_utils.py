@@ -15,9 +15,9 @@ from typing import Any
 import torch
 from monai.bundle import ConfigParser
 
-from monai_adiff.bundle import find_bundle
+from monai_adiff.bundle import bundle_config_files, find_bundle
 
-__all__ = ["inference_parts", "random_slices", "timed", "sync", "BANK_SLICES"]
+__all__ = ["cpu_training_parser", "inference_parts", "random_slices", "timed", "sync", "BANK_SLICES"]
 
 #: healthy training slices in a D3AD bank on the dev split (8 patients)
 BANK_SLICES = 600
@@ -41,6 +41,16 @@ def random_slices(n: int, channels: int, size: int, device: torch.device, seed: 
     """``(n, channels, size, size)`` uniform in [-1, 1]: every pixel counts as brain, so every slice is scored."""
     g = torch.Generator().manual_seed(seed)
     return (torch.rand(n, channels, size, size, generator=g) * 2 - 1).to(device)
+
+
+def cpu_training_parser(bundle: str) -> ConfigParser:
+    """``bundle``'s training config under its CPU recipe (``configs/cpu_args.json``), nothing parsed yet."""
+    root = find_bundle(bundle)
+    parser = ConfigParser()
+    parser.read_config(bundle_config_files(bundle, "training"))
+    parser.update({"bundle_root": str(root)})
+    parser.update(json.loads((root / "configs" / "cpu_args.json").read_text(encoding="utf-8")))
+    return parser
 
 
 def inference_parts(

@@ -33,12 +33,11 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from monai.bundle import ConfigParser
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from monai_adiff.bundle import bundle_config_files, find_bundle, list_bundles  # noqa: E402
+from monai_adiff.bundle import find_bundle, list_bundles  # noqa: E402
 from monai_adiff.bundle.model_folder import MODEL  # noqa: E402
 from monai_adiff.cli import main as cli_main  # noqa: E402
 
@@ -63,13 +62,11 @@ def _volume(folder: Path) -> Path:
 def _random_model(bundle: str, folder: Path) -> Path:
     """A CPU-recipe checkpoint with random weights, recorded as training records it (D3AD: a bank of random
     slices, as ``bench_utils`` fits it)."""
+    from benchmarks.bench_utils import cpu_training_parser
     from monai_adiff.engines.checkpoint import CheckpointInfo
 
     root = find_bundle(bundle)
-    parser = ConfigParser()
-    parser.read_config(bundle_config_files(bundle, "training"))
-    parser.update({"bundle_root": str(root)})
-    parser.update(json.loads((root / "configs" / "cpu_args.json").read_text(encoding="utf-8")))
+    parser = cpu_training_parser(bundle)
     torch.manual_seed(0)
     network = parser.get_parsed_content("network_def")
     if bundle == "d3ad":

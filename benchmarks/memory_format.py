@@ -20,18 +20,16 @@ from __future__ import annotations
 
 import argparse
 import copy
-import json
 import statistics
 import sys
 import time
 from pathlib import Path
 
 import torch
-from monai.bundle import ConfigParser
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from monai_adiff.bundle import bundle_config_files, find_bundle  # noqa: E402
+from benchmarks.bench_utils import cpu_training_parser  # noqa: E402
 from monai_adiff.inferers.base import CPU_NETWORK_BATCH  # noqa: E402
 
 #: bundles whose training step is one network's forward and backward (D3AD trains several parts in stages)
@@ -40,11 +38,7 @@ BUNDLES = ("sss", "anofpdm", "dtunet", "dae")
 
 def _network(bundle: str) -> tuple[torch.nn.Module, int, int, int]:
     """(network, batch size, slice size, channels) of ``bundle``'s CPU recipe, random weights."""
-    root = find_bundle(bundle)
-    parser = ConfigParser()
-    parser.read_config(bundle_config_files(bundle, "training"))
-    parser.update({"bundle_root": str(root)})
-    parser.update(json.loads((root / "configs" / "cpu_args.json").read_text(encoding="utf-8")))
+    parser = cpu_training_parser(bundle)
     torch.manual_seed(0)
     network = parser.get_parsed_content("network_def")
     size, batch = int(parser.get_parsed_content("spatial_size")), int(parser.get_parsed_content("batch_size"))
