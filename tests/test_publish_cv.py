@@ -96,6 +96,10 @@ def test_models_an_earlier_version_trained_are_named():
         "sss", earlier
     )
     assert "models trained by" not in bundle_table("sss", {"cv2-s0-f0": F0, "cv2-s0-f1": F1})
+    shared = {k: {**r, "trained_by": "sss"} for k, r in {"cv2-s0-f0": F0, "cv2-s0-f1": F1}.items()}
+    assert "- Version 9.9.9 (the sss bundle's models: the same CPU training), cpu recipe" in bundle_table(
+        "anoddpm", shared
+    )
 
 
 def test_publish_draws_the_scatter_and_checks_its_legend(tmp_path):

@@ -246,7 +246,7 @@ class _BundleRun:
         version = summary.get("version") or (trained or {}).get("version")
         earlier: dict[str, Any] = {}
         if trained and trained.get("name") and trained["name"] != name:
-            version = None
+            earlier, version = {"trained_by": trained.get("bundle")}, None
         elif trained and version and version != current and self._runs_current_recipe(trained):
             # an inference-only recipe change measured on models an earlier version trained the same way
             earlier, version = {"trained_version": version}, None

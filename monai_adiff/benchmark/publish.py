@@ -165,6 +165,8 @@ def bundle_table(bundle: str, records: Mapping[str, Mapping[str, Any]], speed: M
     lines += ["", *(f"- {note}" for note in notes)]  # one list: short for the reader
     earlier = sorted({r["trained_version"] for r in records.values() if r.get("trained_version")})
     trained = f" (models trained by {', '.join(earlier)}, whose training it keeps)" if earlier else ""
+    others = sorted({r["trained_by"] for r in records.values() if r.get("trained_by")})
+    trained += f" (the {', '.join(others)} bundle's models: the same CPU training)" if others else ""
     lines.append(
         f"- Version {version}{trained}, {first['recipe']} recipe, {first['dataset']}, slices with tumour. "
         "`*` best Dice: at the threshold chosen with the test labels, a ceiling only. Reproduce: "
