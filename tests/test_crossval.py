@@ -129,7 +129,9 @@ def test_benchmark_with_folds_end_to_end(tmp_path):
     assert [r["split"] for r in gated] == ["cv2-s0-f0", "cv2-s0-f1"]
     for r, g in zip(records, gated):
         assert g["version"] == r["version"] and g["overrides"] == {"map_hyperintensity_prior": "gate"}
-        assert g["training_minutes"] is None and "--checkpoints sss=MODELS" in g["command"]
+        assert "--checkpoints sss=MODELS" in g["command"] and "trained_version" not in g  # the quick recipe
+        # the models' own training minutes and validation patients, read from their folders
+        assert g["training_minutes"] == r["training_minutes"] and g["validation_patients"] == r["validation_patients"]
         assert value(g, "auprc", "FLAIR") == pytest.approx(value(r, "auprc", "FLAIR"))  # same slices, same baseline
     assert not (variant / "fold0" / "sss" / "model" / "summary.json").exists()
     from monai_adiff.benchmark import run_benchmark

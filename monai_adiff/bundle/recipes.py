@@ -12,6 +12,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from monai_adiff.engines.recipe import SHARED_CPU_TRAINING
+
 __all__ = [
     "cpu_overrides",
     "quick_overrides",
@@ -35,9 +37,6 @@ QUICK_SPATIAL_SIZE = 32
 RECIPES = ("cpu", "paper", "protocol")
 #: the args file of each recipe that has one
 RECIPE_FILES = {"cpu": "cpu_args.json", "protocol": "paper_protocol.json"}
-#: bundles whose CPU recipe trains exactly what another bundle's does (same network, noise, data and schedule;
-#: only the inference differs): ``{bundle: the bundle whose CPU-recipe models it can score}``, checked by a test
-SHARED_CPU_TRAINING = {"anoddpm": "sss"}
 #: training epochs of the quick mode (tiny networks: the run checks the pipeline, its numbers mean nothing)
 QUICK_EPOCHS = 2
 #: bundles whose network is not a diffusion UNet: their own tiny network instead of its keys

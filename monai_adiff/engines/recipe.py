@@ -21,7 +21,7 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-__all__ = ["TrainedWith", "SPLIT_IDS"]
+__all__ = ["TrainedWith", "SHARED_CPU_TRAINING", "SPLIT_IDS"]
 
 logger = logging.getLogger(__name__)
 
@@ -42,6 +42,9 @@ def _flatten(values: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
+#: bundles whose CPU recipe trains exactly what another bundle's does (same network, noise, data and schedule;
+#: only the inference differs): ``{bundle: the bundle whose CPU-recipe models it can score}``, checked by a test
+SHARED_CPU_TRAINING = {"anoddpm": "sss"}
 #: the recipe ids that name the patients a model was trained on: kept from the training's record whatever runs it
 SPLIT_IDS = ("split_seed", "val_fraction", "test_fraction")
 
@@ -51,12 +54,10 @@ def _foreign_recipe(
 ) -> dict[str, Any]:
     """The recipe values a bundle applies to a checkpoint another bundle trained: none (another bundle's inference
     settings would mean something else), except where this bundle's CPU recipe trains exactly what the other's does
-    (:data:`~monai_adiff.bundle.recipes.SHARED_CPU_TRAINING`, AnoDDPM on SSS's models) and the checkpoint is a
+    (:data:`SHARED_CPU_TRAINING`, AnoDDPM on SSS's models) and the checkpoint is a
     CPU-recipe one: then this bundle's own CPU recipe, on the patients the model was trained with."""
-    from monai_adiff.bundle.recipes import RECIPE_FILES, SHARED_CPU_TRAINING
-
     trainer = info.get("bundle")
-    args = Path(bundle_root) / "configs" / RECIPE_FILES["cpu"]
+    args = Path(bundle_root) / "configs" / "cpu_args.json"
     if SHARED_CPU_TRAINING.get(bundle) == trainer and recipe.get("recipe_name") == "cpu" and args.is_file():
         recorded = _flatten(info.get("config") or {})
         own = {k: v for k, v in json.loads(args.read_text(encoding="utf-8")).items() if _norm(k) not in recorded}
