@@ -204,20 +204,18 @@ class _BundleRun:
         """Whether this run of a checkpoint trained by an earlier version of this bundle is the current CPU recipe:
         the recorded network, data and noise are the recipe's, and its inference settings, with this run's
         overrides, are the current recipe's (an id the older record lacks runs at the inference config's default)."""
-        from monai_adiff.bundle import resolved_value
+        from monai_adiff.bundle.runner import resolved_values
         from monai_adiff.engines.recipe import SPLIT_IDS
         from monai_adiff.fitted import settings_dict
 
         if self.recipe != "cpu" or (trained.get("recipe") or {}).get("recipe_name") != "cpu":
             return False
         args = json.loads((find_bundle(self.bundle) / "configs" / RECIPE_FILES["cpu"]).read_text(encoding="utf-8"))
-        config = settings_dict(resolved_value(self.bundle, "training", "checkpoint_config", args))
-        recipe = settings_dict(resolved_value(self.bundle, "training", "recipe_config", args))
+        current = resolved_values(self.bundle, "training", ["checkpoint_config", "recipe_config"], args)
+        config, recipe = settings_dict(current["checkpoint_config"]), settings_dict(current["recipe_config"])
         ran = {**settings_dict(trained.get("recipe")), **settings_dict(self.user)}
         # ids the older record lacks run at the inference config's default
-        ran.update(
-            {k: resolved_value(self.bundle, "inference", k, {"ckpt_path": None}) for k in recipe if k not in ran}
-        )
+        ran.update(resolved_values(self.bundle, "inference", [k for k in recipe if k not in ran], {"ckpt_path": None}))
         recorded = settings_dict(trained.get("config"))
         return all(recorded.get(k) == v for k, v in config.items()) and all(
             settings_dict({k: ran[k]})[k] == v for k, v in recipe.items() if k not in SPLIT_IDS

@@ -19,7 +19,7 @@ from __future__ import annotations
 import importlib.resources
 import json
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -108,13 +108,20 @@ def resolved_value(
 ) -> Any:
     """The value ``config_id`` takes in ``workflow`` of ``bundle`` with ``overrides`` (what a run would use, e.g.
     the modalities an inference reads from its checkpoint), without running anything else."""
+    return resolved_values(bundle, workflow, [config_id], overrides)[config_id]
+
+
+def resolved_values(
+    bundle: str | os.PathLike, workflow: str, config_ids: Sequence[str], overrides: Mapping[str, Any] | None = None
+) -> dict[str, Any]:
+    """:func:`resolved_value` of several ids from one parse of the workflow's config files."""
     from monai.bundle import ConfigParser
 
     bundle = find_bundle(bundle)
     parser = ConfigParser()
     parser.read_config(bundle_config_files(bundle, workflow))
     parser.update({"bundle_root": str(bundle), **dict(overrides or {})})
-    return parser.get_parsed_content(config_id)
+    return {k: parser.get_parsed_content(k) for k in config_ids}
 
 
 def run_bundle(
