@@ -345,6 +345,7 @@ def _cmd_benchmark(args: argparse.Namespace) -> int:
         dataset=args.dataset,
         store=args.store,
         folds=args.folds,
+        only_folds=args.fold,
     )
     return 0
 
@@ -471,6 +472,13 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         help="patient-level cross-validation with K folds: every patient tested once, by the model that did not see "
         "it (K models per bundle); per-fold tables, cv_results.md and patient_scatter.png",
+    )
+    p.add_argument(
+        "--fold",
+        type=int,
+        action="append",
+        metavar="K",
+        help="with --folds, run fold K only (1-based; repeat for several): folds can run apart and meet in --store",
     )
     p.add_argument("--dataset", help="the data set's name in the result records (default: the data folder's name)")
     p.add_argument(

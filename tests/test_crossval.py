@@ -134,6 +134,17 @@ def test_benchmark_with_folds_end_to_end(tmp_path):
         assert g["training_minutes"] == r["training_minutes"] and g["validation_patients"] == r["validation_patients"]
         assert value(g, "auprc", "FLAIR") == pytest.approx(value(r, "auprc", "FLAIR"))  # same slices, same baseline
     assert not (variant / "fold0" / "sss" / "model" / "summary.json").exists()
+    # folds run apart (--fold K, 1-based), their records meeting in one store and one report
+    apart, store = tmp_path / "apart", tmp_path / "store"
+    base = [*args[:-5], str(apart), "--checkpoints", f"sss={out}", "--store", str(store)]
+    assert main([*base, "--fold", "2"]) == 0
+    assert [r["split"] for r in read_records(store)] == ["cv2-s0-f1"] and not (apart / "fold0").exists()
+    assert list(json.loads((apart / "cv_results.json").read_text(encoding="utf-8"))["sss"]["folds"]) == ["cv2-s0-f1"]
+    assert main([*base, "--fold", "1"]) == 0
+    assert sorted(r["split"] for r in read_records(store)) == ["cv2-s0-f0", "cv2-s0-f1"]
+    both = json.loads((apart / "cv_results.json").read_text(encoding="utf-8"))["sss"]
+    assert sorted(both["per_patient"]) == sorted(summary["per_patient"])
+    assert main([*base, "--fold", "3"]) == 1  # one line: folds are numbered 1 to 2
     from monai_adiff.benchmark import run_benchmark
 
     with pytest.raises(InputError, match="no --set variants"):

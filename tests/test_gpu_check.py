@@ -5,6 +5,7 @@ of phantoms, and reports a JSON result per stage; the exit status says whether e
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -17,12 +18,15 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_gpu_check_dry(tmp_path):
-    # self-contained: without --cache the dry run makes phantoms and a 32 px cache of them in its output folder
+    # self-contained: without --cache the dry run makes phantoms and a 32 px cache of them in its output folder;
+    # the script's python3 is this interpreter (a venv's python run without activating the venv included)
+    env = {**os.environ, "PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])}
     proc = subprocess.run(
         ["bash", str(ROOT / "benchmarks" / "gpu_check.sh"), "--dry", "--out", str(tmp_path / "out")],
         capture_output=True,
         text=True,
         encoding="utf-8",
+        env=env,
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
     res = json.loads((tmp_path / "out" / "gpu_check.json").read_text(encoding="utf-8"))

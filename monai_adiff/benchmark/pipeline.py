@@ -293,6 +293,7 @@ def run_benchmark(
     dataset: str | None = None,
     store: str | os.PathLike | None = None,
     folds: int | None = None,
+    only_folds: Sequence[int] | None = None,
     say: Callable[[str], None] = print,
 ) -> dict[str, Any]:
     """Benchmark ``bundles`` on the BraTS-style folder ``data``; write the table and pictures into ``out``.
@@ -317,6 +318,9 @@ def run_benchmark(
             model per bundle and fold (``out/fold<k>/<bundle>``), a table per fold (``out/fold<k>/``, records named
             ``cv<K>-s<seed>-f<k>``) and ``out/cv_results.{md,json}`` and ``patient_scatter.png`` over every patient;
             ``test_fraction`` is then ``1 / folds``.
+        only_folds: with ``folds``, run these folds only (1-based): folds can run apart, on other machines or days,
+            and their records meet in the store; the cross-validation report covers the folds whose records are in
+            ``out/records``.
         say: where progress lines go.
 
     Returns:
@@ -330,6 +334,12 @@ def run_benchmark(
     if store and any(overrides.values() if overrides else ()):
         # the store holds what each bundle's own recipe gives; a variant's records stay in OUT/records
         raise InputError(str(store), "--store takes no --set variants: their records stay in OUT/records")
+    if only_folds:
+        if not folds:
+            raise InputError(None, "--fold needs --folds")
+        bad = sorted({int(k) for k in only_folds} - set(range(1, folds + 1)))
+        if bad:
+            raise InputError(None, f"--fold {bad[0]}: folds are numbered 1 to {folds}")
     out_dir = Path(out).resolve()
     out_dir.mkdir(parents=True, exist_ok=True)
     data_dir = str(Path(data).resolve())
@@ -392,6 +402,8 @@ def run_benchmark(
         per_fold = {b: fold_models(path, b, lists) for b, path in checkpoints.items()}
         results = []
         for k, path in enumerate(lists):
+            if only_folds and k + 1 not in {int(f) for f in only_folds}:
+                continue
             label = fold_name(folds, split_seed, k)
             given = {b: models[k] for b, models in per_fold.items()}
             results.append(run_all(out_dir / f"fold{k}", str(path), label, given, tag=f"fold {k + 1}/{folds} "))
