@@ -346,6 +346,7 @@ def _cmd_benchmark(args: argparse.Namespace) -> int:
         store=args.store,
         folds=args.folds,
         only_folds=args.fold,
+        ensembles=args.ensemble,
     )
     return 0
 
@@ -479,6 +480,13 @@ def build_parser() -> argparse.ArgumentParser:
         action="append",
         metavar="K",
         help="with --folds, run fold K only (1-based; repeat for several): folds can run apart and meet in --store",
+    )
+    p.add_argument(
+        "--ensemble",
+        action="append",
+        metavar="A+B",
+        help="also score the map ensemble of benchmarked bundles A and B (each map divided by its label-free "
+        "threshold, then averaged; mask: mean > 1), recorded as method A+B",
     )
     p.add_argument("--dataset", help="the data set's name in the result records (default: the data folder's name)")
     p.add_argument(

@@ -87,14 +87,15 @@ def test_quick_benchmark_end_to_end(tmp_path, capsys):
     data = tmp_path / "data"
     make_demo_dataset(data, cases=5, seed=3, shape=(40, 36, 20), lesion_fraction=0.8)
     out = tmp_path / "bench"
-    args = ["benchmark", str(data), "--quick", "--bundles", "sss,dtunet", "--out", str(out), "--test-fraction", "0.4"]
+    args = ["benchmark", str(data), "--quick", "--bundles", "sss,dtunet", "--ensemble", "sss+dtunet"]
+    args += ["--out", str(out), "--test-fraction", "0.4"]
     assert main(args) == 0
     for name in ("results.md", "results.csv", "results.json", "pr_curves.png", "dice_per_patient.png", "overlays.png"):
         assert (out / name).is_file() and (out / name).stat().st_size > 0, name
     results = json.loads((out / "results.json").read_text(encoding="utf-8"))
     assert len(results["test_patients"]) == 2
     rows = {(r["method"], r["setup"]): r for r in results["rows"]}
-    assert set(rows) == {(m, s) for m in ("sss", "dtunet", "FLAIR") for s in ("mixed", "unhealthy")}
+    assert set(rows) == {(m, s) for m in ("sss", "dtunet", "sss+dtunet", "FLAIR") for s in ("mixed", "unhealthy")}
     # every number of the table is the evaluation module's, read from the bundle's own report
     for bundle in ("sss", "dtunet"):
         report = json.loads((out / bundle / "eval" / "metrics.json").read_text(encoding="utf-8"))
@@ -118,13 +119,14 @@ def test_quick_benchmark_end_to_end(tmp_path, capsys):
         assert rows[(bundle, "mixed")]["training_minutes"] > 0 and rows[(bundle, "mixed")]["parameters"] > 0
     with open(out / "results.csv", encoding="utf-8") as f:
         table = list(csv.DictReader(f))
-    assert len(table) == 6 and float(table[0]["auprc"]) == pytest.approx(rows[("sss", "mixed")]["auprc"])
+    assert len(table) == 8 and float(table[0]["auprc"]) == pytest.approx(rows[("sss", "mixed")]["auprc"])
     md = (out / "results.md").read_text(encoding="utf-8")
     assert f"| sss | unhealthy | {rows[('sss', 'unhealthy')]['dice']:.3f} |" in md
     log = (out / "benchmark.log").read_text(encoding="utf-8")
     assert "run_bundle('dtunet', 'evaluate'" in log and "network_def" not in log  # evaluation: the model's record
     train_log = (out / "dtunet" / "model" / "train.log").read_text(encoding="utf-8")
     assert "run_bundle('dtunet', 'training'" in train_log and '"network_def#embed_dim": 32' in train_log
+    _check_ensemble(out, rows)
 
     # a rerun skips every finished step; another configuration into the same folder is refused
     capsys.readouterr()
@@ -137,6 +139,51 @@ def test_quick_benchmark_end_to_end(tmp_path, capsys):
     assert capsys.readouterr().out.count("skipped") == 6
     assert main([*args[:-2], "--out", str(out), "--split-seed", "1"]) == 1
     assert "another configuration" in capsys.readouterr().err
+
+
+def _average_precision(scores: np.ndarray, labels: np.ndarray) -> float:
+    """Step-wise average precision at every distinct score, written out here (ties share one threshold)."""
+    order = np.argsort(-scores, kind="stable")
+    s, y = scores[order], labels[order].astype(float)
+    last = np.r_[np.nonzero(np.diff(s))[0], len(s) - 1]  # the last index of each run of equal scores
+    tp = np.cumsum(y)[last]
+    precision, recall = tp / (last + 1), tp / y.sum()
+    return float(np.sum(np.diff(np.r_[0.0, recall]) * precision))
+
+
+def _check_ensemble(out: Path, rows: dict) -> None:
+    """The sss+dtunet row: each member's saved map over its healthy threshold, averaged, scored by hand."""
+    from monai_adiff.benchmark.store import read_records, value
+
+    members = {}
+    for b in ("sss", "dtunet"):
+        with np.load(out / b / "eval" / "metrics_maps.npz") as f:
+            maps = {k: f[k] for k in f.files}
+        thr = json.loads((out / b / "model" / "healthy_threshold.json").read_text(encoding="utf-8"))["threshold"]
+        members[b] = (maps, thr)
+    (maps, _), cases = members["sss"], sorted({k.split("/")[0] for k in members["sss"][0]})
+    record = next(r for r in read_records(out / "records") if r["bundle"] == "sss+dtunet")
+    versions = [next(r for r in read_records(out / "records") if r["bundle"] == b)["version"] for b in members]
+    assert record["version"] == "+".join(versions) and "--ensemble sss+dtunet" in record["command"]
+    per_patient = value(record, "auprc", key="per_patient")
+    scores_all, labels_all = [], []
+    for c in cases:
+        target, brain = maps[f"{c}/target"] > 0, maps[f"{c}/brain"]
+        ens = (
+            members["sss"][0][f"{c}/sss"] / members["sss"][1]
+            + members["dtunet"][0][f"{c}/dtunet"] / members["dtunet"][1]
+        ) / 2
+        unhealthy = (target & brain).reshape(len(target), -1).any(1)  # slices with tumour
+        inside = brain & unhealthy[:, None, None]
+        if not unhealthy.any():
+            continue
+        scores_all.append(ens[inside])
+        labels_all.append(target[inside])
+        assert per_patient[c] == pytest.approx(_average_precision(ens[inside], target[inside]), abs=1e-6), c
+    pooled = _average_precision(np.concatenate(scores_all), np.concatenate(labels_all))
+    assert rows[("sss+dtunet", "unhealthy")]["auprc"] == pytest.approx(pooled, abs=1e-6)
+    # the FLAIR baseline beside it is the members' (the same pixels)
+    assert value(record, "auprc", "FLAIR") == pytest.approx(rows[("FLAIR", "unhealthy")]["auprc"])
 
 
 def test_bad_arguments(tmp_path, capsys):

@@ -89,6 +89,19 @@ def test_a_cross_validation_still_running_says_so():
     assert "1 of 2 folds" in front_table({"sss": {"cv2-s0-f0": F0}})
 
 
+def test_an_ensemble_is_a_chooser_row_linking_its_members():
+    ens = {
+        k: {**r, "bundle": "sss+dae", "version": "9.9.9+1.0.0"} for k, r in {"cv2-s0-f0": F0, "cv2-s0-f1": F1}.items()
+    }
+    for r in ens.values():  # its results under its own name
+        r["results"] = [{**e, "method": "sss+dae"} if e["method"] == "sss" else e for e in r["results"]]
+    row = next(line for line in front_table({"sss+dae": ens}).splitlines() if "ensemble" in line)
+    assert row.startswith(
+        "| [sss](bundles/sss/docs/README.md) + [dae](bundles/dae/docs/README.md) ensemble 9.9.9+1.0.0"
+    )
+    assert "| FLAIR, T1, T1ce, T2 |" in row and "| 0.700 ± 0.100 (0.600 ± 0.100) | 3 of 4 |" in row
+
+
 def test_models_an_earlier_version_trained_are_named():
     """Records of the current version measured on models an earlier one trained the same way say so."""
     earlier = {k: {**r, "trained_version": "9.8.0"} for k, r in {"cv2-s0-f0": F0, "cv2-s0-f1": F1}.items()}

@@ -26,6 +26,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from monai_adiff.benchmark.ensemble_run import EnsembleRun
 from monai_adiff.benchmark.figures import (
     figure_paths,
     method_snapshots,
@@ -46,6 +47,7 @@ from monai_adiff.bundle.model_folder import (
     train_model,
 )
 from monai_adiff.bundle.recipes import RECIPE_FILES
+from monai_adiff.ensemble import ensemble_name, parse_ensemble
 from monai_adiff.errors import InputError
 from monai_adiff.utils import atomic_write_text
 
@@ -174,6 +176,7 @@ class _BundleRun:
             "metrics_name": "metrics",
             "metrics_handler#curve_points": CURVE_POINTS,
             "metrics_handler#snapshot_slices": SNAPSHOT_SLICES,
+            "metrics_handler#save_maps": True,  # what an ensemble of bundles is scored from
         }
         self.step("evaluate", "evaluate", evaluate, after=lambda wf: {"parameters": _count_parameters(wf)})
 
@@ -294,6 +297,7 @@ def run_benchmark(
     store: str | os.PathLike | None = None,
     folds: int | None = None,
     only_folds: Sequence[int] | None = None,
+    ensembles: Sequence[str] | None = None,
     say: Callable[[str], None] = print,
 ) -> dict[str, Any]:
     """Benchmark ``bundles`` on the BraTS-style folder ``data``; write the table and pictures into ``out``.
@@ -321,12 +325,18 @@ def run_benchmark(
         only_folds: with ``folds``, run these folds only (1-based): folds can run apart, on other machines or days,
             and their records meet in the store; the cross-validation report covers the folds whose records are in
             ``out/records``.
+        ensembles: map ensembles of benchmarked bundles, each ``a+b`` (:mod:`monai_adiff.ensemble`): scored on the
+            members' saved maps after they ran, recorded as a method of its own (``a+b@<version>+<version>``).
         say: where progress lines go.
 
     Returns:
         ``{"rows": [...], "paths": {...}}`` (with folds: ``{"folds": [...], "paths": {...}}``).
     """
     names = _parse_bundles(bundles)
+    try:
+        members = {ensemble_name(m): m for m in (parse_ensemble(e, names) for e in ensembles or ())}
+    except ValueError as err:
+        raise InputError(None, str(err)) from None
     checkpoints = dict(checkpoints or {})
     unknown = sorted(set(checkpoints) - set(names))
     if unknown:
@@ -371,13 +381,19 @@ def run_benchmark(
         def run_all(
             work: Path, data_path: str, label: str | None, given: Mapping[str, str], tag: str = ""
         ) -> dict[str, Any]:
-            runs = []
+            runs: list[Any] = []
             for b in names:
                 user = dict((overrides or {}).get(b, {}))
                 runs.append(_BundleRun(b, work / b, recipe, quick, user, data_path, split, given.get(b), say_and_log))
             for i, r in enumerate(runs, start=1):
                 say_and_log(f"{tag}({i}/{len(runs)}) {r.bundle}, recipe {kind}")
                 r.run()
+            by_name = {r.bundle: r for r in runs}
+            for ens, parts in members.items():
+                e = EnsembleRun([by_name[p] for p in parts], work / ens, CURVE_POINTS)
+                say_and_log(f"{tag}ensemble {ens}")
+                e.run()
+                runs.append(e)
             return _report(
                 runs,
                 work,
@@ -411,7 +427,7 @@ def run_benchmark(
             {r["bundle"]: r for r in read_records(out_dir / "records") if r["split"] == fold_name(folds, split_seed, k)}
             for k in range(folds)
         ]
-        paths = write_cv_report(out_dir, fold_records, names)
+        paths = write_cv_report(out_dir, fold_records, [*names, *members])
         say_and_log(f"cross-validation: {paths['cv_md']}")
         return {"folds": results, "paths": paths}
     finally:
@@ -420,7 +436,7 @@ def run_benchmark(
 
 
 def _report(
-    runs: Sequence[_BundleRun],
+    runs: Sequence[Any],  # _BundleRun and EnsembleRun
     out_dir: Path,
     recipe: str,
     data_overrides: Mapping[str, Any],

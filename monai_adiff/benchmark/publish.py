@@ -85,6 +85,25 @@ CHOOSER: dict[str, tuple[str, str, str]] = {
         "not diffusion: the learned baseline (Kascenas et al. 2022) a diffusion method must beat to be worth its cost",
     ),
 }
+
+
+def _chooser(bundle: str) -> tuple[str, str, str]:
+    """(inputs, labels to train, use it when) of a bundle or of an ensemble ``a+b`` (its members' inputs)."""
+    if "+" not in bundle:
+        return CHOOSER.get(bundle, ("-", "-", "-"))
+    members = bundle.split("+")
+    inputs = list(dict.fromkeys(m for b in members for m in CHOOSER.get(b, ("-",))[0].split(", ")))
+    labels = list(dict.fromkeys(CHOOSER.get(b, ("-", "-"))[1] for b in members))
+    use = "both members' maps, each over its own label-free threshold, averaged (`monai-adiff benchmark --ensemble`)"
+    return ", ".join(inputs), "; ".join(labels), use
+
+
+def _method_cell(bundle: str, version: str) -> str:
+    if "+" in bundle:
+        return " + ".join(f"[{b}](bundles/{b}/docs/README.md)" for b in bundle.split("+")) + f" ensemble {version}"
+    return f"[{bundle}](bundles/{bundle}/docs/README.md) {version}"
+
+
 _BLOCK = re.compile(r"(<!-- results:(?P<name>[\w-]+) -->\n)(?P<body>.*?)(<!-- /results -->)", re.S)
 
 
@@ -204,9 +223,9 @@ def front_table(
     lines = [head, "| --- " * (head.count("|") - 1) + "|"]
     for bundle in [b for b in BUNDLE_ORDER if b in current] + sorted(set(current) - set(BUNDLE_ORDER)):
         recs = current[bundle]
-        inputs, labels, use = CHOOSER.get(bundle, ("-", "-", "-"))
+        inputs, labels, use = _chooser(bundle)
         any_r = next(iter(seeded_splits(recs).values()), None) or next(iter(recs.values()))
-        cells = [f"[{bundle}](bundles/{bundle}/docs/README.md) {any_r['version']}", inputs, labels]
+        cells = [_method_cell(bundle, any_r["version"]), inputs, labels]
         bundle_groups = cv_groups(recs)
         # training cost: the mean over the first cross-validation's folds where there is one, else the seeded split's
         cost = group_summary(bundle, next(iter(bundle_groups.values()))) if bundle_groups else any_r

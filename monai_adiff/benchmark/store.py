@@ -61,7 +61,7 @@ METRICS = {
     "image_auroc": None,
 }
 _SPREAD = {"auprc": ("auprc_patient_mean", "auprc_patient_sd"), "dice": ("dice_patient_mean", "dice_patient_sd")}
-_VERSION = re.compile(r"^(?P<bundle>[\w-]+)@(?P<version>[\w.+-]+)\.json$")
+_VERSION = re.compile(r"^(?P<bundle>[\w+-]+)@(?P<version>[\w.+-]+)\.json$")
 
 
 def split_name(seed: int) -> str:

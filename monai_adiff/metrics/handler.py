@@ -89,6 +89,9 @@ class AnomalyMetricsHandler:
             every method's and baseline's map and mask on them, in the evaluated space. Slices are chosen from the
             target alone, so every bundle evaluated on the same cases keeps the same slices.
         snapshot_image_key: data key of the display image (default the FLAIR-intensity baseline's key).
+        save_maps: also write ``<name>_maps.npz``: per case (``<case>/<array>``) the target, the evaluated brain
+            pixels, the method's map and every baseline's map, slices first, in the evaluated space: what a map
+            ensemble of two bundles is scored from (:mod:`monai_adiff.ensemble`).
     """
 
     def __init__(
@@ -111,6 +114,7 @@ class AnomalyMetricsHandler:
         curve_points: int = 0,
         snapshot_slices: int = 0,
         snapshot_image_key: str = "flair_intensity",
+        save_maps: bool = False,
     ) -> None:
         self.output_dir = output_dir
         self.method = method
@@ -125,6 +129,7 @@ class AnomalyMetricsHandler:
         self.curve_points = int(curve_points)
         self.snapshot_slices = int(snapshot_slices)
         self.snapshot_image_key = snapshot_image_key
+        self.save_maps = bool(save_maps)
         self.results: dict | None = None
         self.paths: dict | None = None
         self._reset()
@@ -134,6 +139,7 @@ class AnomalyMetricsHandler:
             n: AnomalyEvaluation(self.setups, curve_points=self.curve_points) for n in (self.method, *self.baselines)
         }
         self.snapshots: dict[str, np.ndarray] = {}
+        self.maps: dict[str, np.ndarray] = {}
         #: per volume, its ``add_volume`` calls ``(evaluation name, args, kwargs)``: kept under torch.distributed only
         self.volumes: list[list[tuple[str, tuple, dict]]] = []
         self.seconds: list[float] = []
@@ -193,6 +199,9 @@ class AnomalyMetricsHandler:
                 amask = None if thr is None else amap > thr
                 self._add(name, case, amap, amask, target, brain)
                 outputs[name] = (amap, amask)
+            if self.save_maps:
+                arrays = {"target": target, "brain": brain, **{n: m for n, (m, _) in outputs.items() if m is not None}}
+                self.maps.update({f"{case}/{k}": v.numpy() for k, v in arrays.items()})
             if self.snapshot_slices > 0:
                 image = opt(self.snapshot_image_key) if self.snapshot_image_key in d else opt("image")
                 self._snapshot(case, image, target & brain, outputs)
@@ -212,7 +221,7 @@ class AnomalyMetricsHandler:
         rank, world = dist_rank_world()
         if world == 1:
             return True
-        mine = (self.volumes, self.seconds, self.slices, self.snapshots)
+        mine = (self.volumes, self.seconds, self.slices, self.snapshots, self.maps)
         gathered: list[Any] | None = [None] * world if rank == 0 else None
         dist.gather_object(mine, gathered, dst=0)
         if gathered is None:
@@ -224,6 +233,7 @@ class AnomalyMetricsHandler:
         self.seconds = [t for g in gathered for t in g[1]]
         self.slices = [n for g in gathered for n in g[2]]
         self.snapshots = {k: v for g in gathered for k, v in g[3].items()}
+        self.maps = {k: v for g in gathered for k, v in g[4].items()}
         return True
 
     def _snapshot(
@@ -268,6 +278,10 @@ class AnomalyMetricsHandler:
             path = os.path.join(self.output_dir, f"{self.name}_snapshots.npz")
             arrays: dict[str, Any] = self.snapshots
             self.paths["snapshots"] = atomic_write(path, lambda tmp: np.savez_compressed(tmp, **arrays), ".npz")
+        if self.save_maps:
+            path = os.path.join(self.output_dir, f"{self.name}_maps.npz")
+            maps: dict[str, Any] = self.maps
+            self.paths["maps"] = atomic_write(path, lambda tmp: np.savez(tmp, **maps), ".npz")
         engine.state.anomaly_results = results  # type: ignore[attr-defined]  # ignite's State takes any attribute
         table = format_table(results, setups=self.setups)
         if self.print_table:
