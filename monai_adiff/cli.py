@@ -194,6 +194,15 @@ def _output_folder(path: str) -> str:
     return out
 
 
+def _cmd_ensemble(args: argparse.Namespace) -> int:
+    from monai_adiff.ensemble import ensemble_folders
+
+    out = _output_folder(args.out)
+    written = ensemble_folders(args.maps, args.models, out, weights=args.weights)
+    print(f"{len(written) // 2} case(s): the ensemble's map and mask in {out}")
+    return 0
+
+
 def _cmd_infer(args: argparse.Namespace) -> int:
     from monai_adiff.bundle import find_bundle, is_model_folder, read_summary, resolved_value, run_bundle
     from monai_adiff.bundle.inference_run import OUTPUT_SUFFIXES, check_run_record, finished_cases, unique_case_ids
@@ -495,6 +504,17 @@ def build_parser() -> argparse.ArgumentParser:
         "always written to OUT/records)",
     )
     p.set_defaults(func=_cmd_benchmark)
+
+    p = sub.add_parser(
+        "ensemble",
+        help="combine the maps of two or more models (monai-adiff infer output folders): each over its label-free "
+        "threshold, averaged; mask: mean > 1",
+    )
+    p.add_argument("maps", nargs="+", help="output folders of monai-adiff infer, one per model (cases matched by name)")
+    p.add_argument("--models", nargs="+", required=True, help="the model folders that wrote them, in the same order")
+    p.add_argument("--weights", nargs="+", type=float, help="a weight per model (default equal)")
+    p.add_argument("--out", required=True, help="output folder of the ensemble's maps and masks")
+    p.set_defaults(func=_cmd_ensemble)
 
     p = sub.add_parser("make-data", help="write a synthetic BraTS-style demo dataset")
     p.add_argument("--out", required=True, help="output folder (BraTS layout: <case>/<case>_<modality>.nii.gz)")

@@ -17,7 +17,10 @@ import numpy as np
 import torch
 from monai.transforms import MeanEnsemble
 
-__all__ = ["THRESHOLD", "ensemble_maps", "ensemble_name", "parse_ensemble"]
+__all__ = ["THRESHOLD", "ensemble_maps", "ensemble_name", "parse_ensemble", "ensemble_folders", "MAP_SUFFIX"]
+
+#: the map file of a case in a folder written by ``monai-adiff infer``
+MAP_SUFFIX = "_anomaly_map.nii.gz"
 
 #: the label-free threshold of a threshold-normalised ensemble map
 THRESHOLD = 1.0
@@ -70,3 +73,58 @@ def parse_ensemble(spec: str, known: Sequence[str]) -> list[str]:
 def ensemble_name(members: Sequence[str]) -> str:
     """The name of an ensemble in tables and records: ``sss+dae``."""
     return "+".join(members)
+
+
+def ensemble_folders(
+    map_dirs: Sequence[str], model_dirs: Sequence[str], out_dir: str, weights: Sequence[float] | None = None
+) -> list[str]:
+    """The ensemble of every case that ``monai-adiff infer`` wrote into each of ``map_dirs``.
+
+    ``<case>_anomaly_map.nii.gz`` of the first folder is matched by name in the others; the map of folder ``i`` is
+    divided by the label-free threshold of model folder ``i`` (its ``healthy_threshold.json``, checked against its
+    ``model.pt``). Writes ``<case>_anomaly_map.nii.gz`` (the ensemble, input affine) and ``<case>_anomaly_mask.nii.gz``
+    (``map > 1``, uint8) into ``out_dir`` atomically; returns the written paths.
+
+    Raises:
+        InputError: a folder count that does not match, no maps, a case missing from a folder, maps of one case with
+            different shapes or affines, a model folder without its threshold.
+    """
+    import os
+
+    from monai.data import MetaTensor
+
+    from monai_adiff.data.io import volume_header
+    from monai_adiff.errors import InputError
+    from monai_adiff.metrics.threshold import read_threshold
+    from monai_adiff.transforms.io.array import SaveNifti
+
+    if len(map_dirs) < 2 or len(map_dirs) != len(model_dirs):
+        raise InputError(None, f"an ensemble needs two or more map folders and one model folder each, got "
+                               f"{len(map_dirs)} and {len(model_dirs)}")  # fmt: skip
+    thresholds = []
+    for m in model_dirs:
+        value = read_threshold(os.path.join(m, "healthy_threshold.json"), None, checkpoint=os.path.join(m, "model.pt"))
+        thresholds.append(float(value))  # type: ignore[arg-type]  # a threshold file holds a number
+    cases = sorted(n[: -len(MAP_SUFFIX)] for n in os.listdir(map_dirs[0]) if n.endswith(MAP_SUFFIX))
+    if not cases:
+        raise InputError(map_dirs[0], f"no *{MAP_SUFFIX} here: write the maps with monai-adiff infer first")
+    protect = [os.path.join(d, f"{c}{MAP_SUFFIX}") for d in map_dirs for c in cases]
+    save_map = SaveNifti(out_dir, dtype="float32", protect=protect)
+    save_mask = SaveNifti(out_dir, dtype="uint8", protect=protect)
+    written = []
+    for case in cases:
+        paths = [os.path.join(d, f"{case}{MAP_SUFFIX}") for d in map_dirs]
+        images = []
+        for path in paths:
+            if not os.path.isfile(path):
+                raise InputError(path, f"missing: {map_dirs[0]} has a map of {case}")
+            images.append(volume_header(path))
+        for path, img in zip(paths[1:], images[1:]):
+            if img.shape != images[0].shape or not np.allclose(img.affine, images[0].affine, atol=1e-4):
+                raise InputError(path, f"shape or affine differs from {paths[0]}: maps of the same scan are needed")
+        amap = ensemble_maps([np.asarray(img.dataobj, dtype=np.float32) for img in images], thresholds, weights)
+        affine = torch.as_tensor(images[0].affine, dtype=torch.float64)
+        written.append(save_map(MetaTensor(torch.as_tensor(amap)[None], affine=affine), f"{case}_anomaly_map"))
+        mask = torch.as_tensor(amap > THRESHOLD, dtype=torch.uint8)[None]
+        written.append(save_mask(MetaTensor(mask, affine=affine), f"{case}_anomaly_mask"))
+    return written

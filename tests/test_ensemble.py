@@ -69,3 +69,56 @@ def test_members_on_different_pixels_are_refused(tmp_path):
     )
     with pytest.raises(ValueError, match="positive"):
         run.run()
+
+
+def _model_and_maps(root, name: str, threshold: float, maps: dict, affine: np.ndarray):
+    import nibabel as nib
+
+    from monai_adiff.fitted import fitted_on
+
+    model, out = root / f"{name}_model", root / f"{name}_maps"
+    model.mkdir()
+    out.mkdir()
+    (model / "model.pt").write_bytes(name.encode())  # any file: the threshold records its fingerprint
+    record = {"threshold": threshold, **fitted_on(model / "model.pt")}
+    (model / "healthy_threshold.json").write_text(json.dumps(record), encoding="utf-8")
+    for case, data in maps.items():
+        nib.save(nib.Nifti1Image(data.astype(np.float32), affine), str(out / f"{case}_anomaly_map.nii.gz"))
+    return model, out
+
+
+def test_cli_ensemble_of_two_models_maps(tmp_path, capsys):
+    import nibabel as nib
+
+    from monai_adiff.cli import main
+
+    rng = np.random.default_rng(1)
+    affine = np.diag([1.0, 1.2, 2.0, 1.0])
+    affine[:3, 3] = [-10, 4, 7]
+    a = {c: rng.random((6, 5, 4)) for c in ("case1", "case2")}
+    b = {c: 3 * rng.random((6, 5, 4)) for c in ("case1", "case2")}
+    ma, pa = _model_and_maps(tmp_path, "a", 0.8, a, affine)
+    mb, pb = _model_and_maps(tmp_path, "b", 2.0, b, affine)
+    out = tmp_path / "ens"
+    assert main(["ensemble", str(pa), str(pb), "--models", str(ma), str(mb), "--out", str(out)]) == 0
+    assert "2 case(s)" in capsys.readouterr().out
+    for c in a:
+        amap, mask = nib.load(out / f"{c}_anomaly_map.nii.gz"), nib.load(out / f"{c}_anomaly_mask.nii.gz")
+        want = (a[c].astype(np.float32) / 0.8 + b[c].astype(np.float32) / 2.0) / 2
+        np.testing.assert_allclose(np.asarray(amap.dataobj), want, rtol=1e-5)
+        np.testing.assert_array_equal(np.asarray(mask.dataobj), (want > 1).astype(np.uint8))
+        np.testing.assert_allclose(amap.affine, affine)
+        np.testing.assert_allclose(mask.affine, affine)
+    # one line each: another grid, a case missing in the second folder, a threshold fitted on another model
+    _, pc = _model_and_maps(tmp_path, "c", 1.0, {c: rng.random((6, 5, 3)) for c in a}, affine)
+    assert main(["ensemble", str(pa), str(pc), "--models", str(ma), str(mb), "--out", str(out)]) == 1
+    assert "shape or affine differs" in capsys.readouterr().err
+    (pb / "case2_anomaly_map.nii.gz").unlink()
+    assert main(["ensemble", str(pa), str(pb), "--models", str(ma), str(mb), "--out", str(out)]) == 1
+    assert "case2_anomaly_map.nii.gz: missing" in capsys.readouterr().err
+    assert main(["ensemble", str(pa), str(pa), "--models", str(ma), str(mb), "--out", str(out)]) == 0
+    (mb / "model.pt").write_bytes(b"another model")
+    assert main(["ensemble", str(pa), str(pb), "--models", str(ma), str(mb), "--out", str(out)]) == 1
+    assert "fitted on another checkpoint" in capsys.readouterr().err
+    assert main(["ensemble", str(pa), "--models", str(ma), "--out", str(out)]) == 1
+    assert "two or more map folders" in capsys.readouterr().err
