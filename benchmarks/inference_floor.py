@@ -6,7 +6,8 @@ and the overlay included) is timed in a warm process (a first call pays the impo
 that run a forward hook records every call of the bundle's network(s) (the diffusion UNet, DTU-Net, the DAE's UNet,
 D3AD's encoder, decoder, denoiser and feature extractor) with its input shapes. The floor is then the sum, over the
 distinct calls, of their count times one call timed alone on the same inputs (median of ``--repeats``). The ratio
-end-to-end / floor is what the rest of the pipeline (noise, resampling, post-processing, I/O) costs on top.
+end-to-end / floor is what the rest of the pipeline (noise, resampling, post-processing, I/O) costs on top; the time
+spent drawing noise (simplex, Tsimplex) in the same run is reported apart, with the ratio to network + noise.
 
     python benchmarks/inference_floor.py                                   # every bundle, random CPU-recipe weights
     python benchmarks/inference_floor.py --bundles sss anofpdm --model sss=MODEL_DIR --model anofpdm=MODEL_DIR
@@ -159,6 +160,35 @@ class PassRecorder:
         return total, diff
 
 
+class NoiseTimer:
+    """Seconds spent drawing noise (every :class:`~monai_adiff.noise.NoiseSpec` call) while active: the simplex and
+    Tsimplex fields of SSS, AnoDDPM and DTU-Net are part of the method, not overhead, yet not network passes."""
+
+    def __init__(self) -> None:
+        self.seconds = 0.0
+
+    def __enter__(self) -> NoiseTimer:
+        from monai_adiff.noise.spec import NoiseSpec
+
+        self._original = original = NoiseSpec.__call__
+        timer = self
+
+        def timed(spec, *args, **kwargs):
+            t = time.perf_counter()
+            try:
+                return original(spec, *args, **kwargs)
+            finally:
+                timer.seconds += time.perf_counter() - t
+
+        NoiseSpec.__call__ = timed  # type: ignore[method-assign]
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        from monai_adiff.noise.spec import NoiseSpec
+
+        NoiseSpec.__call__ = self._original  # type: ignore[method-assign]
+
+
 def _median_call(module: torch.nn.Module, args: tuple, kwargs: dict, repeats: int) -> float:
     """Median seconds of ``module(*args, **kwargs)`` over ``repeats`` calls after one warm-up call."""
     with torch.no_grad():
@@ -264,7 +294,7 @@ def main() -> None:
                 extra += ["--set", setting] if name == bundle else []
             argv = ["infer", bundle, str(case), "--checkpoint", str(ckpt), *extra, "--out"]
             first = _timed_infer([*argv, str(tmp_path / f"{bundle}_cold")])
-            with PassRecorder() as rec:
+            with PassRecorder() as rec, NoiseTimer() as noise:
                 e2e = _timed_infer([*argv, str(tmp_path / f"{bundle}_warm")])
             floor, passes, kinds = rec.floor(args.repeats)
             if args.channels_last:
@@ -282,6 +312,8 @@ def main() -> None:
                 "network_passes": passes,
                 "floor_seconds": round(floor, 2),
                 "ratio": round(e2e / floor, 2) if floor else None,
+                "noise_seconds": round(noise.seconds, 2),
+                "ratio_with_noise": round(e2e / (floor + noise.seconds), 2) if floor else None,
                 "calls": kinds,
                 "threads": torch.get_num_threads(),
             }
@@ -291,11 +323,13 @@ def main() -> None:
                 _store(args.store, row, bundle in models, args.set)
     print()
     print(f"one {case.name} volume (155 slices), torch {torch.__version__}, {torch.get_num_threads()} threads")
-    print("| bundle | weights | passes | floor (s) | infer (s) | infer / floor | first call (s) |")
-    print("|---|---|---:|---:|---:|---:|---:|")
+    print("| bundle | weights | passes | floor (s) | noise (s) | infer (s) | infer / floor | infer / (floor + noise) "
+          "| first call (s) |")  # fmt: skip
+    print("|---|---|---:|---:|---:|---:|---:|---:|---:|")
     for r in rows:
         print(f"| {r['bundle']} | {r['weights']} | {r['network_passes']} | {r['floor_seconds']:.2f} | "
-              f"{r['seconds_per_volume']:.2f} | {r['ratio']} | {r['first_call_seconds']:.2f} |")  # fmt: skip
+              f"{r['noise_seconds']:.2f} | {r['seconds_per_volume']:.2f} | {r['ratio']} | {r['ratio_with_noise']} | "
+              f"{r['first_call_seconds']:.2f} |")  # fmt: skip
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=2) + "\n", encoding="utf-8")
 

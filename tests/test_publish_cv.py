@@ -168,3 +168,8 @@ def test_seconds_per_volume_come_from_the_newest_speed_record(tmp_path):
     row = next(line for line in front.splitlines() if line.startswith("| [sss]"))
     assert row.split(" | ")[4] == "12"  # CPU training min 10, then s / volume 12
     assert "Inference speed: not measured yet." in bundle_table("sss", records)
+    # a record that timed the noise draws says so beside the network's floor
+    noisy = {**speed["sss"], "noise_seconds": 3.25, "ratio_with_noise": 0.93}
+    assert "ratio 1.50 (drawing the noise 3.2 s more: network and noise 0.93); version" in bundle_table(
+        "sss", records, noisy
+    )

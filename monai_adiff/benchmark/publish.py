@@ -151,8 +151,14 @@ def speed_line(bundle: str, speed: Mapping[str, Any] | None) -> str:
     return (
         f"Inference: {_f(speed['seconds_per_volume'], 1)} s per 155-slice volume, `monai-adiff infer` end to end "
         f"on {speed['machine']}; the network's own floor {_f(speed['floor_seconds'], 1)} s, "
-        f"ratio {_f(speed['ratio'], 2)}; "
-        f"version {speed['version']}, {speed['weights']} weights. Reproduce: `{speed['command']}`."
+        f"ratio {_f(speed['ratio'], 2)}"
+        + (
+            f" (drawing the noise {_f(speed['noise_seconds'], 1)} s more: network and noise "
+            f"{_f(speed['ratio_with_noise'], 2)})"
+            if speed.get("noise_seconds")
+            else ""
+        )
+        + f"; version {speed['version']}, {speed['weights']} weights. Reproduce: `{speed['command']}`."
     )
 
 
