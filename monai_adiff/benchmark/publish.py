@@ -144,6 +144,10 @@ def _split_row(label: str, r: Mapping[str, Any]) -> str:
     )
 
 
+#: the speed notes, from a bundle README: the time per volume taken apart, and what was tried against it
+SPEED_NOTES = "../../../benchmarks/README.md#inference_floorpy-monai-adiff-infer-against-the-networks-floor"
+
+
 def speed_line(bundle: str, speed: Mapping[str, Any] | None) -> str:
     """A bundle README's inference-speed line, from its speed record (``benchmarks/inference_floor.py``)."""
     if not speed:
@@ -158,7 +162,8 @@ def speed_line(bundle: str, speed: Mapping[str, Any] | None) -> str:
             if speed.get("noise_seconds")
             else ""
         )
-        + f"; version {speed['version']}, {speed['weights']} weights. Reproduce: `{speed['command']}`."
+        + f"; version {speed['version']}, {speed['weights']} weights. Reproduce: `{speed['command']}`. Where the "
+        f"time goes and what was tried: [speed notes]({SPEED_NOTES})."
     )
 
 
