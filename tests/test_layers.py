@@ -25,6 +25,7 @@ FLOORS = {
     "inferers": 3,
     "engines": 3,
     "methods": 4,
+    "ensemble": 4,
     "bundle": 5,
     "benchmark": 5,
     "demo": 5,
