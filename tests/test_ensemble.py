@@ -47,25 +47,53 @@ def test_parse_ensemble():
             parse_ensemble(spec, ["sss", "dae"])
 
 
-def _member(tmp_path, name: str, brain: np.ndarray, threshold: float):
+def _member(tmp_path, name: str, brain: np.ndarray, threshold: float, target: np.ndarray | None = None):
     work = tmp_path / name
     (work / "eval").mkdir(parents=True)
     (work / "model").mkdir()
-    target = np.zeros_like(brain)
-    np.savez(work / "eval" / MAPS_FILE, **{"c1/target": target, "c1/brain": brain, f"c1/{name}": brain * 1.0})
-    (work / "model" / "healthy_threshold.json").write_text(json.dumps({"threshold": threshold}), encoding="utf-8")
-    return SimpleNamespace(bundle=name, work=work, model_dir=work / "model")
+    target = np.zeros_like(brain) if target is None else target
+    rng = np.random.default_rng(len(name))
+    arrays = {"c1/target": target, "c1/brain": brain, f"c1/{name}": brain * rng.random(brain.shape)}
+    arrays["c1/flair_baseline"] = rng.random(brain.shape)
+    np.savez(work / "eval" / MAPS_FILE, **arrays)
+    record = {"threshold": threshold, "baselines": {"flair_baseline": 0.5}}
+    (work / "model" / "healthy_threshold.json").write_text(json.dumps(record), encoding="utf-8")
+    return SimpleNamespace(
+        bundle=name,
+        work=work,
+        model_dir=work / "model",
+        metrics=lambda: {name: {"timing": {"seconds_per_volume": 1.0}}},
+        snapshots=dict,
+    )
 
 
-def test_members_on_different_pixels_are_refused(tmp_path):
-    brain = np.ones((2, 4, 4), dtype=bool)
+def test_members_scored_on_the_pixels_both_scored(tmp_path):
+    brain = np.ones((3, 4, 4), dtype=bool)
     other = brain.copy()
-    other[0, 0, 0] = False
-    run = EnsembleRun([_member(tmp_path, "a", brain, 1.0), _member(tmp_path, "b", other, 1.0)], tmp_path / "e", 10)
-    with pytest.raises(InputError, match="a and b evaluate different slices or pixels"):
+    other[0, 0, :] = False  # a 4-modality bundle's brain may differ at the rim
+    target = np.zeros_like(brain)
+    target[1, 1:3, 1:3] = True
+    run = EnsembleRun(
+        [_member(tmp_path, "a", brain, 0.5, target), _member(tmp_path, "b", other, 2.0, target)], tmp_path / "e", 10
+    )
+    run.run()
+    ens, flair = run.metrics()["a+b"], run.metrics()["flair_baseline"]
+    assert ens["mixed"]["n_pixels"] == flair["mixed"]["n_pixels"] == int(other.sum())  # the pixels both scored
+    assert ens["timing"]["seconds_per_volume"] == 2.0  # both members' inference
+    # another target, or another grid: refused
+    wrong = target.copy()
+    wrong[2, 0, 0] = True
+    pair = [_member(tmp_path / "x", "a", brain, 1.0, target), _member(tmp_path / "x", "b", brain, 1.0, wrong)]
+    run = EnsembleRun(pair, tmp_path, 10)
+    with pytest.raises(InputError, match="a and b evaluate other slices or grids"):
         run.run()
     run = EnsembleRun(
-        [_member(tmp_path / "x", "a", brain, 1.0), _member(tmp_path / "x", "b", brain, -1.0)], tmp_path, 10
+        [_member(tmp_path / "y", "a", brain, 1.0), _member(tmp_path / "y", "b", brain[:2], 1.0)], tmp_path, 10
+    )
+    with pytest.raises(InputError, match="other slices or grids"):
+        run.run()
+    run = EnsembleRun(
+        [_member(tmp_path / "z", "a", brain, 1.0), _member(tmp_path / "z", "b", brain, -1.0)], tmp_path, 10
     )
     with pytest.raises(ValueError, match="positive"):
         run.run()

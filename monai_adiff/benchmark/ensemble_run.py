@@ -3,8 +3,9 @@
 
 Each member bundle's evaluation saves its maps on the evaluated slices (``metrics_maps.npz``); the ensemble is their
 threshold-normalised mean (:mod:`monai_adiff.ensemble`, each member's label-free threshold from its model folder's
-``healthy_threshold.json``) with the label-free mask ``ensemble > 1``, scored by the same evaluation on the same
-pixels, with the FLAIR baseline of the first member beside it. Its record has the members' versions joined by ``+``.
+``healthy_threshold.json``) with the label-free mask ``ensemble > 1``, scored by the same evaluation on the pixels
+every member scored, with the FLAIR baseline beside it on those pixels (its label-free threshold from the first
+member). Its record has the members' versions joined by ``+``.
 """
 
 from __future__ import annotations
@@ -80,24 +81,30 @@ class EnsembleRun:
         cases = sorted({k.rsplit("/", 1)[0] for k in first})
         for m, other in zip(self.members[1:], maps[1:]):
             same = sorted({k.rsplit("/", 1)[0] for k in other}) == cases and all(
-                other[k].shape == first[k].shape and np.array_equal(other[k], first[k])
-                for k in (f"{c}/{a}" for c in cases for a in ("target", "brain"))
+                other[f"{c}/{a}"].shape == first[f"{c}/{a}"].shape for c in cases for a in ("target", "brain")
             )
-            if not same:
+            if not same or not all(np.array_equal(other[f"{c}/target"], first[f"{c}/target"]) for c in cases):
                 raise InputError(
                     None,
-                    f"ensemble {self.bundle}: {self.members[0].bundle} and {m.bundle} evaluate different slices or "
-                    "pixels; an ensemble needs one grid (the same spatial_size and slice selection)",
+                    f"ensemble {self.bundle}: {self.members[0].bundle} and {m.bundle} evaluate other slices or grids; "
+                    "an ensemble needs one grid (the same spatial_size and slice selection)",
                 )
+        flair_threshold = self._flair_threshold()
         evaluation = AnomalyEvaluation(SETUPS, curve_points=self.curve_points)
+        flair = AnomalyEvaluation(SETUPS, curve_points=self.curve_points)
         for c in cases:
-            target, brain = torch.as_tensor(first[f"{c}/target"]), torch.as_tensor(first[f"{c}/brain"])
+            target = torch.as_tensor(first[f"{c}/target"])
+            # the pixels every member scored (a 4-modality bundle's brain may differ at the rim from a FLAIR one's)
+            brain = torch.as_tensor(np.logical_and.reduce([mp[f"{c}/brain"] for mp in maps]))
             amap = torch.as_tensor(
                 ensemble_maps([mp[f"{c}/{m.bundle}"] for m, mp in zip(self.members, maps)], thresholds)
             )
             amap = amap * brain
             mask = amap > THRESHOLD
             evaluation.add_volume(c, amap, mask, target, brain, slice_scores=_slice_scores(amap, brain))
+            # FLAIR beside it on the same pixels, by the first member's label-free rule
+            fmap = torch.as_tensor(first[f"{c}/{FLAIR}"]) * brain
+            flair.add_volume(c, fmap, None if flair_threshold is None else fmap > flair_threshold, target, brain)
             self._snapshot(c, amap, mask)
         results = evaluation.compute()
         seconds = [(m.metrics()[m.bundle].get("timing") or {}).get("seconds_per_volume") for m in self.members]
@@ -105,12 +112,21 @@ class EnsembleRun:
             "seconds_per_volume": sum(seconds) if all(s is not None for s in seconds) else None,
             "note": "the members' inference and post-processing added; the ensemble's own arithmetic excluded",
         }
-        self._metrics = {self.bundle: results, FLAIR: self.members[0].metrics()[FLAIR]}
+        self._metrics = {self.bundle: results, FLAIR: flair.compute()}
         write_report(self._metrics, str(self.work / "eval"), "metrics")
         (self.work / "ensemble.json").write_text(
             json.dumps({"members": [m.bundle for m in self.members], "thresholds": thresholds}, indent=1) + "\n",
             encoding="utf-8",
         )
+
+    def _flair_threshold(self) -> float | None:
+        """The FLAIR baseline's label-free threshold fitted beside the first member (``None``: maps only)."""
+        path = self.members[0].model_dir / HEALTHY_THRESHOLD
+        try:
+            value = read_threshold(path, None, FLAIR)
+        except InputError:  # no baseline threshold in the file
+            return None
+        return value if isinstance(value, float) else None
 
     def _snapshot(self, case: str, amap: torch.Tensor, mask: torch.Tensor) -> None:
         """The first member's snapshot slices of ``case`` with the ensemble's map and mask on them."""
