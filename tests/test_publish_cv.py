@@ -95,11 +95,13 @@ def test_an_ensemble_is_a_chooser_row_linking_its_members():
     }
     for r in ens.values():  # its results under its own name
         r["results"] = [{**e, "method": "sss+dae"} if e["method"] == "sss" else e for e in r["results"]]
-    row = next(line for line in front_table({"sss+dae": ens}).splitlines() if "ensemble" in line)
+    speed = {b: {"seconds_per_volume": v} for b, v in (("sss", 18.7), ("dae", 6.3))}
+    row = next(line for line in front_table({"sss+dae": ens}, speed).splitlines() if "ensemble" in line)
     assert row.startswith(
         "| [sss](bundles/sss/docs/README.md) + [dae](bundles/dae/docs/README.md) ensemble 9.9.9+1.0.0"
     )
-    assert "| FLAIR, T1, T1ce, T2 |" in row and "| 0.700 ± 0.100 (0.600 ± 0.100) | 3 of 4 |" in row
+    assert "| FLAIR, T1, T1ce, T2 | none (trains on tumour-free slices) |" in row
+    assert "| 10 | 25 | 0.700 ± 0.100 (0.600 ± 0.100) | 3 of 4 |" in row  # inference: both members' seconds
 
 
 def test_models_an_earlier_version_trained_are_named():

@@ -93,9 +93,17 @@ def _chooser(bundle: str) -> tuple[str, str, str]:
         return CHOOSER.get(bundle, ("-", "-", "-"))
     members = bundle.split("+")
     inputs = list(dict.fromkeys(m for b in members for m in CHOOSER.get(b, ("-",))[0].split(", ")))
-    labels = list(dict.fromkeys(CHOOSER.get(b, ("-", "-"))[1] for b in members))
+    labels = [CHOOSER.get(b, ("-", "-"))[1] for b in members]
+    # members that need no labels make an ensemble that needs none
+    labels = ["none (trains on tumour-free slices)"] if all(x.startswith("none") for x in labels) else labels
     use = "both members' maps, each over its own label-free threshold, averaged (`monai-adiff benchmark --ensemble`)"
-    return ", ".join(inputs), "; ".join(labels), use
+    return ", ".join(inputs), "; ".join(dict.fromkeys(labels)), use
+
+
+def _seconds(bundle: str, speed: Mapping[str, Mapping[str, Any]]) -> float | None:
+    """Seconds per volume of a bundle's speed record; of an ensemble, its members' added (each runs its inference)."""
+    parts = [(speed.get(b) or {}).get("seconds_per_volume") for b in bundle.split("+")]
+    return sum(parts) if all(p is not None for p in parts) else None
 
 
 def _method_cell(bundle: str, version: str) -> str:
@@ -240,7 +248,7 @@ def front_table(
         bundle_groups = cv_groups(recs)
         # training cost: the mean over the first cross-validation's folds where there is one, else the seeded split's
         cost = group_summary(bundle, next(iter(bundle_groups.values()))) if bundle_groups else any_r
-        cells += [_f(cost.get("training_minutes"), 0), _f((speed.get(bundle) or {}).get("seconds_per_volume"), 0)]
+        cells += [_f(cost.get("training_minutes"), 0), _f(_seconds(bundle, speed), 0)]
         for g in groups:
             cells += cv_front_cells(g, bundle_groups.get(g), bundle)
         for s in splits:
