@@ -103,7 +103,8 @@ def _chooser(bundle: str) -> tuple[str, str, str]:
 def _seconds(bundle: str, speed: Mapping[str, Mapping[str, Any]]) -> float | None:
     """Seconds per volume of a bundle's speed record; of an ensemble, its members' added (each runs its inference)."""
     parts = [(speed.get(b) or {}).get("seconds_per_volume") for b in bundle.split("+")]
-    return sum(parts) if all(p is not None for p in parts) else None
+    known = [float(p) for p in parts if p is not None]
+    return sum(known) if len(known) == len(parts) else None
 
 
 def _method_cell(bundle: str, version: str) -> str:
