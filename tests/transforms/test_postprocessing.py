@@ -437,10 +437,14 @@ def test_otsu_per_slice_matches_brute_force_slice_by_slice():
         amap[0, 1:11, 1:11, k] = sl
     amap[0, 0, 0, :] = 999.0  # outside the brain: must not move any cut
     out = AnomalyThreshold("otsu", slice_axis=-1)(torch.from_numpy(amap), torch.from_numpy(brain))
+    from skimage.filters import threshold_otsu
+
     for k in range(3):
         inside = amap[0, 1:11, 1:11, k]
         expected = inside > _otsu_brute_force(inside.ravel())
         np.testing.assert_array_equal(out[0, 1:11, 1:11, k].numpy() > 0, expected)
+        # and scikit-image's Otsu of the slice as a uint8 image (one histogram bin per grey level)
+        np.testing.assert_array_equal(expected, inside > threshold_otsu(inside.astype(np.uint8)))
         assert out[0, 0, 0, k] == 1  # outside the brain the map is still cut (the bundles mask it afterwards)
     # one cut for the whole volume differs: the slices' distributions differ
     whole = AnomalyThreshold("otsu")(torch.from_numpy(amap), torch.from_numpy(brain))
