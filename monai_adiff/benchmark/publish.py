@@ -96,7 +96,7 @@ def _chooser(bundle: str) -> tuple[str, str, str]:
     labels = [CHOOSER.get(b, ("-", "-"))[1] for b in members]
     # members that need no labels make an ensemble that needs none
     labels = ["none (trains on tumour-free slices)"] if all(x.startswith("none") for x in labels) else labels
-    use = "both members' maps, each over its own label-free threshold, averaged (`monai-adiff benchmark --ensemble`)"
+    use = "both members' maps, each over its own label-free threshold, averaged (`monai-adiff ensemble`)"
     return ", ".join(inputs), "; ".join(dict.fromkeys(labels)), use
 
 
