@@ -24,6 +24,7 @@ from monai_adiff.errors import InputError
 from monai_adiff.metrics.evaluation import SETUPS, AnomalyEvaluation
 from monai_adiff.metrics.report import write_report
 from monai_adiff.metrics.threshold import read_threshold
+from monai_adiff.transforms.postprocessing.array import AnomalyScore
 
 __all__ = ["EnsembleRun", "MAPS_FILE"]
 
@@ -31,15 +32,12 @@ __all__ = ["EnsembleRun", "MAPS_FILE"]
 MAPS_FILE = "metrics_maps.npz"
 #: each member's label-free threshold, in its model folder
 HEALTHY_THRESHOLD = "healthy_threshold.json"
-#: the slice score of the ensemble, as the bundles' default: this quantile of the map over the slice's brain
-SCORE_QUANTILE = 0.99
 
 
 def _slice_scores(amap: torch.Tensor, brain: torch.Tensor) -> torch.Tensor:
-    scores = torch.zeros(amap.shape[0])
-    for i in torch.nonzero(brain.flatten(1).any(1)).flatten().tolist():
-        scores[i] = torch.quantile(amap[i][brain[i]].double(), SCORE_QUANTILE).float()
-    return scores
+    """Per-slice scores of a ``(S, H, W)`` map as the bundles make them (the 0.99 quantile over each slice's brain)."""
+    cube, inside = amap.permute(1, 2, 0)[None], brain.permute(1, 2, 0)[None]  # (1, H, W, S), slices last
+    return torch.as_tensor(AnomalyScore()(cube, inside)).flatten()
 
 
 class EnsembleRun:
