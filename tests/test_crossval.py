@@ -13,7 +13,7 @@ import math
 import numpy as np
 import pytest
 
-from monai_adiff.benchmark.crossval import fold_models, fold_name, fold_sections, paired_comparison
+from monai_adiff.benchmark.crossval import fold_models, fold_name, fold_sections, nested_choice, paired_comparison
 from monai_adiff.errors import InputError
 
 
@@ -54,6 +54,46 @@ def test_paired_comparison_by_hand():
     assert p["ci_low"] <= p["mean_difference"] <= p["ci_high"]
     tied = paired_comparison(flair, flair)
     assert (tied["wins"], tied["ties"], tied["sign_p"]) == (0, 12, 1.0) and tied["mean_difference"] == 0
+
+
+def _fold_record(bundle, fold, gains, pooled):
+    """A minimal result record of one fold: FLAIR at 0.5 on each patient, the method at 0.5 + its gain."""
+    patients = {f"p{2 * fold + i}": g for i, g in enumerate(gains)}
+
+    def entry(method, v, pp):
+        return {"method": method, "setup": "unhealthy", "metric": "auprc", "value": v, "per_patient": pp}
+
+    return {
+        "bundle": bundle,
+        "split": f"cv3-s0-f{fold}",
+        "results": [
+            entry(bundle, pooled, {p: 0.5 + g for p, g in patients.items()}),
+            entry("FLAIR", 0.4, {p: 0.5 for p in patients}),
+        ],
+    }
+
+
+def test_nested_choice_by_hand():
+    # per-fold gains over FLAIR: the paper setting A is ahead on folds 1-2, B only on fold 3
+    a = [_fold_record("m", k, g, 0.6 + k / 10) for k, g in enumerate([(0.1, 0.1), (0.1, 0.1), (-0.3, -0.3)])]
+    b = [_fold_record("m", k, g, 0.9 - k / 10) for k, g in enumerate([(-0.2, -0.2), (0.0, 0.0), (0.2, 0.2)])]
+    res = nested_choice({"A": a, "B": b})
+    # fold 1: A's gain on folds 2-3 is (0.1 - 0.3) / 2 = -0.1, B's (0.0 + 0.2) / 2 = +0.1: B; fold 2: A -0.1, B 0.0: B;
+    # fold 3: A +0.1, B -0.1: A. Each chosen setting then loses or ties on the fold it did not see.
+    assert res["inner_gain"]["A"] == pytest.approx([-0.1, -0.1, 0.1])
+    assert res["inner_gain"]["B"] == pytest.approx([0.1, 0.0, -0.1])
+    assert res["chosen"] == ["B", "B", "A"]
+    assert res["auprc"] == pytest.approx([0.9, 0.8, 0.8]) and res["flair_auprc"] == [0.4, 0.4, 0.4]
+    assert res["per_patient"] == pytest.approx({"p0": 0.3, "p1": 0.3, "p2": 0.5, "p3": 0.5, "p4": 0.2, "p5": 0.2})
+    p = res["paired"]
+    assert (p["wins"], p["losses"], p["ties"]) == (0, 4, 2)
+    assert p["mean_difference"] == pytest.approx((-0.2 * 2 + 0 - 0.3 * 2) / 6)
+    # equal gains: the candidate listed first (the paper's setting) wins the tie
+    assert nested_choice({"B": b, "B again": b})["chosen"] == ["B", "B", "B"]
+    with pytest.raises(ValueError, match="same two or more folds"):
+        nested_choice({"A": a, "B": b[:2]})
+    with pytest.raises(ValueError, match="at least two candidates"):
+        nested_choice({"A": a})
 
 
 def _write_folds(root, sections):

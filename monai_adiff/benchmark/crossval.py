@@ -23,11 +23,20 @@ from typing import Any
 
 import numpy as np
 
+from monai_adiff.benchmark.store import BASELINE, value
 from monai_adiff.bundle.recipes import SHARED_CPU_TRAINING
 from monai_adiff.data import scan_brats_folder, write_datalist
 from monai_adiff.errors import InputError
 
-__all__ = ["fold_name", "fold_sections", "write_fold_datalists", "fold_models", "paired_comparison", "patient_values"]
+__all__ = [
+    "fold_name",
+    "fold_sections",
+    "write_fold_datalists",
+    "fold_models",
+    "paired_comparison",
+    "patient_values",
+    "nested_choice",
+]
 
 
 def fold_name(folds: int, seed: int, fold: int) -> str:
@@ -150,3 +159,56 @@ def paired_comparison(
         "ci_high": float(np.quantile(means, 0.975)),
         "sign_p": float(min(1.0, 2 * tail)),
     }
+
+
+def nested_choice(candidates: Mapping[str, Sequence[Mapping[str, Any]]], baseline: str = BASELINE) -> dict[str, Any]:
+    """Choose between settings of a method without the held-out patients' labels: for each fold, the candidate with
+    the largest mean per-patient AUPRC gain over ``baseline`` on the *other* folds' patients, scored on this fold.
+
+    An option chosen on every patient (the fold table of each setting side by side) looks better than it is by the
+    choice itself; this nested (leave-one-fold-out) choice is what a user choosing by cross-validation would get.
+    Ties go to the candidate listed first (put the paper's setting first).
+
+    Args:
+        candidates: ``{label: [fold records in fold order]}``, every candidate over the same folds (the records of
+            one method evaluated with each setting, e.g. ``sss@0.6.0`` and ``sss@0.7.0``).
+        baseline: the method every candidate is compared with, from each candidate's own records.
+
+    Returns:
+        ``chosen`` (a label per fold), ``inner_gain`` (``{label: [gain per fold]}``), ``per_patient`` and
+        ``flair_per_patient`` (each patient from the chosen candidate of its fold), ``auprc`` and ``flair_auprc``
+        (the chosen candidate's pooled value per fold) and ``paired`` (:func:`paired_comparison` of the patients).
+
+    Raises:
+        ValueError: fewer than two candidates or two folds, or candidates over different folds.
+    """
+    labels = list(candidates)
+    if len(labels) < 2:
+        raise ValueError("a nested choice needs at least two candidates")
+    splits = [[r["split"] for r in candidates[c]] for c in labels]
+    if any(s != splits[0] for s in splits) or len(splits[0]) < 2:
+        raise ValueError(f"the candidates must cover the same two or more folds, got {dict(zip(labels, splits))}")
+    gains = {
+        c: [
+            {p: v - flair[p] for p, v in mine.items() if p in flair}
+            for mine, flair in (
+                (patient_values([r], r["bundle"]), patient_values([r], baseline)) for r in candidates[c]
+            )
+        ]
+        for c in labels
+    }
+    out: dict[str, Any] = {"chosen": [], "inner_gain": {c: [] for c in labels}, "per_patient": {}}
+    out.update(flair_per_patient={}, auprc=[], flair_auprc=[])
+    for k in range(len(splits[0])):
+        inner = {c: [g for j, fold in enumerate(gains[c]) if j != k for g in fold.values()] for c in labels}
+        for c in labels:
+            out["inner_gain"][c].append(float(np.mean(inner[c])) if inner[c] else float("-inf"))
+        best = max(labels, key=lambda c: (out["inner_gain"][c][k], -labels.index(c)))
+        record = candidates[best][k]
+        out["chosen"].append(best)
+        out["per_patient"].update(patient_values([record], record["bundle"]))
+        out["flair_per_patient"].update(patient_values([record], baseline))
+        out["auprc"].append(value(record, "auprc"))
+        out["flair_auprc"].append(value(record, "auprc", baseline))
+    out["paired"] = paired_comparison(out["per_patient"], out["flair_per_patient"])
+    return out
