@@ -16,12 +16,21 @@ from monai_adiff.benchmark.crossval import paired_comparison, patient_values
 from monai_adiff.benchmark.store import BASELINE, value
 from monai_adiff.utils import atomic_write_text
 
-__all__ = ["cv_summary", "cv_markdown", "plot_patient_scatter", "write_cv_report"]
+__all__ = ["cv_summary", "mean_sd_text", "cv_markdown", "plot_patient_scatter", "write_cv_report"]
 
 
 def _mean_sd(values: Sequence[float | None]) -> tuple[float | None, float | None]:
+    """Mean and sd of the values present; the sd is ``None`` below two values (one fold has no spread to show)."""
     v = [x for x in values if x is not None]
-    return (float(np.mean(v)), float(np.std(v))) if v else (None, None)
+    return (float(np.mean(v)) if v else None, float(np.std(v)) if len(v) > 1 else None)
+
+
+def mean_sd_text(pair: tuple[float | None, float | None]) -> str:
+    """``0.839 ± 0.051``; the mean alone where there is no sd; ``-`` where there is no value."""
+    mean, sd = pair
+    if mean is None:
+        return "-"
+    return f"{mean:.3f}" if sd is None else f"{mean:.3f} ± {sd:.3f}"
 
 
 def cv_summary(folds: Sequence[Mapping[str, Mapping[str, Any]]], bundles: Sequence[str]) -> dict[str, Any]:
@@ -68,8 +77,8 @@ def cv_markdown(summary: Mapping[str, Any]) -> str:
     for b, s in summary.items():
         folds = [f"{_f(a)} ({_f(f)})" for a, f in zip(s["auprc"], s["flair_auprc"])]
         folds += ["-"] * (n - len(folds))
-        (m, sd), (fm, fsd) = s["auprc_mean_sd"], s["flair_auprc_mean_sd"]
-        lines.append(f"| {b} | " + " | ".join(folds) + f" | {_f(m)} ± {_f(sd)} | {_f(fm)} ± {_f(fsd)} |")
+        spread = f"{mean_sd_text(s['auprc_mean_sd'])} | {mean_sd_text(s['flair_auprc_mean_sd'])}"
+        lines.append(f"| {b} | " + " | ".join(folds) + f" | {spread} |")
     lines += [
         "",
         "Patient by patient (each patient's AUPRC from the fold that tested it) against FLAIR:",

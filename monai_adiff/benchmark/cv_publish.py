@@ -14,7 +14,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from monai_adiff.benchmark.crossval_report import _mean_sd, cv_summary
+from monai_adiff.benchmark.crossval_report import _mean_sd, cv_summary, mean_sd_text
 
 __all__ = [
     "SEEDED",
@@ -66,14 +66,12 @@ def _f(x: Any, digits: int = 3) -> str:
     return "-" if x is None else f"{x:.{digits}f}"
 
 
-def _pm(pair: Any) -> str:
-    mean, sd = pair
-    return "-" if mean is None else f"{mean:.3f} ± {sd:.3f}"
-
-
 def _run(group: str, folds: list[Mapping[str, Any]]) -> str:
-    k = folds_of(group)
-    return f"{len(folds)} of {k} folds" if len(folds) < k else f"{k} folds"
+    """The row label of a group: ``cv4-s0 mean ± sd over 4 folds``; ``cv4-s0, 1 of 4 folds`` (no sd of one fold)."""
+    k, n = folds_of(group), len(folds)
+    if n < 2:
+        return f"{group}, {n} of {k} folds"
+    return f"{group} mean ± sd over " + (f"{n} of {k} folds" if n < k else f"{k} folds")
 
 
 def cv_bundle_rows(group: str, folds: list[Mapping[str, Any]], bundle: str) -> list[str]:
@@ -81,11 +79,13 @@ def cv_bundle_rows(group: str, folds: list[Mapping[str, Any]], bundle: str) -> l
     s = group_summary(bundle, folds)
     p = s["paired"]
     pp = s["per_patient"]
-    per = f"{_pm(_mean_sd(list(pp.values())))} ({_pm(_mean_sd(list(s['flair_per_patient'].values())))})"
+    per = (
+        f"{mean_sd_text(_mean_sd(list(pp.values())))} ({mean_sd_text(_mean_sd(list(s['flair_per_patient'].values())))})"
+    )
     row = (
-        f"| {group} mean ± sd over {_run(group, folds)} | {_pm(s['auprc_mean_sd'])} ({_pm(s['flair_auprc_mean_sd'])}) "
-        f"| {per} | {p['wins']} of {p['patients']} | {_pm(s['dice_mean_sd'])} (-) "
-        f"| - ({_pm(s['flair_best_dice_mean_sd'])}) | - | {_f(s['training_minutes'], 1)} |"
+        f"| {_run(group, folds)} | {mean_sd_text(s['auprc_mean_sd'])} ({mean_sd_text(s['flair_auprc_mean_sd'])}) "
+        f"| {per} | {p['wins']} of {p['patients']} | {mean_sd_text(s['dice_mean_sd'])} (-) "
+        f"| - ({mean_sd_text(s['flair_best_dice_mean_sd'])}) | - | {_f(s['training_minutes'], 1)} |"
     )
     patients = ", ".join(f"{c} {_f(pp[c])} ({_f(s['flair_per_patient'].get(c))})" for c in sorted(pp))
     diff = (
@@ -100,8 +100,7 @@ def cv_front_cells(group: str, folds: list[Mapping[str, Any]] | None, bundle: st
     if not folds:
         return ["-", "-"]
     s = group_summary(bundle, folds)
-    (m, sd), (fm, fsd) = s["auprc_mean_sd"], s["flair_auprc_mean_sd"]
-    cell = f"{_f(m)} ± {_f(sd)} ({_f(fm)} ± {_f(fsd)})"
+    cell = f"{mean_sd_text(s['auprc_mean_sd'])} ({mean_sd_text(s['flair_auprc_mean_sd'])})"
     if len(folds) < folds_of(group):
         cell += f", {len(folds)} of {folds_of(group)} folds"
     return [cell, f"{s['paired']['wins']} of {s['paired']['patients']}"]
@@ -128,7 +127,7 @@ def cv_eval_metrics(group: str, folds: list[Mapping[str, Any]], bundle: str) -> 
     s = group_summary(bundle, folds)
     (m, sd), (fm, fsd) = s["auprc_mean_sd"], s["flair_auprc_mean_sd"]
     p = s["paired"]
-    return {
+    out = {
         f"{group}_folds_run": len(folds),
         f"{group}_auprc_mean": _round(m),
         f"{group}_auprc_sd": _round(sd),
@@ -136,6 +135,7 @@ def cv_eval_metrics(group: str, folds: list[Mapping[str, Any]], bundle: str) -> 
         f"{group}_flair_auprc_sd": _round(fsd),
         f"{group}_patients_ahead_of_flair": f"{p['wins']} of {p['patients']}",
     }
+    return {k: v for k, v in out.items() if v is not None}  # one fold has no sd
 
 
 def _round(x: float | None) -> float | None:
