@@ -20,7 +20,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from monai_adiff.benchmark.crossval import nested_choice  # noqa: E402
-from monai_adiff.benchmark.cv_publish import FOLD  # noqa: E402
+from monai_adiff.benchmark.cv_publish import cv_groups  # noqa: E402
 from monai_adiff.benchmark.store import read_records  # noqa: E402
 
 
@@ -28,14 +28,15 @@ def load(spec: str, dataset: str, group: str) -> list[dict]:
     """The fold records (in fold order) of ``STORE:bundle@version``."""
     store, _, name = spec.rpartition(":")
     bundle, _, version = name.partition("@")
-    folds = {}
-    for r in read_records(store or "."):
-        m = FOLD.fullmatch(r["split"])
-        if r["dataset"] == dataset and m and m["group"] == group and (r["bundle"], r["version"]) == (bundle, version):
-            folds[int(m["fold"])] = r
+    mine = {
+        r["split"]: r
+        for r in read_records(store or ".")
+        if r["dataset"] == dataset and (r["bundle"], r["version"]) == (bundle, version)
+    }
+    folds = cv_groups(mine).get(group)
     if not folds:
         raise SystemExit(f"{spec}: no records of {group} on {dataset}")
-    return [folds[k] for k in sorted(folds)]
+    return folds
 
 
 def main(argv: list[str] | None = None) -> int:

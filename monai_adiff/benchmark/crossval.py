@@ -188,19 +188,16 @@ def nested_choice(candidates: Mapping[str, Sequence[Mapping[str, Any]]], baselin
     splits = [[r["split"] for r in candidates[c]] for c in labels]
     if any(s != splits[0] for s in splits) or len(splits[0]) < 2:
         raise ValueError(f"the candidates must cover the same two or more folds, got {dict(zip(labels, splits))}")
-    gains = {
-        c: [
-            {p: v - flair[p] for p, v in mine.items() if p in flair}
-            for mine, flair in (
-                (patient_values([r], r["bundle"]), patient_values([r], baseline)) for r in candidates[c]
-            )
-        ]
-        for c in labels
-    }
+
+    def gain(record: Mapping[str, Any]) -> list[float]:  # each patient's AUPRC minus the baseline's
+        mine, base = patient_values([record], record["bundle"]), patient_values([record], baseline)
+        return [v - base[p] for p, v in mine.items() if p in base]
+
+    gains = {c: [gain(r) for r in candidates[c]] for c in labels}
     out: dict[str, Any] = {"chosen": [], "inner_gain": {c: [] for c in labels}, "per_patient": {}}
     out.update(flair_per_patient={}, auprc=[], flair_auprc=[])
     for k in range(len(splits[0])):
-        inner = {c: [g for j, fold in enumerate(gains[c]) if j != k for g in fold.values()] for c in labels}
+        inner = {c: [g for j, fold in enumerate(gains[c]) if j != k for g in fold] for c in labels}
         for c in labels:
             out["inner_gain"][c].append(float(np.mean(inner[c])) if inner[c] else float("-inf"))
         best = max(labels, key=lambda c: (out["inner_gain"][c][k], -labels.index(c)))
