@@ -303,7 +303,8 @@ def train_model(
             t0 = time.perf_counter()
 
             def minutes(before: float = before, t0: float = t0) -> float:
-                return round(before + (time.perf_counter() - t0) / 60, 2)
+                # 4 digits (6 ms): a seconds-long training still records a time above 0
+                return round(before + (time.perf_counter() - t0) / 60, 4)
 
             def track(wf: Any, stage: str = stage, minutes: Any = minutes, partial: dict = partial) -> None:
                 from ignite.engine import Events
